@@ -1,0 +1,149 @@
+"""The one small interface every backend implements (ADR-008 option A: a strategy per backend).
+
+A backend knows how to, for one kind of compute:
+
+======================  ====================================================================
+``create(request)``     start creating a runner; return its handle at once (no waiting)
+``find(lineage_key)``   the live runner an earlier try of the same task instance made, if any
+``status(handle)``      PENDING / READY / FAILED / GONE, cheap enough to poll
+``status_many``         the same for many handles in one call (triggers share it; override
+                        to batch API calls, e.g. one DescribeInstances for 1000 waits)
+``teardown(handle)``    end it; idempotent: a runner that is already gone is success
+``describe(handle)``    facts for the evidence ledger (identity, versions, digests, network)
+``list_managed()``      every live runner this backend manages (for the reaper and budgets)
+======================  ====================================================================
+
+Adopt-or-replace on retry, pushing the handle to XCom before waiting, deferral, evidence
+and cost are done once, by the operators, for every backend. A third-party backend is a
+subclass registered under the entry-point group ``airflow_provider_runners.backends``.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from airflow_provider_runners.catalog import ResolvedSpec
+    from airflow_provider_runners.handles import RunnerHandle
+    from airflow_provider_runners.lineage import Lineage
+
+
+class RunnerState(str, enum.Enum):
+    PENDING = "pending"  # being created / starting: keep waiting
+    READY = "ready"  # usable
+    FAILED = "failed"  # broken: a retry replaces it; it may still exist and bill
+    GONE = "gone"  # does not exist (never made, torn down, or ended by its backstop)
+
+
+@dataclass(frozen=True)
+class RunnerStatus:
+    state: RunnerState
+    message: str = ""
+    #: Endpoints learned while starting (e.g. the scheduler address), merged into the handle.
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_healthy(self) -> bool:
+        """Worth adopting on retry: it exists and is not broken."""
+        return self.state in (RunnerState.PENDING, RunnerState.READY)
+
+
+@dataclass(frozen=True)
+class TeardownResult:
+    existed: bool
+    message: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProvisionRequest:
+    """Everything a backend needs to create a runner. No secrets: those come from the Connection."""
+
+    resolved: ResolvedSpec
+    lineage: Lineage
+    attempt_token: str
+    conn_id: str
+    labels: Mapping[str, str]
+
+    @property
+    def spec(self) -> Any:
+        return self.resolved.spec
+
+
+@dataclass
+class ConnectionConfig:
+    """The parts of an Airflow Connection a backend reads. ``password`` is the only secret slot;
+    secret values in ``extra`` must be listed by the backend in ``secret_extra_fields``."""
+
+    conn_id: str
+    conn_type: str
+    host: str | None = None
+    port: int | None = None
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    schema: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+class Backend(ABC):
+    """Base class of every backend. Subclasses set the class attributes and the abstract methods."""
+
+    #: Short name used in handles, evidence and the catalog's ``billing`` section.
+    name: ClassVar[str]
+    #: Airflow Connection type that selects this backend (``runners_<name>``).
+    conn_type: ClassVar[str]
+    #: Human name shown in the Connection form.
+    hook_name: ClassVar[str]
+    #: Runner classes this backend can provide.
+    runner_classes: ClassVar[frozenset[str]]
+    #: Seconds between status polls while waiting for readiness.
+    poll_interval: ClassVar[float] = 5.0
+    #: Extra fields whose values are secrets (masked in logs, never copied anywhere).
+    secret_extra_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: ConnectionConfig) -> None:
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(conn_id={self.config.conn_id!r})"
+
+    @property
+    def conn_id(self) -> str:
+        return self.config.conn_id
+
+    def batch_key(self) -> str:
+        """Triggers whose backends share this key share one status poller (one API account/region)."""
+        return f"{self.name}:{self.conn_id}"
+
+    @abstractmethod
+    def create(self, request: ProvisionRequest) -> RunnerHandle:
+        """Start creating a runner and return its handle without waiting for readiness."""
+
+    @abstractmethod
+    def find(self, lineage_key: str) -> RunnerHandle | None:
+        """The runner tagged with ``lineage_key`` that still exists, if any."""
+
+    @abstractmethod
+    def status(self, handle: RunnerHandle) -> RunnerStatus:
+        """Current state; must be cheap and must not raise for a runner that is gone."""
+
+    def status_many(self, handles: Iterable[RunnerHandle]) -> dict[str, RunnerStatus]:
+        """Status of many runners, keyed by resource_id. Override to batch API calls."""
+        return {handle.resource_id: self.status(handle) for handle in handles}
+
+    @abstractmethod
+    def teardown(self, handle: RunnerHandle) -> TeardownResult:
+        """End the runner and wait until it is gone. Idempotent: already gone is success."""
+
+    @abstractmethod
+    def describe(self, handle: RunnerHandle) -> dict[str, Any]:
+        """Facts for the evidence ledger. Must not contain secrets."""
+
+    @abstractmethod
+    def list_managed(self) -> list[RunnerHandle]:
+        """Every live runner this backend manages (tagged managed-by airflow-provider-runners)."""

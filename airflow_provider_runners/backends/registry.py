@@ -1,0 +1,129 @@
+"""Map an Airflow Connection's ``conn_type`` to a backend class.
+
+Built-in backends are listed below; third parties add theirs with an entry point::
+
+    [project.entry-points."airflow_provider_runners.backends"]
+    my_backend = "my_package.backend:MyBackend"   # class sets conn_type = "runners_my_backend"
+
+A Connection whose id is :data:`DEFAULT_CONN_ID` and that is not defined anywhere selects
+the embedded ``local_dask`` backend, so the example DAGs run with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_runners.backends.base import Backend, ConnectionConfig
+from airflow_provider_runners.exceptions import BackendNotFoundError
+
+if TYPE_CHECKING:
+    pass
+
+ENTRY_POINT_GROUP = "airflow_provider_runners.backends"
+DEFAULT_CONN_ID = "runners_default"
+
+#: conn_type -> "module:Class" for the backends shipped in this package.
+BUILTIN_BACKENDS: dict[str, str] = {
+    "runners_local_dask": "airflow_provider_runners.backends.local_dask:LocalDaskBackend",
+}
+
+
+def _load(path: str) -> type[Backend]:
+    module, _, attr = path.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise TypeError(f"{path} is not a subclass of airflow_provider_runners Backend")
+    return cls
+
+
+@lru_cache(maxsize=1)
+def backend_classes() -> dict[str, type[Backend]]:
+    """Every known backend class by conn_type (built-ins, then entry points)."""
+    found = {conn_type: _load(path) for conn_type, path in BUILTIN_BACKENDS.items()}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        cls = ep.load()
+        if isinstance(cls, type) and issubclass(cls, Backend):
+            found.setdefault(cls.conn_type, cls)
+    return found
+
+
+def backend_class(conn_type: str) -> type[Backend]:
+    classes = backend_classes()
+    try:
+        return classes[conn_type]
+    except KeyError:
+        raise BackendNotFoundError(
+            f"no runner backend for conn_type {conn_type!r}; known: {sorted(classes)}"
+        ) from None
+
+
+def connection_config(conn_id: str) -> ConnectionConfig:
+    """Read a Connection through Airflow (secrets backends, env vars, metadata DB)."""
+    conn = _get_connection(conn_id)
+    if conn is None:
+        if conn_id == DEFAULT_CONN_ID:
+            return ConnectionConfig(conn_id=conn_id, conn_type="runners_local_dask")
+        raise BackendNotFoundError(
+            f"Connection {conn_id!r} is not defined; define it with conn_type one of "
+            f"{sorted(backend_classes())}, or use {DEFAULT_CONN_ID!r} for the embedded local_dask backend"
+        )
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    return ConnectionConfig(
+        conn_id=conn_id,
+        conn_type=conn.conn_type or "",
+        host=conn.host,
+        port=conn.port,
+        login=conn.login,
+        password=conn.password,
+        schema=conn.schema,
+        extra=dict(extra or {}),
+    )
+
+
+def _get_connection(conn_id: str) -> Any:
+    """Connection from the task/trigger context, or from core secrets outside one (CLI)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowRuntimeError
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowRuntimeError as exc:
+        if "CONNECTION_NOT_FOUND" in str(exc) or "not defined" in str(exc):
+            return None
+        raise
+    except Exception as exc:  # outside a task: no supervisor to ask
+        if "not defined" in str(exc) or "NOT_FOUND" in str(exc):
+            return None
+        from airflow.models.connection import Connection
+
+        try:
+            return Connection.get_connection_from_secrets(conn_id)
+        except Exception as inner:
+            if "isn't defined" in str(inner) or "not defined" in str(inner):
+                return None
+            raise inner from exc
+
+
+def get_backend(conn_id: str = DEFAULT_CONN_ID) -> Backend:
+    """The backend selected by ``conn_id``'s conn_type, configured from that Connection."""
+    config = connection_config(conn_id)
+    cls = backend_class(config.conn_type)
+    _mask_secrets(config, cls)
+    return cls(config)
+
+
+def _mask_secrets(config: ConnectionConfig, cls: type[Backend]) -> None:
+    """Register the Connection's secret values with Airflow's log masker."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover
+        return
+    if config.password:
+        mask_secret(config.password)
+    for name in cls.secret_extra_fields:
+        value = config.extra.get(name)
+        if value:
+            mask_secret(value)

@@ -1,0 +1,62 @@
+"""Errors raised by airflow-provider-runners.
+
+The hierarchy is shallow on purpose::
+
+    RunnerError(Exception)
+    ├── RunnerSpecError(RunnerError, ValueError)   bad input, raised at DAG parse time; nothing created
+    │   └── CatalogError                           the catalog file itself is invalid
+    ├── BackendNotFoundError(RunnerError, LookupError)  no backend for a Connection's conn_type
+    ├── MissingExtraError(RunnerError, ImportError)     an optional SDK is not installed
+    ├── ProvisionError(RunnerError, RuntimeError)       the runner could not be made ready
+    ├── RunnerNotFoundError(RunnerError, LookupError)   the runner is gone (teardown treats it as success)
+    └── EvidenceError(RunnerError, RuntimeError)        the ledger could not be written or read
+
+Catch ``RunnerError`` to handle everything this package raises on purpose. Each also
+derives from the closest standard exception, so ``except ValueError`` keeps working for
+validation errors.
+"""
+
+from __future__ import annotations
+
+
+class RunnerError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class RunnerSpecError(RunnerError, ValueError):
+    """A runner spec does not validate or does not resolve against the catalog.
+
+    The message names the field, the value given and what is allowed.
+    """
+
+
+class CatalogError(RunnerSpecError):
+    """The catalog YAML is malformed or internally inconsistent."""
+
+
+class BackendNotFoundError(RunnerError, LookupError):
+    """No backend is registered for a Connection's conn_type."""
+
+
+class MissingExtraError(RunnerError, ImportError):
+    """A backend needs an optional dependency that is not installed."""
+
+    def __init__(self, package: str, extra: str, backend: str) -> None:
+        super().__init__(
+            f"The {backend!r} backend needs {package!r}, which is not installed. "
+            f"Install it with: pip install 'airflow-provider-runners[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class ProvisionError(RunnerError, RuntimeError):
+    """The runner could not be created or did not become ready."""
+
+
+class RunnerNotFoundError(RunnerError, LookupError):
+    """The runner no longer exists. Teardown treats this as success."""
+
+
+class EvidenceError(RunnerError, RuntimeError):
+    """The evidence ledger could not be written or read."""
