@@ -1,0 +1,1 @@
+"""Cost estimates from catalog prices (see :mod:`.prices`)."""

@@ -1,0 +1,1 @@
+"""The evidence ledger: append-only, hash-chained JSON entries per runner lineage."""

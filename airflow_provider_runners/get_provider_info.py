@@ -1,0 +1,85 @@
+"""Provider metadata returned through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_runners import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-runners",
+        "name": "Runners",
+        "description": "Borrow compute for a DAG (Dask clusters, dedicated hosts, pods, hardware benches) "
+        "as ordinary tasks, with evidence and guaranteed teardown.",
+        "versions": [__version__],
+        "integrations": [
+            {"integration-name": "Runners", "external-doc-url": "https://github.com/airflow-provider-runners"}
+        ],
+        "operators": [
+            {
+                "integration-name": "Runners",
+                "python-modules": [
+                    "airflow_provider_runners.operators.provision",
+                    "airflow_provider_runners.operators.teardown",
+                    "airflow_provider_runners.operators.work",
+                ],
+            }
+        ],
+        "hooks": [{"integration-name": "Runners", "python-modules": ["airflow_provider_runners.hooks.runner"]}],
+        "triggers": [
+            {"integration-name": "Runners", "python-modules": ["airflow_provider_runners.triggers.readiness"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": "runners_local_dask",
+                "hook-class-name": "airflow_provider_runners.hooks.runner.LocalDaskRunnerHook",
+                "hook-name": "Runners: local Dask cluster",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "login", "schema", "password"],
+                    "relabeling": {},
+                    "placeholders": {
+                        "extra": '{"state_dir": "/opt/airflow/runners/local_dask", "worker_env": {"AWS_PROFILE": "etl"}}'
+                    },
+                },
+            }
+        ],
+        "config": {
+            "runners": {
+                "description": "airflow-provider-runners: catalog, environment and evidence ledger.",
+                "options": {
+                    "catalog_path": {
+                        "description": "Path of the runner catalog YAML. Empty: the catalog shipped with the provider.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/config/runners-catalog.yaml",
+                        "default": "",
+                    },
+                    "environment": {
+                        "description": "Catalog environment used when a spec names none. Empty: the "
+                        "catalog's default_environment.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "prod",
+                        "default": "",
+                    },
+                    "evidence_path": {
+                        "description": "Base URL of the evidence ledger (file://, s3://, gs://). Empty: "
+                        "file://$AIRFLOW_HOME/runners/evidence.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://my-bucket/runners/evidence",
+                        "default": "",
+                    },
+                    "evidence_conn_id": {
+                        "description": "Connection used for the evidence_path object store (s3/gs).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "aws_default",
+                        "default": "",
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,41 @@
+"""Hooks: one thin class per runner Connection type, for the Connection form and ``get_backend``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
+
+if TYPE_CHECKING:
+    from airflow_provider_runners.backends.base import Backend
+
+
+class RunnerHook(BaseHook):
+    """Gives the backend configured by a runner Connection (``runners_*`` conn types)."""
+
+    conn_name_attr = "runner_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = "runners"
+    hook_name = "Runners"
+    hidden_fields: ClassVar[list[str]] = []
+
+    def __init__(self, runner_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runner_conn_id = runner_conn_id
+
+    def get_conn(self) -> Backend:
+        return get_backend(self.runner_conn_id)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {"hidden_fields": cls.hidden_fields, "relabeling": {}}
+
+
+class LocalDaskRunnerHook(RunnerHook):
+    """Connection type ``runners_local_dask``: a LocalCluster in its own process on the worker."""
+
+    conn_type = "runners_local_dask"
+    hook_name = "Runners: local Dask cluster"
+    hidden_fields: ClassVar[list[str]] = ["host", "port", "login", "schema", "password"]

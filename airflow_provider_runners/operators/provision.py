@@ -1,0 +1,230 @@
+"""Setup task: :class:`ProvisionRunnerOperator`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_runners.backends.base import Backend, ProvisionRequest, RunnerState, RunnerStatus
+from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
+from airflow_provider_runners.catalog import ResolvedSpec, resolve_spec
+from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
+from airflow_provider_runners.exceptions import ProvisionError, RunnerSpecError
+from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.lifecycle import acquire
+from airflow_provider_runners.lineage import Lineage, label_value
+from airflow_provider_runners.specs import RunnerSpec
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+PROGRESS_EVERY_S = 30.0
+
+
+class ProvisionRunnerOperator(BaseOperator):
+    """Create (or adopt) a runner and wait until it is ready — the *setup* task of a runner.
+
+    The spec is validated against the catalog in ``__init__``, i.e. when the DAG is parsed:
+    a bad spec is a DAG import error and nothing is ever created.
+
+    At run time it: finds a runner an earlier try of this task instance left behind (adopt
+    if healthy, replace if broken), else creates one with this try's attempt token; pushes
+    the handle to XCom (key ``runner_handle``) *before* waiting; then waits in the triggerer
+    (``deferrable=True``) or in the task. If the runner fails or is not ready within
+    ``ready_timeout``, it is torn down before the task fails. ``on_kill`` tears down too.
+
+    Returns the ready handle (XCom ``return_value``), which work tasks take as ``handle=``.
+
+    :param spec: a :class:`~airflow_provider_runners.specs.RunnerSpec` or a mapping of its fields.
+    :param conn_id: the runner Connection; its conn_type selects the backend.
+    :param ready_timeout: how long to wait for readiness before giving up (and tearing down).
+    :param catalog_path: a catalog file other than the configured one.
+    """
+
+    template_fields = ("conn_id",)
+    ui_color = "#d8f0e3"
+
+    def __init__(
+        self,
+        *,
+        spec: RunnerSpec | Mapping[str, Any],
+        conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool = True,
+        ready_timeout: timedelta | float = timedelta(minutes=30),
+        poll_interval: float | None = None,
+        catalog_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec = RunnerSpec.parse(spec)
+        self.catalog_path = catalog_path
+        self.resolved: ResolvedSpec = resolve_spec(self.spec, catalog_path=catalog_path)
+        self.conn_id = conn_id
+        self.deferrable = deferrable
+        self.ready_timeout = (
+            ready_timeout if isinstance(ready_timeout, timedelta) else timedelta(seconds=ready_timeout)
+        )
+        self.poll_interval = poll_interval
+        self._held: tuple[Backend, RunnerHandle] | None = None
+        add_evidence_callbacks(self, "provision")
+
+    # -- run ---------------------------------------------------------------------------------
+    def _labels(self, context: Context, lineage: Lineage, expires_at: datetime) -> dict[str, str]:
+        tags = self.spec.tags
+        labels = {
+            **lineage.labels(),
+            "tenant": tags.tenant,
+            "pipeline": tags.pipeline or label_value(lineage.dag_id),
+            "profile": label_value(self.spec.profile),
+            "expires-at": str(int(expires_at.timestamp())),
+            **tags.extra,
+        }
+        if tags.cost_center:
+            labels["cost-center"] = tags.cost_center
+        return labels
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        ti = context["ti"]
+        lineage = Lineage.from_context(context)
+        backend = get_backend(self.conn_id)
+        if self.spec.runner_class not in backend.runner_classes:
+            raise RunnerSpecError(
+                f"spec.runner_class: {self.spec.runner_class!r} is not served by backend {backend.name!r} "
+                f"(Connection {self.conn_id!r}); it serves: {sorted(backend.runner_classes)}"
+            )
+        resolved = resolve_spec(self.spec, backend=backend.name, catalog_path=self.catalog_path)
+        expires_at = datetime.now(UTC) + self.spec.ttl
+        request = ProvisionRequest(
+            resolved=resolved,
+            lineage=lineage,
+            attempt_token=lineage.attempt_token(ti.try_number),
+            conn_id=self.conn_id,
+            labels=self._labels(context, lineage, expires_at),
+        )
+        handle, acquisition = acquire(backend, request)
+        handle = handle.evolve(details=_pricing(resolved))
+        self._held = (backend, handle)
+        ti.xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_xcom())  # before any wait
+        self.log.info(
+            "runner %s %s on %s (profile %s, expires %s)",
+            handle.resource_id,
+            acquisition,
+            backend.name,
+            handle.profile,
+            handle.expires_at.isoformat(),
+        )
+        status = backend.status(handle)
+        if status.state is RunnerState.READY:
+            return self._finish(context, backend, _with_status(handle, status), acquisition)
+        if status.state is not RunnerState.PENDING:
+            self._fail(context, backend, handle, acquisition, f"{status.state.value}: {status.message}")
+        deadline = datetime.now(UTC) + self.ready_timeout
+        if self.deferrable:
+            from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
+
+            self.defer(
+                trigger=RunnerReadyTrigger(
+                    conn_id=self.conn_id,
+                    handle=handle.to_xcom(),
+                    deadline=deadline.isoformat(),
+                    poll_interval=self.poll_interval,
+                ),
+                method_name="execute_complete",
+                kwargs={"acquisition": acquisition},
+            )
+        return self._wait_in_task(context, backend, handle, acquisition, deadline)
+
+    def _wait_in_task(
+        self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str, deadline: datetime
+    ) -> dict[str, Any]:
+        interval = self.poll_interval or backend.poll_interval
+        started = last_progress = time.monotonic()
+        while True:
+            status = backend.status(handle)
+            if status.state is RunnerState.READY:
+                return self._finish(context, backend, _with_status(handle, status), acquisition)
+            if status.state is not RunnerState.PENDING:
+                self._fail(context, backend, handle, acquisition, f"{status.state.value}: {status.message}")
+            if datetime.now(UTC) >= deadline:
+                self._fail(context, backend, handle, acquisition, f"not ready within {self.ready_timeout}")
+            if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                last_progress = time.monotonic()
+                self.log.info(
+                    "waiting for runner %s: %s (%.0fs)", handle.resource_id, status.message, last_progress - started
+                )
+            time.sleep(interval)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, acquisition: str = "created"
+    ) -> dict[str, Any]:
+        if not event or "status" not in event or "handle" not in event:
+            raise ProvisionError(f"runner readiness trigger returned an unexpected event: {event!r}")
+        handle = RunnerHandle.from_xcom(event["handle"])
+        backend = get_backend(self.conn_id)
+        self._held = (backend, handle)
+        if event["status"] != "ready":
+            self._fail(context, backend, handle, acquisition, f"{event['status']}: {event.get('message', '')}")
+        return self._finish(context, backend, handle, acquisition)
+
+    def _finish(self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str) -> dict[str, Any]:
+        ready_in = (datetime.now(UTC) - handle.created_at).total_seconds()
+        facts = {"acquisition": acquisition, "ready_in_s": round(ready_in, 3), **backend.describe(handle)}
+        facts.update(self._governance())
+        ti = context["ti"]
+        ti.xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_xcom())
+        ti.xcom_push(key=FACTS_XCOM_KEY, value=facts)
+        self.log.info("runner %s ready in %.1fs at %s", handle.resource_id, ready_in, handle.endpoints)
+        self._held = None
+        return handle.to_xcom()
+
+    def _governance(self) -> dict[str, Any]:
+        r = self.resolved
+        return {
+            "spec": self.spec.model_dump(mode="json"),
+            "image": {"ref": self.spec.image, "digest": r.image.digest if r.image else None},
+            "network_profile": {"name": r.network_profile_name, "kind": r.network_profile.kind}
+            if r.network_profile
+            else None,
+            "driver_bundles": {ref: b.sha256 for ref, b in r.driver_bundles.items()},
+        }
+
+    def _fail(self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str, why: str) -> None:
+        """Tear down what was provisioned (it may bill), record why, and fail the task."""
+        try:
+            result = backend.teardown(handle)
+            cleanup = {"torn_down": result.existed, "message": result.message}
+        except Exception as exc:  # keep the original failure; the backstop ends the runner
+            cleanup = {"torn_down": False, "message": f"teardown failed: {exc}"}
+        self._held = None
+        context["ti"].xcom_push(
+            key=FACTS_XCOM_KEY, value={"acquisition": acquisition, "failure": why, "cleanup": cleanup, **self._governance()}
+        )
+        raise ProvisionError(f"runner {handle.resource_id} did not become ready ({why}); cleanup: {cleanup['message']}")
+
+    def on_kill(self) -> None:
+        if self._held is not None:
+            backend, handle = self._held
+            result = backend.teardown(handle)
+            self.log.info("task killed: tore down runner %s (%s)", handle.resource_id, result.message)
+
+
+def _with_status(handle: RunnerHandle, status: RunnerStatus) -> RunnerHandle:
+    return handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
+
+
+def _pricing(resolved: ResolvedSpec) -> dict[str, Any]:
+    profile = resolved.profile
+    vcpus = profile.vcpus
+    if vcpus is None and profile.workers is not None:
+        vcpus = profile.workers * (profile.threads_per_worker or 1)
+    return {
+        "usd_per_hour": resolved.hourly_rate,
+        "vcpus": vcpus or 0,
+        "billing_minimum_s": resolved.billing.minimum_seconds,
+        "billing_vcpu_fee": resolved.billing.per_vcpu_hour_fee,
+        "spot": resolved.spec.spot,
+    }

@@ -1,0 +1,95 @@
+"""Work tasks that use a runner: :class:`DaskJobOperator`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
+from airflow_provider_runners.exceptions import ProvisionError
+from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.runtime import runtime_versions
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class DaskJobOperator(BaseOperator):
+    """Run ``python_callable(client, *op_args, **op_kwargs)`` with a ``distributed.Client`` on the runner.
+
+    ``handle`` is the provision task's output (``with runner(...) as r: DaskJobOperator(handle=r, ...)``).
+    The client connects to ``handle.endpoints["scheduler"]`` — the same for ``local_dask`` and
+    ``dataproc_dask`` — and is closed afterwards. The callable's return value is the task's
+    XCom: keep it small (a summary, a path), not data.
+    """
+
+    template_fields = ("handle", "op_args", "op_kwargs")
+    ui_color = "#dde8f7"
+
+    def __init__(
+        self,
+        *,
+        handle: RunnerHandle | Mapping[str, Any] | str | Any,
+        python_callable: Callable[..., Any],
+        op_args: Sequence[Any] | None = None,
+        op_kwargs: Mapping[str, Any] | None = None,
+        connect_timeout: float = 30.0,
+        provision_task_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not callable(python_callable):
+            raise TypeError(f"python_callable must be callable, got {type(python_callable).__name__}")
+        self.handle = handle
+        self.python_callable = python_callable
+        self.op_args = list(op_args or [])
+        self.op_kwargs = dict(op_kwargs or {})
+        self.connect_timeout = connect_timeout
+        add_evidence_callbacks(self, "work", provision_task_id)
+
+    def execute(self, context: Context) -> Any:
+        handle = RunnerHandle.from_xcom(self.handle)
+        address = handle.endpoints.get("scheduler")
+        if not address:
+            raise ProvisionError(
+                f"runner {handle.resource_id} has no 'scheduler' endpoint; is it a dask_cluster, and ready?"
+            )
+        from distributed import Client
+
+        _pickle_dag_module_by_value(self.python_callable)
+
+        started = time.monotonic()
+        with Client(address, timeout=f"{self.connect_timeout}s", set_as_default=False) as client:
+            workers = client.scheduler_info(n_workers=-1).get("workers", {})
+            facts = {
+                "scheduler": address,
+                "workers": len(workers),
+                "nthreads": sum(w.get("nthreads", 0) for w in workers.values()),
+                "client_runtime": runtime_versions(("dask", "distributed")),
+                "callable": f"{self.python_callable.__module__}.{self.python_callable.__qualname__}",
+            }
+            context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
+            self.log.info("running %s on %s (%d workers)", facts["callable"], address, facts["workers"])
+            with client.as_current():
+                result = self.python_callable(client, *self.op_args, **self.op_kwargs)
+        facts["job_seconds"] = round(time.monotonic() - started, 3)
+        context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
+        return result
+
+
+def _pickle_dag_module_by_value(func: Callable[..., Any]) -> None:
+    """Let Dask workers run functions defined in a DAG file.
+
+    Airflow imports DAG files under a generated module name (``unusual_prefix_...``) that
+    worker processes cannot import, so functions from such a module are shipped by value.
+    """
+    import sys
+
+    import cloudpickle
+
+    module = sys.modules.get(getattr(func, "__module__", "") or "")
+    if module is not None and (module.__name__.startswith("unusual_prefix_") or module.__name__ == "__main__"):
+        cloudpickle.register_pickle_by_value(module)

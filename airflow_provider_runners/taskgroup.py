@@ -1,0 +1,63 @@
+"""``runner(...)``: provision and teardown wired around the work, with setup/teardown semantics.
+
+::
+
+    with runner("cluster", conn_id="runners_default", spec={...}) as handle:
+        DaskJobOperator(task_id="aggregate", handle=handle, python_callable=aggregate)
+
+makes a task group ``cluster`` holding ``provision`` (a setup task), the work, and
+``teardown`` (a teardown task, trigger rule ALL_DONE_SETUP_SUCCESS). So the teardown runs
+whenever the provision succeeded — also when the work failed, and when the DAG run is
+marked failed or success — and clearing a work task clears provision and teardown with it.
+Every task inside also gets evidence callbacks, so each records a ``work`` entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import TaskGroup
+
+from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID
+from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
+from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
+from airflow_provider_runners.operators.teardown import TeardownRunnerOperator
+from airflow_provider_runners.specs import RunnerSpec
+
+
+@contextmanager
+def runner(
+    task_id: str,
+    *,
+    spec: RunnerSpec | Mapping[str, Any],
+    conn_id: str = DEFAULT_CONN_ID,
+    deferrable: bool = True,
+    ready_timeout: timedelta | float = timedelta(minutes=30),
+    provision_kwargs: Mapping[str, Any] | None = None,
+    teardown_kwargs: Mapping[str, Any] | None = None,
+) -> Iterator[Any]:
+    """Yield the provision task's output (the handle XComArg) inside a ``task_id`` task group."""
+    with TaskGroup(group_id=task_id, tooltip=f"runner {task_id}") as group:
+        provision = ProvisionRunnerOperator(
+            task_id="provision",
+            spec=spec,
+            conn_id=conn_id,
+            deferrable=deferrable,
+            ready_timeout=ready_timeout,
+            **dict(provision_kwargs or {}),
+        )
+        teardown = TeardownRunnerOperator(
+            task_id="teardown",
+            conn_id=conn_id,
+            provision_task_id=provision.task_id,
+            **dict(teardown_kwargs or {}),
+        )
+        with teardown.as_teardown(setups=provision):
+            yield provision.output
+        for task in group.children.values():
+            if task is provision or task is teardown or isinstance(task, TaskGroup):
+                continue
+            add_evidence_callbacks(task, "work", provision_task_id=provision.task_id)
