@@ -76,6 +76,8 @@ class EvidenceCallback:
         now = datetime.now(UTC)
         started = getattr(ti, "start_date", None)
         timings: dict[str, Any] = {"ended_at": now.isoformat()}
+        if self.event == "provision" and handle is not None and (started is None or handle.created_at < started):
+            started = handle.created_at  # a deferred task restarts its clock on resume; the wait counts
         if started is not None:
             timings["started_at"] = started.isoformat()
             timings["duration_s"] = round((now - started).total_seconds(), 3)

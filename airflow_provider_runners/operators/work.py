@@ -76,8 +76,19 @@ class DaskJobOperator(BaseOperator):
             with client.as_current():
                 result = self.python_callable(client, *self.op_args, **self.op_kwargs)
         facts["job_seconds"] = round(time.monotonic() - started, 3)
+        if _small_summary(result):
+            facts["result"] = result
         context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
         return result
+
+
+def _small_summary(value: Any) -> bool:
+    """A result worth copying into evidence: a dict of at most 20 scalars."""
+    return (
+        isinstance(value, dict)
+        and len(value) <= 20
+        and all(isinstance(v, (str, int, float, bool, type(None))) for v in value.values())
+    )
 
 
 def _pickle_dag_module_by_value(func: Callable[..., Any]) -> None:

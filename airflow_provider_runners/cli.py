@@ -1,0 +1,223 @@
+"""``airflow-runners``: catalog checks, the evidence ledger, the reaper and the local demo.
+
+    airflow-runners catalog validate FILE
+    airflow-runners evidence show   [--dag-id D] [--run-id R] [--base URL] [--json]
+    airflow-runners evidence verify [--dag-id D] [--run-id R] [--base URL]
+    airflow-runners reap [--dry-run] [--conn-id ID ...]
+    airflow-runners demo [--rows N]
+
+Exit codes: 0 ok, 1 a check failed (invalid catalog, broken chain, failed demo), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+
+def _print(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+# -- catalog ---------------------------------------------------------------------------------
+def cmd_catalog_validate(args: argparse.Namespace) -> int:
+    from airflow_provider_runners.catalog import load_catalog
+    from airflow_provider_runners.exceptions import CatalogError
+
+    try:
+        catalog = load_catalog(args.file)
+    except CatalogError as exc:
+        _print(f"INVALID: {exc}")
+        return 1
+    profiles = sum(len(p) for env in catalog.environments.values() for p in env.profiles.values())
+    images = sum(len(v) for v in catalog.images.values())
+    _print(
+        f"OK: {args.file}: {len(catalog.environments)} environments ({', '.join(sorted(catalog.environments))}), "
+        f"{profiles} profiles, {images} image versions, {len(catalog.prices)} prices; "
+        f"default environment {catalog.default_environment!r}"
+    )
+    return 0
+
+
+# -- evidence --------------------------------------------------------------------------------
+def _chains(args: argparse.Namespace) -> list[Any]:
+    from airflow_provider_runners.evidence.ledger import iter_chains
+
+    return list(iter_chains(args.dag_id, args.run_id, args.base))
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from airflow_provider_runners.evidence.ledger import verify_chain
+
+    chains = _chains(args)
+    if not chains:
+        _print("no evidence chains found")
+        return 1
+    failed = 0
+    for chain in chains:
+        report = verify_chain(chain)
+        if report.ok:
+            _print(f"OK    {chain}  ({len(report.entries)} entries)")
+        else:
+            failed += 1
+            _print(f"FAIL  {chain}")
+            for problem in report.problems:
+                _print(f"        - {problem}")
+    _print(f"{len(chains) - failed} of {len(chains)} chains intact")
+    return 1 if failed else 0
+
+
+def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-runner summary of one chain: what, where, how long, what it cost, how it ended."""
+    runner = next((e["runner"] for e in entries if e.get("runner")), None) or {}
+    by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in entries:
+        by_event[entry["event"]].append(entry)
+    teardown = by_event.get("teardown", [])
+    cost = next((e["cost"]["usd"] for e in reversed(teardown) if e.get("cost")), None)
+    if cost is None:
+        cost = sum((e.get("cost") or {}).get("usd", 0.0) for e in by_event.get("work", []))
+    return {
+        "dag_id": entries[0]["dag_id"],
+        "run_id": entries[0]["run_id"],
+        "lineage_key": entries[0]["lineage_key"],
+        "backend": runner.get("backend"),
+        "resource_id": runner.get("resource_id"),
+        "tenant": (runner.get("tags") or {}).get("tenant"),
+        "pipeline": (runner.get("tags") or {}).get("pipeline"),
+        "entries": len(entries),
+        "failures": sum(1 for e in entries if e.get("outcome") != "success"),
+        "torn_down": any(e.get("outcome") == "success" for e in teardown),
+        "usd": round(cost or 0.0, 6),
+        "steps": [
+            {
+                "seq": e["seq"],
+                "event": e["event"],
+                "task_id": e.get("task_id"),
+                "outcome": e.get("outcome"),
+                "duration_s": (e.get("timings") or {}).get("duration_s"),
+            }
+            for e in entries
+        ],
+    }
+
+
+def cmd_evidence_show(args: argparse.Namespace) -> int:
+    from airflow_provider_runners.evidence.ledger import verify_chain
+
+    summaries = []
+    for chain in _chains(args):
+        report = verify_chain(chain)
+        if report.entries:
+            summary = summarize(report.entries)
+            summary["verified"] = report.ok
+            summary["path"] = str(chain)
+            summaries.append(summary)
+    if args.json:
+        _print(json.dumps(summaries, indent=1))
+        return 0
+    if not summaries:
+        _print("no evidence found")
+        return 0
+    totals: dict[str, dict[str, float]] = {"dag run": {}, "tenant": {}, "pipeline": {}}
+    for s in summaries:
+        _print(
+            f"{s['dag_id']} / {s['run_id']}  runner {s['resource_id']} ({s['backend']})  "
+            f"${s['usd']:.4f}  {'verified' if s['verified'] else 'CHAIN BROKEN'}"
+        )
+        for step in s["steps"]:
+            dur = f"{step['duration_s']:.1f}s" if step["duration_s"] is not None else "-"
+            _print(f"   {step['seq']:>3}  {step['event']:<10} {step['outcome']:<13} {dur:>8}  {step['task_id']}")
+        for key, value in (
+            ("dag run", f"{s['dag_id']}/{s['run_id']}"),
+            ("tenant", s["tenant"] or "-"),
+            ("pipeline", s["pipeline"] or "-"),
+        ):
+            totals[key][value] = totals[key].get(value, 0.0) + s["usd"]
+    for key, sums in totals.items():
+        _print(f"cost by {key}: " + ", ".join(f"{k} ${v:.4f}" for k, v in sorted(sums.items())))
+    return 0
+
+
+# -- reap ------------------------------------------------------------------------------------
+def cmd_reap(args: argparse.Namespace) -> int:
+    from airflow_provider_runners.backends.registry import get_backend
+
+    now = datetime.now(UTC)
+    reaped = 0
+    for conn_id in args.conn_id:
+        backend = get_backend(conn_id)
+        live = backend.list_managed()
+        stale = getattr(backend, "stale", list)()
+        for handle in [*live, *stale]:
+            expired = handle.expires_at <= now
+            if not expired and handle not in stale:
+                _print(f"keep   {handle.resource_id} ({backend.name}) expires {handle.expires_at.isoformat()}")
+                continue
+            why = "expired" if expired else "stale (its process died)"
+            if args.dry_run:
+                _print(f"would reap {handle.resource_id} ({backend.name}): {why}")
+                continue
+            result = backend.teardown(handle)
+            reaped += 1
+            _print(f"reaped {handle.resource_id} ({backend.name}): {why}; {result.message}")
+    _print(f"{reaped} runner(s) reaped" + (" (dry run: nothing changed)" if args.dry_run else ""))
+    return 0
+
+
+# -- demo ------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from airflow_provider_runners.demo import run_demo
+
+    return run_demo(rows=args.rows, dag_id=args.dag_id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airflow-runners", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    catalog = sub.add_parser("catalog", help="check a runner catalog").add_subparsers(dest="action", required=True)
+    validate = catalog.add_parser("validate", help="validate a catalog YAML file")
+    validate.add_argument("file")
+    validate.set_defaults(func=cmd_catalog_validate)
+
+    evidence = sub.add_parser("evidence", help="read the evidence ledger").add_subparsers(dest="action", required=True)
+    for name, func, text in (
+        ("show", cmd_evidence_show, "entries, durations and cost per runner"),
+        ("verify", cmd_evidence_verify, "check every hash chain; exit 1 if any is broken"),
+    ):
+        cmd = evidence.add_parser(name, help=text)
+        cmd.add_argument("--dag-id")
+        cmd.add_argument("--run-id")
+        cmd.add_argument("--base", help="ledger base URL (default: [runners] evidence_path)")
+        if name == "show":
+            cmd.add_argument("--json", action="store_true")
+        cmd.set_defaults(func=func)
+
+    reap = sub.add_parser("reap", help="tear down managed runners past their expiry")
+    reap.add_argument("--dry-run", action="store_true", help="print what would be reaped, change nothing")
+    reap.add_argument("--conn-id", action="append", default=None, help="runner Connection(s) to sweep")
+    reap.set_defaults(func=cmd_reap)
+
+    demo = sub.add_parser("demo", help="run the local Dask ETL DAG end to end and print a summary")
+    demo.add_argument("--rows", type=int, default=int(os.environ.get("RUNNERS_DEMO_ROWS", "4000000")))
+    demo.add_argument("--dag-id", default="local_dask_etl")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "conn_id", "unset") is None:
+        args.conn_id = ["runners_default"]
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

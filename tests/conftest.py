@@ -1,0 +1,19 @@
+"""Test-wide setup: a throwaway AIRFLOW_HOME, set before Airflow is imported anywhere."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_HOME = Path(tempfile.mkdtemp(prefix="runners-tests-"))
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__RUNNERS__EVIDENCE_PATH"] = "file://" + str(_HOME / "runners" / "evidence")
+os.environ.pop("AIRFLOW__RUNNERS__CATALOG_PATH", None)
+os.environ.pop("AIRFLOW__RUNNERS__ENVIRONMENT", None)
+(_HOME / "dags").mkdir(parents=True, exist_ok=True)
+
+REPO = Path(__file__).resolve().parent.parent
+AIRFLOW_HOME = _HOME
