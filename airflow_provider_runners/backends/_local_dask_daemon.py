@@ -7,7 +7,7 @@ address, then waits for one of:
 
 * SIGTERM / SIGINT (teardown)                  -> stop_reason ``teardown``
 * the ttl deadline (``expires_at``)            -> stop_reason ``ttl-expired``   (the backstop)
-* the scheduler closing itself after ``idle_timeout`` with no work -> ``idle-timeout``
+* no task queued or running for ``idle_timeout`` (the scheduler's ``idle_since``) -> ``idle-timeout``
 * the scheduler dying                          -> ``scheduler-exited``
 
 and then closes the cluster and writes ``status: stopped``. Workers are started with a
@@ -57,9 +57,7 @@ def main(state_path: Path) -> int:
 
     from distributed import LocalCluster
 
-    scheduler_kwargs: dict[str, Any] = {}
-    if settings.get("idle_timeout_s"):
-        scheduler_kwargs["idle_timeout"] = f"{settings['idle_timeout_s']}s"
+    idle_timeout_s = settings.get("idle_timeout_s")
     cluster = LocalCluster(
         n_workers=settings["workers"],
         threads_per_worker=settings["threads_per_worker"],
@@ -69,7 +67,6 @@ def main(state_path: Path) -> int:
         scheduler_port=0,
         dashboard_address="127.0.0.1:0" if settings.get("dashboard", True) else None,
         death_timeout=WORKER_DEATH_TIMEOUT_S,
-        scheduler_kwargs=scheduler_kwargs,
         silence_logs=30,
     )
     try:
@@ -91,9 +88,14 @@ def main(state_path: Path) -> int:
             if _now() >= expires_at:
                 reason["value"] = "ttl-expired"
                 break
-            status = str(getattr(cluster.scheduler, "status", ""))
-            if "clos" in status:
-                reason["value"] = "idle-timeout" if scheduler_kwargs else "scheduler-exited"
+            scheduler = cluster.scheduler
+            if "clos" in str(getattr(scheduler, "status", "")):
+                reason["value"] = "scheduler-exited"
+                break
+            # The scheduler keeps idle_since itself (no task queued or processing since then).
+            idle_since = getattr(scheduler, "idle_since", None)
+            if idle_timeout_s and idle_since and time.time() - idle_since >= idle_timeout_s:
+                reason["value"] = "idle-timeout"
                 break
     finally:
         print(f"local_dask {state['resource_id']}: stopping ({reason['value']})", flush=True)

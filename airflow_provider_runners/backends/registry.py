@@ -14,13 +14,10 @@ from __future__ import annotations
 import importlib
 from functools import lru_cache
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_runners.backends.base import Backend, ConnectionConfig
 from airflow_provider_runners.exceptions import BackendNotFoundError
-
-if TYPE_CHECKING:
-    pass
 
 ENTRY_POINT_GROUP = "airflow_provider_runners.backends"
 DEFAULT_CONN_ID = "runners_default"
@@ -84,27 +81,14 @@ def connection_config(conn_id: str) -> ConnectionConfig:
 
 
 def _get_connection(conn_id: str) -> Any:
-    """Connection from the task/trigger context, or from core secrets outside one (CLI)."""
+    """The Connection through Airflow's secrets chain, or None when it is not defined anywhere."""
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowRuntimeError
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         return BaseHook.get_connection(conn_id)
-    except AirflowRuntimeError as exc:
-        if "CONNECTION_NOT_FOUND" in str(exc) or "not defined" in str(exc):
-            return None
-        raise
-    except Exception as exc:  # outside a task: no supervisor to ask
-        if "not defined" in str(exc) or "NOT_FOUND" in str(exc):
-            return None
-        from airflow.models.connection import Connection
-
-        try:
-            return Connection.get_connection_from_secrets(conn_id)
-        except Exception as inner:
-            if "isn't defined" in str(inner) or "not defined" in str(inner):
-                return None
-            raise inner from exc
+    except AirflowNotFoundException:
+        return None
 
 
 def get_backend(conn_id: str = DEFAULT_CONN_ID) -> Backend:

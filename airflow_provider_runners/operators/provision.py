@@ -106,7 +106,7 @@ class ProvisionRunnerOperator(BaseOperator):
             labels=self._labels(context, lineage, expires_at),
         )
         handle, acquisition = acquire(backend, request)
-        handle = handle.evolve(details=_pricing(resolved))
+        handle = handle.evolve(details={**_pricing(resolved), "acquisition": acquisition})
         self._held = (backend, handle)
         ti.xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_xcom())  # before any wait
         self.log.info(
@@ -134,7 +134,6 @@ class ProvisionRunnerOperator(BaseOperator):
                     poll_interval=self.poll_interval,
                 ),
                 method_name="execute_complete",
-                kwargs={"acquisition": acquisition},
             )
         return self._wait_in_task(context, backend, handle, acquisition, deadline)
 
@@ -158,12 +157,11 @@ class ProvisionRunnerOperator(BaseOperator):
                 )
             time.sleep(interval)
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, acquisition: str = "created"
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not event or "status" not in event or "handle" not in event:
             raise ProvisionError(f"runner readiness trigger returned an unexpected event: {event!r}")
         handle = RunnerHandle.from_xcom(event["handle"])
+        acquisition = str(handle.details.get("acquisition", "created"))
         backend = get_backend(self.conn_id)
         self._held = (backend, handle)
         if event["status"] != "ready":
