@@ -185,7 +185,10 @@ class Catalog(_Model):
         profile = profiles.get(spec.profile)
         if profile is None:
             raise _not_allowed(
-                "spec.profile", spec.profile, profiles, f"for runner_class {spec.runner_class!r} in {env_name!r}"
+                "spec.profile",
+                spec.profile,
+                profiles,
+                f"for runner_class {spec.runner_class!r} in {env_name!r}",
             )
         if profile.requires_approval and not spec.approval_ref:
             raise RunnerSpecError(
@@ -203,11 +206,15 @@ class Catalog(_Model):
             image_name, image_version = split_ref(spec.image, "image")
             versions = self.images.get(image_name)
             if versions is None:
-                raise _not_allowed("spec.image", spec.image, {f"{n}@{v}" for n, vs in self.images.items() for v in vs})
+                raise _not_allowed(
+                    "spec.image", spec.image, {f"{n}@{v}" for n, vs in self.images.items() for v in vs}
+                )
             image = versions.get(image_version)
             if image is None or not image.approved:
                 approved = sorted(f"{image_name}@{v}" for v, i in versions.items() if i.approved)
-                raise RunnerSpecError(f"spec.image: {spec.image!r} is not an approved image; approved: {approved}")
+                raise RunnerSpecError(
+                    f"spec.image: {spec.image!r} is not an approved image; approved: {approved}"
+                )
             if spec.runner_class not in image.runner_classes:
                 raise RunnerSpecError(
                     f"spec.image: {spec.image!r} is not approved for runner_class {spec.runner_class!r}; "
@@ -219,7 +226,9 @@ class Catalog(_Model):
             entry = self.driver_bundles.get(name, {}).get(version)
             if entry is None:
                 allowed = sorted(f"{n}@{v}" for n, vs in self.driver_bundles.items() for v in vs)
-                raise RunnerSpecError(f"spec.driver_bundles: {ref!r} is not a pinned bundle; allowed: {allowed}")
+                raise RunnerSpecError(
+                    f"spec.driver_bundles: {ref!r} is not a pinned bundle; allowed: {allowed}"
+                )
             bundles[ref] = entry
         price_key = profile.price_key or profile.machine_type
         price = None
@@ -288,10 +297,14 @@ def _load_catalog_cached(path: str, mtime: int) -> Catalog:
         from airflow_provider_runners.specs import format_validation_error
 
         raise CatalogError(
-            format_validation_error(exc, prefix="catalog").replace("invalid runner spec", f"invalid catalog {path}")
+            format_validation_error(exc, prefix="catalog").replace(
+                "invalid runner spec", f"invalid catalog {path}"
+            )
         ) from None
 
 
-def resolve_spec(spec: RunnerSpec, backend: str | None = None, catalog_path: str | None = None) -> ResolvedSpec:
+def resolve_spec(
+    spec: RunnerSpec, backend: str | None = None, catalog_path: str | None = None
+) -> ResolvedSpec:
     """Resolve ``spec`` against the configured (or given) catalog."""
     return load_catalog(catalog_path).resolve(spec, backend=backend)

@@ -133,7 +133,9 @@ def cmd_evidence_show(args: argparse.Namespace) -> int:
         )
         for step in s["steps"]:
             dur = f"{step['duration_s']:.1f}s" if step["duration_s"] is not None else "-"
-            _print(f"   {step['seq']:>3}  {step['event']:<10} {step['outcome']:<13} {dur:>8}  {step['task_id']}")
+            _print(
+                f"   {step['seq']:>3}  {step['event']:<10} {step['outcome']:<13} {dur:>8}  {step['task_id']}"
+            )
         for key, value in (
             ("dag run", f"{s['dag_id']}/{s['run_id']}"),
             ("tenant", s["tenant"] or "-"),
@@ -154,11 +156,13 @@ def cmd_reap(args: argparse.Namespace) -> int:
     for conn_id in args.conn_id:
         backend = get_backend(conn_id)
         live = backend.list_managed()
-        stale = getattr(backend, "stale", list)()
+        stale: list[Any] = getattr(backend, "stale", list)()
         for handle in [*live, *stale]:
             expired = handle.expires_at <= now
             if not expired and handle not in stale:
-                _print(f"keep   {handle.resource_id} ({backend.name}) expires {handle.expires_at.isoformat()}")
+                _print(
+                    f"keep   {handle.resource_id} ({backend.name}) expires {handle.expires_at.isoformat()}"
+                )
                 continue
             why = "expired" if expired else "stale (its process died)"
             if args.dry_run:
@@ -182,12 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-runners", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    catalog = sub.add_parser("catalog", help="check a runner catalog").add_subparsers(dest="action", required=True)
+    catalog = sub.add_parser("catalog", help="check a runner catalog").add_subparsers(
+        dest="action", required=True
+    )
     validate = catalog.add_parser("validate", help="validate a catalog YAML file")
     validate.add_argument("file")
     validate.set_defaults(func=cmd_catalog_validate)
 
-    evidence = sub.add_parser("evidence", help="read the evidence ledger").add_subparsers(dest="action", required=True)
+    evidence = sub.add_parser("evidence", help="read the evidence ledger").add_subparsers(
+        dest="action", required=True
+    )
     for name, func, text in (
         ("show", cmd_evidence_show, "entries, durations and cost per runner"),
         ("verify", cmd_evidence_verify, "check every hash chain; exit 1 if any is broken"),

@@ -42,7 +42,9 @@ def run_demo(rows: int, dag_id: str = "local_dask_etl") -> int:
     home = Path(os.environ.get("AIRFLOW_HOME") or Path.cwd() / ".airflow-home").resolve()
     dags = Path(os.environ.get("RUNNERS_DAGS_FOLDER") or Path.cwd() / "dags").resolve()
     if not (dags / "local_dask_etl.py").exists():
-        _say(f"cannot find the example DAGs in {dags}: run from the repository root or set RUNNERS_DAGS_FOLDER")
+        _say(
+            f"cannot find the example DAGs in {dags}: run from the repository root or set RUNNERS_DAGS_FOLDER"
+        )
         return 2
     home.mkdir(parents=True, exist_ok=True)
     env = demo_env(home, dags)
@@ -85,11 +87,13 @@ def _summary(dag_id: str, code: int, dag_seconds: float, total_seconds: float) -
         return 1
     chain, report = found
     s = summarize(report.entries)
-    provision = next((e for e in report.entries if e["event"] == "provision"), {})
+    provision: dict[str, Any] = next((e for e in report.entries if e["event"] == "provision"), {})
     facts = provision.get("facts") or {}
     live = [h.resource_id for h in get_backend().list_managed()]
     _say("")
-    _say(f"DAG          {dag_id}  run {s['run_id']}  -> {'success' if code == 0 else f'FAILED (exit {code})'}")
+    _say(
+        f"DAG          {dag_id}  run {s['run_id']}  -> {'success' if code == 0 else f'FAILED (exit {code})'}"
+    )
     _say(
         f"runner       {s['resource_id']} on {s['backend']} "
         f"({facts.get('workers')} workers x {facts.get('threads_per_worker')} threads, "

@@ -27,7 +27,9 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
-        "hooks": [{"integration-name": "Runners", "python-modules": ["airflow_provider_runners.hooks.runner"]}],
+        "hooks": [
+            {"integration-name": "Runners", "python-modules": ["airflow_provider_runners.hooks.runner"]}
+        ],
         "triggers": [
             {"integration-name": "Runners", "python-modules": ["airflow_provider_runners.triggers.readiness"]}
         ],

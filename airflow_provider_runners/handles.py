@@ -22,7 +22,9 @@ HANDLE_XCOM_KEY = "runner_handle"
 FACTS_XCOM_KEY = "runner_facts"
 
 Scalar = str | int | float | bool | None
-_SECRET_KEY_RE = re.compile(r"(pass(word|wd)?|secret|token|credential|private[_-]?key|api[_-]?key)", re.I)
+_SECRET_KEY_RE = re.compile(
+    r"(pass(word|wd)?|secret|token|credential|private[_-]?key|api[_-]?key)", re.IGNORECASE
+)
 _URI_PASSWORD_RE = re.compile(r"://[^/@\s:]*:[^/@\s]+@")
 #: Keys that look secret-ish by name but are ours and safe.
 _ALLOWED_KEYS = {"attempt_token"}
@@ -55,7 +57,9 @@ class RunnerHandle(BaseModel):
             if key not in _ALLOWED_KEYS and _SECRET_KEY_RE.search(key):
                 raise ValueError(f"key {key!r} looks like a secret; handles must never carry secrets")
             if isinstance(item, str) and _URI_PASSWORD_RE.search(item):
-                raise ValueError(f"value of {key!r} is a URI with a password; handles must never carry secrets")
+                raise ValueError(
+                    f"value of {key!r} is a URI with a password; handles must never carry secrets"
+                )
         return value
 
     def to_xcom(self) -> dict[str, Any]:
@@ -71,7 +75,9 @@ class RunnerHandle(BaseModel):
             return cls.model_validate_json(value)
         if isinstance(value, Mapping):
             return cls.model_validate(dict(value))
-        raise TypeError(f"handle: expected a RunnerHandle, a mapping or JSON text, got {type(value).__name__}")
+        raise TypeError(
+            f"handle: expected a RunnerHandle, a mapping or JSON text, got {type(value).__name__}"
+        )
 
     def evolve(self, **changes: Any) -> RunnerHandle:
         """A copy with ``changes`` applied and validated (endpoints/details are merged)."""

@@ -92,7 +92,9 @@ class RunnerSpec(BaseModel):
     image: str | None = Field(default=None, description="Approved image as 'name@version'.")
     network_profile: str | None = None
     driver_bundles: tuple[str, ...] = Field(default=(), description="Driver bundles as 'name@version'.")
-    ttl: timedelta = Field(default=timedelta(hours=2), description="Backstop lifetime enforced by the backend.")
+    ttl: timedelta = Field(
+        default=timedelta(hours=2), description="Backstop lifetime enforced by the backend."
+    )
     idle_timeout: timedelta | None = Field(default=None, description="End the runner when idle this long.")
     environment: str | None = Field(default=None, description="Catalog environment; default from config.")
     approval_ref: str | None = Field(default=None, description="Governance approval, required by Custom.")

@@ -105,7 +105,9 @@ def validate_aggregates(client: Any, run_id: str, max_return_rate: float) -> dic
     root = data_root(run_id)
     by_product = pd.read_parquet(os.path.join(root, "revenue_by_region_product.parquet"))
     by_day = pd.read_parquet(os.path.join(root, "revenue_by_day.parquet"))
-    rows_in = client.submit(lambda p: len(pd.read_parquet(p, columns=["returned"])), os.path.join(root, "raw"))
+    rows_in = client.submit(
+        lambda p: len(pd.read_parquet(p, columns=["returned"])), os.path.join(root, "raw")
+    )
     total = rows_in.result()
     orders = int(by_product["orders"].sum())
     return_rate = 1 - orders / total
@@ -117,17 +119,18 @@ def validate_aggregates(client: Any, run_id: str, max_return_rate: float) -> dic
 
 
 def build_etl_dag(dag_id: str, max_return_rate: float, doc: str) -> DAG:
-    with DAG(
-        dag_id=dag_id,
-        schedule=None,
-        start_date=datetime(2026, 1, 1),
-        catchup=False,
-        dagrun_timeout=timedelta(minutes=30),
-        params={"rows": Param(4_000_000, type="integer", minimum=1_000, description="rows to generate")},
-        tags=["runners", "example", "local_dask"],
-        doc_md=doc,
-    ) as dag:
-        with runner(
+    with (
+        DAG(
+            dag_id=dag_id,
+            schedule=None,
+            start_date=datetime(2026, 1, 1),
+            catchup=False,
+            dagrun_timeout=timedelta(minutes=30),
+            params={"rows": Param(4_000_000, type="integer", minimum=1_000, description="rows to generate")},
+            tags=["runners", "example", "local_dask"],
+            doc_md=doc,
+        ) as dag,
+        runner(
             "cluster",
             conn_id=CONN_ID,
             spec={
@@ -138,26 +141,27 @@ def build_etl_dag(dag_id: str, max_return_rate: float, doc: str) -> DAG:
                 "ttl": "30m",
                 "idle_timeout": "10m",
             },
-        ) as cluster:
-            generate = DaskJobOperator(
-                task_id="generate",
-                handle=cluster,
-                python_callable=generate_sales,
-                op_kwargs={"rows": "{{ params.rows }}", "run_id": "{{ run_id }}"},
-            )
-            aggregate = DaskJobOperator(
-                task_id="aggregate",
-                handle=cluster,
-                python_callable=aggregate_sales,
-                op_kwargs={"run_id": "{{ run_id }}"},
-            )
-            validate = DaskJobOperator(
-                task_id="validate",
-                handle=cluster,
-                python_callable=validate_aggregates,
-                op_kwargs={"run_id": "{{ run_id }}", "max_return_rate": max_return_rate},
-            )
-            generate >> aggregate >> validate
+        ) as cluster,
+    ):
+        generate = DaskJobOperator(
+            task_id="generate",
+            handle=cluster,
+            python_callable=generate_sales,
+            op_kwargs={"rows": "{{ params.rows }}", "run_id": "{{ run_id }}"},
+        )
+        aggregate = DaskJobOperator(
+            task_id="aggregate",
+            handle=cluster,
+            python_callable=aggregate_sales,
+            op_kwargs={"run_id": "{{ run_id }}"},
+        )
+        validate = DaskJobOperator(
+            task_id="validate",
+            handle=cluster,
+            python_callable=validate_aggregates,
+            op_kwargs={"run_id": "{{ run_id }}", "max_return_rate": max_return_rate},
+        )
+        generate >> aggregate >> validate
     return dag
 
 

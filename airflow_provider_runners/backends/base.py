@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from airflow_provider_runners.lineage import Lineage
 
 
-class RunnerState(str, enum.Enum):
+class RunnerState(enum.StrEnum):
     PENDING = "pending"  # being created / starting: keep waiting
     READY = "ready"  # usable
     FAILED = "failed"  # broken: a retry replaces it; it may still exist and bill

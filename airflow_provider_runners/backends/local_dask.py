@@ -183,7 +183,12 @@ class LocalDaskBackend(Backend):
         env = {**os.environ, **self.worker_env, "PYTHONUNBUFFERED": "1"}
         with open(self.state_dir / f"{resource_id}.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "airflow_provider_runners.backends._local_dask_daemon", str(state_path)],
+                [
+                    sys.executable,
+                    "-m",
+                    "airflow_provider_runners.backends._local_dask_daemon",
+                    str(state_path),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -213,7 +218,10 @@ class LocalDaskBackend(Backend):
         if status == "stopped":
             return RunnerStatus(RunnerState.GONE, f"stopped ({state.get('stop_reason')})")
         if not self._alive(state):
-            if status == "starting" and time.time() - Path(self._state_path(handle.resource_id)).stat().st_mtime < 2:
+            if (
+                status == "starting"
+                and time.time() - Path(self._state_path(handle.resource_id)).stat().st_mtime < 2
+            ):
                 return RunnerStatus(RunnerState.PENDING, "daemon starting")
             return RunnerStatus(RunnerState.FAILED, f"daemon exited while {status}: {self._log_tail(handle)}")
         if status == "running":
@@ -257,7 +265,9 @@ class LocalDaskBackend(Backend):
                     pass
         final = self._read(handle.resource_id) or state
         if final.get("status") != "stopped":
-            final.update(status="stopped", stop_reason="teardown-forced", stopped_at=datetime.now(UTC).isoformat())
+            final.update(
+                status="stopped", stop_reason="teardown-forced", stopped_at=datetime.now(UTC).isoformat()
+            )
             write_state(self._state_path(handle.resource_id), final)
         return TeardownResult(
             existed=True,
@@ -294,6 +304,6 @@ class LocalDaskBackend(Backend):
 
     def stale(self) -> list[RunnerHandle]:
         """State files whose daemon died without writing 'stopped' (for the reaper)."""
-        return [self._handle(s) for s in self._states() if s.get("status") != "stopped" and not self._alive(s)]
-
-
+        return [
+            self._handle(s) for s in self._states() if s.get("status") != "stopped" and not self._alive(s)
+        ]

@@ -76,7 +76,11 @@ class EvidenceCallback:
         now = datetime.now(UTC)
         started = getattr(ti, "start_date", None)
         timings: dict[str, Any] = {"ended_at": now.isoformat()}
-        if self.event == "provision" and handle is not None and (started is None or handle.created_at < started):
+        if (
+            self.event == "provision"
+            and handle is not None
+            and (started is None or handle.created_at < started)
+        ):
             started = handle.created_at  # a deferred task restarts its clock on resume; the wait counts
         if started is not None:
             timings["started_at"] = started.isoformat()
@@ -100,7 +104,9 @@ class EvidenceCallback:
             }
         lineage_key = handle.lineage_key if handle else self._fallback_lineage(context)
         entry = append(ti.dag_id, ti.run_id, lineage_key, self.event, payload)
-        log.info("evidence: %s/%s recorded as seq %s (%s)", self.event, self.outcome, entry["seq"], lineage_key)
+        log.info(
+            "evidence: %s/%s recorded as seq %s (%s)", self.event, self.outcome, entry["seq"], lineage_key
+        )
         return entry
 
     def _fallback_lineage(self, context: Any) -> str:
@@ -126,7 +132,9 @@ def _runner_summary(handle: RunnerHandle | None) -> dict[str, Any] | None:
     }
 
 
-def _cost(event: str, handle: RunnerHandle | None, timings: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+def _cost(
+    event: str, handle: RunnerHandle | None, timings: dict[str, Any], now: datetime
+) -> dict[str, Any] | None:
     """Provision: the hourly rate and the ttl ceiling; work: the window; teardown: the lifetime."""
     if handle is None:
         return None

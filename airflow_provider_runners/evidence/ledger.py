@@ -50,7 +50,7 @@ def _conf(key: str) -> str | None:
         from airflow.configuration import conf
 
         return conf.get("runners", key, fallback=None) or None
-    except Exception:  # pragma: no cover - outside Airflow
+    except Exception:  # noqa: BLE001 - any config error means "not configured"
         return None
 
 
@@ -97,7 +97,12 @@ def _entries(chain: ObjectStoragePath) -> list[tuple[int, ObjectStoragePath]]:
 
 
 def append(
-    dag_id: str, run_id: str, lineage_key: str, event: str, payload: dict[str, Any], base_url: str | None = None
+    dag_id: str,
+    run_id: str,
+    lineage_key: str,
+    event: str,
+    payload: dict[str, Any],
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """Append one redacted entry to the chain of ``lineage_key``; return the entry written."""
     chain = chain_dir(ledger_root(base_url), dag_id, run_id, lineage_key)

@@ -13,7 +13,7 @@ from typing import Any
 MASK = "***"
 _SECRET_KEY_RE = re.compile(
     r"(pass(word|wd)?|secret|token|credential|private[_-]?key|api[_-]?key|authorization|cookie|session[_-]?key)",
-    re.I,
+    re.IGNORECASE,
 )
 _SAFE_KEYS = {"attempt_token"}
 _URI_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@\s:]*):(?P<pw>[^/@\s]+)@")

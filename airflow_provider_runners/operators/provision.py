@@ -153,7 +153,10 @@ class ProvisionRunnerOperator(BaseOperator):
             if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 self.log.info(
-                    "waiting for runner %s: %s (%.0fs)", handle.resource_id, status.message, last_progress - started
+                    "waiting for runner %s: %s (%.0fs)",
+                    handle.resource_id,
+                    status.message,
+                    last_progress - started,
                 )
             time.sleep(interval)
 
@@ -165,10 +168,14 @@ class ProvisionRunnerOperator(BaseOperator):
         backend = get_backend(self.conn_id)
         self._held = (backend, handle)
         if event["status"] != "ready":
-            self._fail(context, backend, handle, acquisition, f"{event['status']}: {event.get('message', '')}")
+            self._fail(
+                context, backend, handle, acquisition, f"{event['status']}: {event.get('message', '')}"
+            )
         return self._finish(context, backend, handle, acquisition)
 
-    def _finish(self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str) -> dict[str, Any]:
+    def _finish(
+        self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str
+    ) -> dict[str, Any]:
         ready_in = (datetime.now(UTC) - handle.created_at).total_seconds()
         facts = {"acquisition": acquisition, "ready_in_s": round(ready_in, 3), **backend.describe(handle)}
         facts.update(self._governance())
@@ -190,18 +197,23 @@ class ProvisionRunnerOperator(BaseOperator):
             "driver_bundles": {ref: b.sha256 for ref, b in r.driver_bundles.items()},
         }
 
-    def _fail(self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str, why: str) -> None:
+    def _fail(
+        self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str, why: str
+    ) -> None:
         """Tear down what was provisioned (it may bill), record why, and fail the task."""
         try:
             result = backend.teardown(handle)
             cleanup = {"torn_down": result.existed, "message": result.message}
-        except Exception as exc:  # keep the original failure; the backstop ends the runner
+        except Exception as exc:  # noqa: BLE001 - keep the original failure; the backstop ends the runner
             cleanup = {"torn_down": False, "message": f"teardown failed: {exc}"}
         self._held = None
         context["ti"].xcom_push(
-            key=FACTS_XCOM_KEY, value={"acquisition": acquisition, "failure": why, "cleanup": cleanup, **self._governance()}
+            key=FACTS_XCOM_KEY,
+            value={"acquisition": acquisition, "failure": why, "cleanup": cleanup, **self._governance()},
         )
-        raise ProvisionError(f"runner {handle.resource_id} did not become ready ({why}); cleanup: {cleanup['message']}")
+        raise ProvisionError(
+            f"runner {handle.resource_id} did not become ready ({why}); cleanup: {cleanup['message']}"
+        )
 
     def on_kill(self) -> None:
         if self._held is not None:

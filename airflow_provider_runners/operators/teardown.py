@@ -63,7 +63,9 @@ class TeardownRunnerOperator(BaseOperator):
             key = Lineage.from_context(context, task_id=self.provision_task_id).key
             orphan = backend.find(key)
             if orphan is not None and orphan.resource_id not in found:
-                self.log.warning("found runner %s by its lineage tag only: tearing it down too", orphan.resource_id)
+                self.log.warning(
+                    "found runner %s by its lineage tag only: tearing it down too", orphan.resource_id
+                )
                 found[orphan.resource_id] = orphan
         return found
 
@@ -74,10 +76,18 @@ class TeardownRunnerOperator(BaseOperator):
         for handle in handles.values():
             try:
                 result = backend.teardown(handle)
-                entry = {"resource_id": handle.resource_id, "existed": result.existed, "message": result.message}
+                entry = {
+                    "resource_id": handle.resource_id,
+                    "existed": result.existed,
+                    "message": result.message,
+                }
                 entry.update(result.details)
             except RunnerNotFoundError as exc:
-                entry = {"resource_id": handle.resource_id, "existed": False, "message": f"already gone: {exc}"}
+                entry = {
+                    "resource_id": handle.resource_id,
+                    "existed": False,
+                    "message": f"already gone: {exc}",
+                }
             self.log.info("teardown %s: %s", handle.resource_id, entry["message"])
             results.append(entry)
         if not results:

@@ -102,5 +102,7 @@ def _pickle_dag_module_by_value(func: Callable[..., Any]) -> None:
     import cloudpickle
 
     module = sys.modules.get(getattr(func, "__module__", "") or "")
-    if module is not None and (module.__name__.startswith("unusual_prefix_") or module.__name__ == "__main__"):
+    if module is not None and (
+        module.__name__.startswith("unusual_prefix_") or module.__name__ == "__main__"
+    ):
         cloudpickle.register_pickle_by_value(module)

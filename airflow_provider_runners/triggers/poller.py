@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from airflow_provider_runners.backends.base import Backend, RunnerStatus
@@ -29,7 +29,7 @@ MAX_BACKOFF_S = 60.0
 class SharedStatusPoller:
     """Batches status calls for one backend account within one event loop."""
 
-    _pollers: dict[tuple[int, str], SharedStatusPoller] = {}
+    _pollers: ClassVar[dict[tuple[int, str], SharedStatusPoller]] = {}
 
     def __init__(self, backend: Backend, interval: float) -> None:
         self.backend = backend
@@ -71,9 +71,11 @@ class SharedStatusPoller:
                         self.backend.status_many, [handle for handle, _ in batch.values()]
                     )
                     backoff = self.interval
-                except Exception as exc:  # transient: keep everyone waiting, back off with jitter
+                except Exception as exc:  # noqa: BLE001 - transient: keep waiting, back off with jitter
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
-                    log.warning("status poll for %s failed (%s); retrying in ~%.0fs", self.backend, exc, backoff)
+                    log.warning(
+                        "status poll for %s failed (%s); retrying in ~%.0fs", self.backend, exc, backoff
+                    )
                     for rid, (handle, futures) in batch.items():
                         self._waiters.setdefault(rid, (handle, []))[1].extend(futures)
                     await asyncio.sleep(backoff * random.uniform(0.5, 1.0))

@@ -60,7 +60,7 @@ class RunnerReadyTrigger(BaseTrigger):
         deadline = datetime.fromisoformat(self.deadline)
         try:
             backend = await self._backend()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as a failed event, never lost
             yield TriggerEvent({"status": "failed", "handle": handle.to_xcom(), "message": f"backend: {exc}"})
             return
         poller = SharedStatusPoller.for_backend(backend, self.poll_interval)
@@ -74,7 +74,11 @@ class RunnerReadyTrigger(BaseTrigger):
                 return
             if status.state in (RunnerState.FAILED, RunnerState.GONE):
                 yield TriggerEvent(
-                    {"status": "failed", "handle": handle.to_xcom(), "message": f"{status.state.value}: {status.message}"}
+                    {
+                        "status": "failed",
+                        "handle": handle.to_xcom(),
+                        "message": f"{status.state.value}: {status.message}",
+                    }
                 )
                 return
             now = time.monotonic()
@@ -90,7 +94,10 @@ class RunnerReadyTrigger(BaseTrigger):
             if now - last_progress >= PROGRESS_EVERY_S:
                 last_progress = now
                 self.log.info(
-                    "waiting for runner %s: %s (%.0fs elapsed)", handle.resource_id, status.message, now - started
+                    "waiting for runner %s: %s (%.0fs elapsed)",
+                    handle.resource_id,
+                    status.message,
+                    now - started,
                 )
 
     async def on_kill(self) -> None:

@@ -79,5 +79,7 @@ with DAG("runners_test_double_teardown", schedule=None, start_date=START, catchu
     double_dag.task_dict["cluster.teardown"] >> again
 
 with DAG("runners_test_bad_runtime", schedule=None, start_date=START, catchup=False) as bad_runtime_dag:
-    with runner("cluster", spec={**SPEC, "options": {"memory_limit": "not-a-size"}}, ready_timeout=60) as handle:
+    with runner(
+        "cluster", spec={**SPEC, "options": {"memory_limit": "not-a-size"}}, ready_timeout=60
+    ) as handle:
         DaskJobOperator(task_id="job", handle=handle, python_callable=count_rows, op_kwargs={"rows": 1000})

@@ -21,8 +21,7 @@ EVIDENCE = AIRFLOW_HOME / "runners" / "evidence"
 SECRET_PASSWORD = "pw-SECRET-8a7f1c"
 SECRET_TOKEN = "tok-SECRET-51d0e9"
 os.environ["AIRFLOW_CONN_RUNNERS_SECRET_TEST"] = (
-    '{"conn_type": "runners_local_dask", "password": "%s", "extra": {"worker_env": {"ETL_API_TOKEN": "%s"}}}'
-    % (SECRET_PASSWORD, SECRET_TOKEN)
+    f'{{"conn_type": "runners_local_dask", "password": "{SECRET_PASSWORD}", "extra": {{"worker_env": {{"ETL_API_TOKEN": "{SECRET_TOKEN}"}}}}}}'
 )
 
 

@@ -22,18 +22,23 @@ def test_every_file_in_dags_imports_without_errors(airflow_db: Path) -> None:
     for dag in bag.dags.values():
         setups = [t for t in dag.tasks if t.is_setup]
         teardowns = [t for t in dag.tasks if t.is_teardown]
-        assert setups and len(setups) == len(teardowns), f"{dag.dag_id}: every provision needs a teardown"
+        assert setups, f"{dag.dag_id}: no provision task"
+        assert len(setups) == len(teardowns), f"{dag.dag_id}: every provision needs a teardown"
 
 
 BAD_SPECS = {
     "unknown_profile": (
         '{"runner_class": "dask_cluster", "profile": "huge", "tags": {"tenant": "qa"}}',
-        "spec.profile: 'huge' is not defined for runner_class 'dask_cluster' in 'local'; "
-        "allowed: ['large', 'medium', 'small']",
+        (
+            "spec.profile: 'huge' is not defined for runner_class 'dask_cluster' in 'local'; "
+            "allowed: ['large', 'medium', 'small']"
+        ),
     ),
     "unapproved_image": (
-        '{"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}, '
-        '"image": "dask-runtime@2025.1"}',
+        (
+            '{"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}, '
+            '"image": "dask-runtime@2025.1"}'
+        ),
         "spec.image: 'dask-runtime@2025.1' is not an approved image; approved: ['dask-runtime@2026.8']",
     ),
     "bad_shape": (
@@ -44,7 +49,9 @@ BAD_SPECS = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_SPECS))
-def test_bad_spec_is_a_parse_time_error_and_nothing_starts(name: str, tmp_path: Path, airflow_db: Any) -> None:
+def test_bad_spec_is_a_parse_time_error_and_nothing_starts(
+    name: str, tmp_path: Path, airflow_db: Any
+) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     spec, expected = BAD_SPECS[name]

@@ -60,10 +60,12 @@ def test_etl_success_provisions_runs_tears_down_and_records_evidence(dagbag: Any
     assert aggregate["groups"] > 1000
     handle = RunnerHandle.from_xcom(values[("cluster.provision", HANDLE_XCOM_KEY)])
     assert handle.endpoints["scheduler"].startswith("tcp://127.0.0.1:")
-    assert handle.tags["tenant"] == "analytics" and handle.tags["managed-by"] == "airflow-provider-runners"
+    assert handle.tags["tenant"] == "analytics"
+    assert handle.tags["managed-by"] == "airflow-provider-runners"
 
     state = _state(handle)
-    assert state["status"] == "stopped" and state["stop_reason"] == "teardown"
+    assert state["status"] == "stopped"
+    assert state["stop_reason"] == "teardown"
 
     report = chain_for("local_dask_etl", dr.run_id)
     assert report.ok, report.problems
@@ -85,7 +87,8 @@ def test_etl_success_provisions_runs_tears_down_and_records_evidence(dagbag: Any
     teardown = report.entries[-1]
     assert teardown["facts"]["teardown"][0]["existed"] is True
     assert teardown["facts"]["teardown"][0]["process_gone"] is True
-    assert teardown["cost"]["basis"] == "lifetime" and teardown["cost"]["usd"] == 0.0
+    assert teardown["cost"]["basis"] == "lifetime"
+    assert teardown["cost"]["usd"] == 0.0
     assert not live_daemons()
 
 
@@ -126,17 +129,23 @@ def test_broken_runner_from_an_earlier_try_is_replaced(airflow_db: Path) -> None
     backend = LocalDaskBackend(ConnectionConfig("runners_default", "runners_local_dask"))
     spec = RunnerSpec.parse({"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}})
     lineage = Lineage("replace_dag", "run-1", "provision")
-    first, how = acquire(backend, ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {}))
+    first, how = acquire(
+        backend, ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {})
+    )
     assert how == "created"
     assert wait_for(lambda: backend.status(first).state.value == "ready", timeout=30)
     os.killpg(_state(first)["pid"], signal.SIGKILL)  # the host dies: state says running, process gone
     assert wait_for(lambda: backend.status(first).state.value == "failed", timeout=10)
-    second, how = acquire(backend, ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(2), "c", {}))
+    second, how = acquire(
+        backend, ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(2), "c", {})
+    )
     assert how == "replaced"
     assert second.resource_id != first.resource_id
     assert _state(first)["status"] == "stopped"
     assert wait_for(lambda: backend.status(second).state.value == "ready", timeout=30)
-    assert [h.resource_id for h in backend.list_managed() if h.lineage_key == lineage.key] == [second.resource_id]
+    assert [h.resource_id for h in backend.list_managed() if h.lineage_key == lineage.key] == [
+        second.resource_id
+    ]
     assert backend.teardown(second).existed is True
 
 
@@ -147,7 +156,8 @@ def test_teardown_twice_is_success(dagbag: Any) -> None:
     assert states["teardown_again"] == SUCCESS
     values = {(task, key): value for task, key, value in xcoms("runners_test_double_teardown", dr.run_id)}
     second = values[("teardown_again", "return_value")]
-    assert second and second[0]["existed"] is False
+    assert second
+    assert second[0]["existed"] is False
     handle = RunnerHandle.from_xcom(values[("cluster.provision", HANDLE_XCOM_KEY)])
     result = get_backend().teardown(handle)  # a third time, directly
     assert result.existed is False
@@ -194,17 +204,23 @@ def test_runner_that_cannot_start_fails_provision_and_is_cleaned_up(dagbag: Any)
 def test_on_kill_tears_down_what_the_task_holds(airflow_db: Path) -> None:
     from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
 
-    op = ProvisionRunnerOperator(task_id="p", spec={"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}})
+    op = ProvisionRunnerOperator(
+        task_id="p", spec={"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}}
+    )
     backend = get_backend()
     lineage = Lineage("kill_dag", "run-1", "p")
-    handle = backend.create(ProvisionRequest(op.resolved, lineage, lineage.attempt_token(1), "runners_default", {}))
+    handle = backend.create(
+        ProvisionRequest(op.resolved, lineage, lineage.attempt_token(1), "runners_default", {})
+    )
     op._held = (backend, handle)
     op.on_kill()
     assert _state(handle)["status"] == "stopped"
     assert backend.status(handle).state.value == "gone"
 
 
-def test_secrets_never_reach_xcom_logs_evidence_or_state(dagbag: Any, capfd: pytest.CaptureFixture[str]) -> None:
+def test_secrets_never_reach_xcom_logs_evidence_or_state(
+    dagbag: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     dr = run_dag(dagbag, "runners_test_secret")
     states = ti_states(dr)
     assert str(dr.state) == SUCCESS, states
