@@ -26,7 +26,8 @@ test: $(STAMP)
 	$(BIN)/ruff check airflow_provider_runners dags tests benchmarks
 	$(BIN)/ruff format --check airflow_provider_runners dags tests benchmarks
 	$(BIN)/mypy airflow_provider_runners
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
