@@ -59,7 +59,7 @@ class DaskJobOperator(BaseOperator):
             )
         from distributed import Client
 
-        _pickle_dag_module_by_value(self.python_callable)
+        from airflow_provider_runners.dask_modules import ship_dag_module
 
         started = time.monotonic()
         with Client(address, timeout=f"{self.connect_timeout}s", set_as_default=False) as client:
@@ -71,6 +71,7 @@ class DaskJobOperator(BaseOperator):
                 "client_runtime": runtime_versions(("dask", "distributed")),
                 "callable": f"{self.python_callable.__module__}.{self.python_callable.__qualname__}",
             }
+            facts["shipped_module"] = ship_dag_module(client, self.python_callable)
             context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
             self.log.info("running %s on %s (%d workers)", facts["callable"], address, facts["workers"])
             with client.as_current():
@@ -89,20 +90,3 @@ def _small_summary(value: Any) -> bool:
         and len(value) <= 20
         and all(isinstance(v, (str, int, float, bool, type(None))) for v in value.values())
     )
-
-
-def _pickle_dag_module_by_value(func: Callable[..., Any]) -> None:
-    """Let Dask workers run functions defined in a DAG file.
-
-    Airflow imports DAG files under a generated module name (``unusual_prefix_...``) that
-    worker processes cannot import, so functions from such a module are shipped by value.
-    """
-    import sys
-
-    import cloudpickle
-
-    module = sys.modules.get(getattr(func, "__module__", "") or "")
-    if module is not None and (
-        module.__name__.startswith("unusual_prefix_") or module.__name__ == "__main__"
-    ):
-        cloudpickle.register_pickle_by_value(module)
