@@ -207,7 +207,9 @@ class Catalog(_Model):
             versions = self.images.get(image_name)
             if versions is None:
                 raise _not_allowed(
-                    "spec.image", spec.image, {f"{n}@{v}" for n, vs in self.images.items() for v in vs}
+                    "spec.image",
+                    spec.image,
+                    {f"{n}@{v}" for n, vs in self.images.items() for v, i in vs.items() if i.approved},
                 )
             image = versions.get(image_version)
             if image is None or not image.approved:
@@ -274,19 +276,19 @@ def _airflow_conf(key: str) -> str | None:
 
 
 def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
-    """Load and validate a catalog file (cached per path and modification time)."""
+    """Load and validate a catalog file (parsed once per distinct content)."""
     resolved = Path(path).expanduser() if path is not None else configured_catalog_path()
     try:
-        mtime = resolved.stat().st_mtime_ns
+        text = resolved.read_text()
     except OSError as exc:
         raise CatalogError(f"catalog {str(resolved)!r} cannot be read: {exc.strerror}") from None
-    return _load_catalog_cached(str(resolved), mtime)
+    return _load_catalog_cached(str(resolved), text)
 
 
 @lru_cache(maxsize=8)
-def _load_catalog_cached(path: str, mtime: int) -> Catalog:
+def _load_catalog_cached(path: str, text: str) -> Catalog:
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise CatalogError(f"catalog {path!r} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from airflow_provider_runners.evidence.redact import is_secret_key
 from airflow_provider_runners.specs import RunnerClass
 
 #: XCom key under which the handle is pushed as soon as the resource exists, before any wait.
@@ -22,12 +23,7 @@ HANDLE_XCOM_KEY = "runner_handle"
 FACTS_XCOM_KEY = "runner_facts"
 
 Scalar = str | int | float | bool | None
-_SECRET_KEY_RE = re.compile(
-    r"(pass(word|wd)?|secret|token|credential|private[_-]?key|api[_-]?key)", re.IGNORECASE
-)
 _URI_PASSWORD_RE = re.compile(r"://[^/@\s:]*:[^/@\s]+@")
-#: Keys that look secret-ish by name but are ours and safe.
-_ALLOWED_KEYS = {"attempt_token"}
 
 
 class RunnerHandle(BaseModel):
@@ -54,7 +50,7 @@ class RunnerHandle(BaseModel):
     @classmethod
     def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key, item in value.items():
-            if key not in _ALLOWED_KEYS and _SECRET_KEY_RE.search(key):
+            if is_secret_key(key):
                 raise ValueError(f"key {key!r} looks like a secret; handles must never carry secrets")
             if isinstance(item, str) and _URI_PASSWORD_RE.search(item):
                 raise ValueError(

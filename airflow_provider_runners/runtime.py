@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import socket
 import sys
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, distributions, version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 
@@ -42,8 +43,16 @@ def runtime_versions(packages: tuple[str, ...]) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def environment_digest() -> str:
-    """sha256 over every installed distribution's name==version: the local stand-in for an image digest."""
-    pins = sorted(
-        f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in distributions() if d.metadata["Name"]
-    )
-    return "sha256:" + hashlib.sha256("\n".join(pins).encode()).hexdigest()
+    """sha256 over the installed distributions (their ``*.dist-info`` names carry name and version).
+
+    The local stand-in for an image digest: two hosts with the same digest run the same packages.
+    Reads directory names only: about a millisecond, rather than parsing every METADATA file.
+    """
+    pins: set[str] = set()
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        pins.update(n[: -len(".dist-info")].lower() for n in names if n.endswith(".dist-info"))
+    return "sha256:" + hashlib.sha256("\n".join(sorted(pins)).encode()).hexdigest()

@@ -148,7 +148,8 @@ def split_ref(ref: str, what: str) -> tuple[str, str]:
     """Split ``name@version``; raise ValueError naming the expected form."""
     name, sep, version = ref.partition("@")
     if not sep or not name or not version:
-        raise ValueError(f"{ref!r} is not a {what} reference; expected 'name@version'")
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise ValueError(f"{ref!r} is not {article} {what} reference; expected 'name@version'")
     return name, version
 
 
@@ -160,9 +161,13 @@ def format_validation_error(exc: ValidationError, prefix: str) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "literal_error":
             msg = f"{msg}".replace("Input should be", "allowed:")
-        shown = err.get("input")
+        shown = repr(err.get("input"))
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
         if err["type"] == "missing":
             lines.append(f"{loc}: field required")
+        elif isinstance(err.get("input"), dict | list):
+            lines.append(f"{loc}: {msg}")
         else:
-            lines.append(f"{loc}: {msg} (got {shown!r})")
+            lines.append(f"{loc}: {msg} (got {shown})")
     return "invalid runner spec:\n  " + "\n  ".join(lines)

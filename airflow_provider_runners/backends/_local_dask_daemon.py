@@ -42,6 +42,14 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _warm_imports() -> None:
+    """Import what a first DataFrame graph needs while the DAG moves on to its first work task."""
+    try:
+        import dask.dataframe  # noqa: F401
+    except ImportError:  # pragma: no cover - dask without its dataframe extra
+        pass
+
+
 def main(state_path: Path) -> int:
     state = json.loads(state_path.read_text())
     settings = state["settings"]
@@ -70,6 +78,12 @@ def main(state_path: Path) -> int:
         silence_logs=30,
     )
     try:
+        latest = json.loads(state_path.read_text())
+        if latest.get("status") != "starting":  # torn down while starting: do not resurrect it
+            reason["value"] = f"teardown-while-starting ({latest.get('status')})"
+            state = latest
+            return 0
+        state = latest
         info = cluster.scheduler_info
         state.update(
             status="running",
@@ -83,6 +97,7 @@ def main(state_path: Path) -> int:
         )
         write_state(state_path, state)
         print(f"local_dask {state['resource_id']}: running at {cluster.scheduler_address}", flush=True)
+        threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
         expires_at = datetime.fromisoformat(state["expires_at"])
         while not stop.wait(0.5):
             if _now() >= expires_at:
@@ -102,8 +117,11 @@ def main(state_path: Path) -> int:
         try:
             cluster.close(timeout=20)
         finally:
-            state.update(status="stopped", stop_reason=reason["value"], stopped_at=_now().isoformat())
-            write_state(state_path, state)
+            latest = json.loads(state_path.read_text())
+            if latest.get("status") != "stopped":
+                state.update(status="stopped", stop_reason=reason["value"], stopped_at=_now().isoformat())
+                state["pid"], state["pid_create_time"] = latest.get("pid"), latest.get("pid_create_time")
+                write_state(state_path, state)
     return 0
 
 

@@ -49,6 +49,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import psutil
+
 from airflow_provider_runners.backends._local_dask_daemon import write_state
 from airflow_provider_runners.backends.base import (
     Backend,
@@ -63,6 +65,7 @@ from airflow_provider_runners.lineage import MANAGED_BY
 from airflow_provider_runners.runtime import host_identity, runtime_versions
 
 TEARDOWN_GRACE_S = 30.0
+_INHERITED_DASK_MARKERS = frozenset({"__DASK_PARENT_PID"})
 
 
 def default_state_dir() -> Path:
@@ -77,7 +80,7 @@ class LocalDaskBackend(Backend):
     conn_type = "runners_local_dask"
     hook_name = "Runners: local Dask cluster"
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dask_cluster"})
-    poll_interval = 0.5
+    poll_interval = 0.1  # reads a local file: cheap
     secret_extra_fields: ClassVar[frozenset[str]] = frozenset({"worker_env"})
 
     def __init__(self, config: ConnectionConfig) -> None:
@@ -114,16 +117,18 @@ class LocalDaskBackend(Backend):
 
     @staticmethod
     def _alive(state: dict[str, Any]) -> bool:
-        """The daemon process exists and is ours (guards against pid reuse)."""
-        pid = state.get("pid")
-        if not pid:
+        """The daemon process exists and is the one we started: same pid *and* start time.
+
+        (Not its command line: distributed renames a scheduler process's title.)
+        """
+        pid, started = state.get("pid"), state.get("pid_create_time")
+        if not pid or started is None:
             return False
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmdline = fh.read()
-        except OSError:
+            proc = psutil.Process(int(pid))
+            return abs(proc.create_time() - float(started)) < 0.05 and proc.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
             return False
-        return state["resource_id"].encode() in cmdline
 
     def _handle(self, state: dict[str, Any]) -> RunnerHandle:
         handle = RunnerHandle.model_validate(state["handle"])
@@ -143,7 +148,7 @@ class LocalDaskBackend(Backend):
         spec = request.resolved.spec
         profile = request.resolved.profile
         options = spec.options
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = datetime.now(UTC)
         expires_at = now + spec.ttl
         handle = RunnerHandle(
             backend=self.name,
@@ -180,7 +185,10 @@ class LocalDaskBackend(Backend):
             "handle": handle.to_xcom(),
         }
         write_state(state_path, state)
-        env = {**os.environ, **self.worker_env, "PYTHONUNBUFFERED": "1"}
+        # A process that ever hosted a LocalCluster carries distributed's parent marker; passing
+        # it on would make the daemon's scheduler think it is a worker child of this task.
+        env = {k: v for k, v in os.environ.items() if k not in _INHERITED_DASK_MARKERS}
+        env.update(self.worker_env, PYTHONUNBUFFERED="1")
         with open(self.state_dir / f"{resource_id}.log", "ab") as log:
             proc = subprocess.Popen(
                 [
@@ -197,10 +205,13 @@ class LocalDaskBackend(Backend):
                 start_new_session=True,  # outlives the task process and its process group
                 close_fds=True,
             )
-        state["pid"] = proc.pid
+        try:
+            create_time = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:  # died at once; status() reports it as failed
+            create_time = 0.0
         # The daemon rewrites the file when running; merge so its update is never lost.
         latest = self._read(resource_id) or state
-        latest["pid"] = proc.pid
+        latest.update(pid=proc.pid, pid_create_time=create_time)
         write_state(state_path, latest)
         return handle.evolve(details={"pid": proc.pid})
 

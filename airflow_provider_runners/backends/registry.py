@@ -12,6 +12,7 @@ the embedded ``local_dask`` backend, so the example DAGs run with no configurati
 from __future__ import annotations
 
 import importlib
+import logging
 from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from airflow_provider_runners.backends.base import Backend, ConnectionConfig
 from airflow_provider_runners.exceptions import BackendNotFoundError
 
+log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "airflow_provider_runners.backends"
 DEFAULT_CONN_ID = "runners_default"
 
@@ -41,9 +43,15 @@ def backend_classes() -> dict[str, type[Backend]]:
     """Every known backend class by conn_type (built-ins, then entry points)."""
     found = {conn_type: _load(path) for conn_type, path in BUILTIN_BACKENDS.items()}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
+        try:
+            cls = ep.load()
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not disable the others
+            log.warning("runner backend entry point %s = %s failed to load: %s", ep.name, ep.value, exc)
+            continue
         if isinstance(cls, type) and issubclass(cls, Backend):
             found.setdefault(cls.conn_type, cls)
+        else:
+            log.warning("runner backend entry point %s = %s is not a Backend subclass", ep.name, ep.value)
     return found
 
 

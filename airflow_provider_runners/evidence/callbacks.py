@@ -152,7 +152,10 @@ def _cost(
     if event == "teardown":
         lifetime = (now - handle.created_at).total_seconds()
         return {"basis": "lifetime", **estimate_cost(lifetime, rate, billing, vcpus)}
-    return {"basis": "work window", **estimate_cost(timings.get("duration_s", 0.0), rate, None, vcpus)}
+    window = BillingRule(
+        minimum_seconds=0, per_vcpu_hour_fee=billing.per_vcpu_hour_fee
+    )  # no minimum per window
+    return {"basis": "work window", **estimate_cost(timings.get("duration_s", 0.0), rate, window, vcpus)}
 
 
 def add_evidence_callbacks(task: Any, event: str, provision_task_id: str | None = None) -> None:

@@ -22,16 +22,21 @@ appending to the same chain at once get consecutive numbers instead of overwriti
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_runners.evidence.redact import redact
+from airflow_provider_runners.exceptions import EvidenceError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -96,6 +101,12 @@ def _entries(chain: ObjectStoragePath) -> list[tuple[int, ObjectStoragePath]]:
     return sorted(found, key=lambda item: item[0])
 
 
+#: Fields the ledger owns; a payload cannot set them.
+CHAIN_FIELDS = frozenset(
+    {"schema", "seq", "prev_hash", "recorded_at", "lineage_key", "dag_id", "run_id", "event", "hash"}
+)
+
+
 def append(
     dag_id: str,
     run_id: str,
@@ -104,37 +115,88 @@ def append(
     payload: dict[str, Any],
     base_url: str | None = None,
 ) -> dict[str, Any]:
-    """Append one redacted entry to the chain of ``lineage_key``; return the entry written."""
+    """Append one redacted entry to the chain of ``lineage_key``; return the entry written.
+
+    Raises ValueError if ``payload`` sets a field the ledger owns (``CHAIN_FIELDS``), and
+    EvidenceError if no sequence number could be claimed.
+    """
+    reserved = CHAIN_FIELDS & payload.keys()
+    if reserved:
+        raise ValueError(f"evidence payload must not set ledger fields: {sorted(reserved)}")
     chain = chain_dir(ledger_root(base_url), dag_id, run_id, lineage_key)
     chain.mkdir(parents=True, exist_ok=True)
     body = redact(payload)
-    for _ in range(_MAX_APPEND_TRIES):
-        existing = _entries(chain)
-        if existing:
-            seq = existing[-1][0] + 1
-            prev_hash = json.loads(existing[-1][1].read_text())["hash"]
-        else:
-            seq, prev_hash = 1, None
-        entry = {
-            "schema": SCHEMA,
-            "seq": seq,
-            "prev_hash": prev_hash,
-            "recorded_at": datetime.now(UTC).isoformat(),
-            "lineage_key": lineage_key,
-            "dag_id": dag_id,
-            "run_id": run_id,
-            "event": event,
-            **body,
-        }
-        entry["hash"] = entry_hash(entry)
-        target = chain / f"{seq:06d}-{safe_part(event)}.json"
-        if _create_exclusive(target, json.dumps(entry, indent=1, sort_keys=True, default=str).encode()):
-            (chain / "HEAD").write_text(json.dumps({"seq": seq, "hash": entry["hash"]}))
+    with _chain_lock(chain):
+        for _ in range(_MAX_APPEND_TRIES):
+            existing = _entries(chain)
+            seq, prev_hash = (
+                (existing[-1][0] + 1, _read_entry(existing[-1][1])["hash"]) if existing else (1, None)
+            )
+            entry = {
+                "schema": SCHEMA,
+                "seq": seq,
+                "prev_hash": prev_hash,
+                "recorded_at": datetime.now(UTC).isoformat(),
+                "lineage_key": lineage_key,
+                "dag_id": dag_id,
+                "run_id": run_id,
+                "event": event,
+                **body,
+            }
+            entry["hash"] = entry_hash(entry)
+            target = chain / f"{seq:06d}-{safe_part(event)}.json"
+            if _create_exclusive(target, json.dumps(entry, indent=1, sort_keys=True, default=str).encode()):
+                _advance_head(chain, seq, entry["hash"])
+                return entry
+    raise EvidenceError(f"could not append to evidence chain {chain} after {_MAX_APPEND_TRIES} tries")
+
+
+def _local_path(path: ObjectStoragePath) -> str | None:
+    """The filesystem path for a ``file://`` location, else None."""
+    return str(path.path) if path.protocol in ("file", "local") else None
+
+
+@contextmanager
+def _chain_lock(chain: ObjectStoragePath) -> Iterator[None]:
+    """Serialise appends to one chain on a local filesystem (object stores publish atomically)."""
+    local = _local_path(chain)
+    if local is None:
+        yield
+        return
+    fd = os.open(local, os.O_RDONLY)  # lock the chain directory itself: no extra file
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _read_entry(path: ObjectStoragePath) -> dict[str, Any]:
+    """Read an entry, waiting briefly for one another writer is still publishing (object stores)."""
+    for delay in (0.0, 0.05, 0.2, 0.5, 1.0):
+        time.sleep(delay)
+        try:
+            entry: dict[str, Any] = json.loads(path.read_text())
             return entry
-    raise RuntimeError(f"could not append to evidence chain {chain} after {_MAX_APPEND_TRIES} tries")
+        except json.JSONDecodeError:
+            continue
+    raise EvidenceError(f"evidence entry {path} is unreadable")
 
 
 def _create_exclusive(path: ObjectStoragePath, data: bytes) -> bool:
+    """Publish ``data`` at ``path`` only if nothing is there, never showing a partial file."""
+    local = _local_path(path)
+    if local is not None:
+        tmp = f"{local}.tmp{os.getpid()}-{threading.get_ident()}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        try:
+            os.link(tmp, local)  # atomic, and fails if the name is taken
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
     try:
         with path.open("xb") as fh:
             fh.write(data)
@@ -146,6 +208,26 @@ def _create_exclusive(path: ObjectStoragePath, data: bytes) -> bool:
             return False
         path.write_bytes(data)
         return True
+
+
+def _advance_head(chain: ObjectStoragePath, seq: int, digest: str) -> None:
+    """Point HEAD at ``seq`` unless it already points further (HEAD never moves backwards)."""
+    head = chain / "HEAD"
+    try:
+        current = json.loads(head.read_text()).get("seq", 0) if head.exists() else 0
+    except (json.JSONDecodeError, OSError, AttributeError):
+        current = 0
+    if current >= seq:
+        return
+    text = json.dumps({"seq": seq, "hash": digest})
+    local = _local_path(head)
+    if local is None:
+        head.write_text(text)
+        return
+    tmp = f"{local}.tmp{os.getpid()}-{threading.get_ident()}"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, local)
 
 
 @dataclass
@@ -171,7 +253,9 @@ def verify_chain(chain: ObjectStoragePath) -> ChainReport:
             report.problems.append(f"{path.name}: unreadable ({exc})")
             continue
         report.entries.append(entry)
-        if seq != expected_seq:
+        if seq < expected_seq:
+            report.problems.append(f"{path.name}: seq {seq} appears twice: an entry was inserted")
+        elif seq != expected_seq:
             report.problems.append(f"{path.name}: expected seq {expected_seq}: an entry is missing")
         if entry.get("seq") != seq:
             report.problems.append(f"{path.name}: seq field {entry.get('seq')} does not match file name")
@@ -181,19 +265,31 @@ def verify_chain(chain: ObjectStoragePath) -> ChainReport:
             report.problems.append(f"{path.name}: prev_hash does not link to the entry before it")
         prev_hash = entry.get("hash")
         expected_seq = seq + 1
-    head_path = chain / "HEAD"
-    if head_path.exists():
-        head = json.loads(head_path.read_text())
-        if head.get("seq") != expected_seq - 1 or head.get("hash") != prev_hash:
-            report.problems.append(
-                f"HEAD names seq {head.get('seq')} but the chain ends at seq {expected_seq - 1}: "
-                "an entry at the end is missing"
-            )
-    elif report.entries:
-        report.problems.append("HEAD is missing")
+    report.problems.extend(_head_problems(chain, expected_seq - 1, prev_hash, bool(report.entries)))
     if not report.entries and not report.problems:
         report.problems.append("no entries")
     return report
+
+
+def _head_problems(
+    chain: ObjectStoragePath, last: int, last_hash: str | None, has_entries: bool
+) -> list[str]:
+    """HEAD must name the last entry: otherwise entries were removed from, or added after, the end."""
+    head_path = chain / "HEAD"
+    if not head_path.exists():
+        return ["HEAD is missing"] if has_entries else []
+    try:
+        head = json.loads(head_path.read_text())
+        if not isinstance(head, dict):
+            raise TypeError(type(head).__name__)
+    except (json.JSONDecodeError, TypeError) as exc:
+        return [f"HEAD is unreadable ({exc}): it was edited"]
+    if head.get("seq") != last:
+        what = "an entry at the end is missing" if (head.get("seq") or 0) > last else "entries follow HEAD"
+        return [f"HEAD names seq {head.get('seq')} but the chain ends at seq {last}: {what}"]
+    if head.get("hash") != last_hash:
+        return [f"HEAD hash does not match entry {last}: an entry at the end was replaced"]
+    return []
 
 
 def iter_chains(

@@ -11,11 +11,23 @@ import re
 from typing import Any
 
 MASK = "***"
-_SECRET_KEY_RE = re.compile(
-    r"(pass(word|wd)?|secret|token|credential|private[_-]?key|api[_-]?key|authorization|cookie|session[_-]?key)",
+#: A key names a secret when one of its words (split at _ - . or camelCase) is one of these.
+SECRET_WORD_RE = re.compile(
+    r"(?:^|[_.\-])(pass|password|passwd|pwd|secrets?|tokens?|credentials?|private[_-]?key|api[_-]?key|"
+    r"access[_-]?key|authorization|cookies?|session[_-]?key)(?:$|[_.\-])",
     re.IGNORECASE,
 )
 _SAFE_KEYS = {"attempt_token"}
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def is_secret_key(key: str) -> bool:
+    """``db_password``, ``ETL_API_TOKEN``, ``apiKey`` yes; ``tests_passed``, ``attempt_token`` no."""
+    if key in _SAFE_KEYS:
+        return False
+    return bool(SECRET_WORD_RE.search(_CAMEL_RE.sub("_", key)))
+
+
 _URI_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@\s:]*):(?P<pw>[^/@\s]+)@")
 
 
@@ -35,7 +47,7 @@ def redact_text(text: str) -> str:
 
 def redact(value: Any, key: str | None = None) -> Any:
     """A copy of ``value`` with secret-named keys masked and secret strings replaced."""
-    if key is not None and key not in _SAFE_KEYS and _SECRET_KEY_RE.search(key):
+    if key is not None and is_secret_key(key):
         return MASK if value not in (None, "", [], {}) else value
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}

@@ -91,6 +91,9 @@ class SharedStatusPoller:
                 # Waiters re-register right after their result; they are polled next interval.
                 await asyncio.sleep(self.interval)
         finally:
+            key = (id(self._loop), self.backend.batch_key())
+            if not self._waiters and SharedStatusPoller._pollers.get(key) is self:
+                del SharedStatusPoller._pollers[key]
             for _, futures in self._waiters.values():
                 for future in futures:
                     if not future.done():

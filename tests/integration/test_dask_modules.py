@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-DAG_SOURCE = '''
+DAG_SOURCE = """
 import math
 
 FACTOR = 3
@@ -25,7 +25,7 @@ def job(client, n):
 def needs_airflow_to_load():
     from airflow.sdk import DAG  # never loaded on the cluster
     return DAG
-'''
+"""
 
 
 def _load_like_airflow(tmp_path: Path) -> Any:
@@ -34,7 +34,8 @@ def _load_like_airflow(tmp_path: Path) -> Any:
     path.write_text(DAG_SOURCE)
     name = "unusual_prefix_0123456789abcdef_my_dag"
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

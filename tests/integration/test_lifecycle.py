@@ -252,3 +252,19 @@ def test_secrets_never_reach_xcom_logs_evidence_or_state(
     for where, text in haystacks.items():
         assert SECRET_TOKEN not in text, f"secret token leaked into {where}"
         assert SECRET_PASSWORD not in text, f"connection password leaked into {where}"
+
+
+def test_runner_started_from_a_process_that_hosted_a_dask_cluster(
+    airflow_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """distributed marks such processes with __DASK_PARENT_PID; the daemon must not inherit it."""
+    monkeypatch.setenv("__DASK_PARENT_PID", str(os.getpid()))
+    backend = get_backend()
+    spec = RunnerSpec.parse({"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}})
+    lineage = Lineage("parent_pid_dag", "run-1", "provision")
+    handle = backend.create(ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {}))
+    assert wait_for(lambda: backend.status(handle).state.value == "ready", timeout=40), backend.status(handle)
+    assert [h.resource_id for h in backend.list_managed()] == [handle.resource_id]
+    result = backend.teardown(handle)
+    assert result.existed is True
+    assert result.details["process_gone"] is True

@@ -172,11 +172,6 @@ def test_unknown_image(catalog: Catalog) -> None:
     assert "hardened-base@2026.11" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the unknown-image error lists every image version as 'allowed', including ones with "
-    "approved: false (dask-runtime@2025.1) - catalog.py Catalog.resolve",
-)
 def test_unknown_image_error_does_not_advertise_unapproved_images(catalog: Catalog) -> None:
     message = resolve_error(catalog, image="ubuntu@22.04")
     assert "dask-runtime@2025.1" not in message

@@ -134,11 +134,6 @@ def test_provision_entry_costs_the_ttl_ceiling(monkeypatch: pytest.MonkeyPatch, 
     assert entry["cost"]["usd"] == pytest.approx(2 * (0.5 + 8 * 0.010))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: work-window cost ignores the runner's billing rule and applies the default 60 s minimum "
-    "(estimate_cost(..., None, ...) in evidence/callbacks.py _cost)",
-)
 def test_work_window_cost_has_no_billing_minimum(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     now = datetime.now(UTC)
     handle = _handle(now - timedelta(minutes=5), usd_per_hour=3.6, billing_minimum_s=0)

@@ -121,3 +121,26 @@ def test_secret_registered_with_airflow_masker_is_removed_from_free_text() -> No
     assert value not in str(redacted)
     assert redacted["error"]["message"] == "vendor API rejected key *** (HTTP 401)"
     assert redacted["error"]["lines"] == ["vendor API rejected key *** (HTTP 401)"]
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("password", True),
+        ("db_password", True),
+        ("ETL_API_TOKEN", True),
+        ("apiKey", True),
+        ("aws_secret_access_key", True),
+        ("Authorization", True),
+        ("tests_passed", False),
+        ("bypass_cache", False),
+        ("attempt_token", False),
+        ("tokenizer", False),
+        ("rows", False),
+    ],
+)
+def test_secret_keys_are_matched_by_word_not_by_substring(key: str, secret: bool) -> None:
+    from airflow_provider_runners.evidence.redact import is_secret_key
+
+    assert is_secret_key(key) is secret
+    assert (redact({key: "value"})[key] == MASK) is secret

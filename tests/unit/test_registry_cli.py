@@ -9,6 +9,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any, ClassVar
 
+import psutil
 import pytest
 import yaml
 
@@ -329,6 +330,7 @@ def write_state(state_dir: Path, resource_id: str, expires_at: datetime, pid: in
         "lineage_key": handle.lineage_key,
         "status": "running",
         "pid": pid,
+        "pid_create_time": psutil.Process(pid).create_time() if pid else None,
         "created_at": created.isoformat(),
         "expires_at": expires_at.isoformat(),
         "handle": handle.to_xcom(),
