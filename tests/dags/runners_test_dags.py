@@ -83,3 +83,7 @@ with DAG("runners_test_bad_runtime", schedule=None, start_date=START, catchup=Fa
         "cluster", spec={**SPEC, "options": {"memory_limit": "not-a-size"}}, ready_timeout=60
     ) as handle:
         DaskJobOperator(task_id="job", handle=handle, python_callable=count_rows, op_kwargs={"rows": 1000})
+
+with DAG("runners_test_sync_wait", schedule=None, start_date=START, catchup=False) as sync_dag:
+    with runner("cluster", spec=SPEC, deferrable=False) as handle:
+        DaskJobOperator(task_id="job", handle=handle, python_callable=count_rows, op_kwargs={"rows": 1000})

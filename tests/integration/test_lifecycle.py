@@ -268,3 +268,14 @@ def test_runner_started_from_a_process_that_hosted_a_dask_cluster(
     result = backend.teardown(handle)
     assert result.existed is True
     assert result.details["process_gone"] is True
+
+
+def test_provision_can_wait_in_the_task_instead_of_deferring(dagbag: Any) -> None:
+    dr = run_dag(dagbag, "runners_test_sync_wait")
+    states = ti_states(dr)
+    assert str(dr.state) == SUCCESS, states
+    values = {(task, key): value for task, key, value in xcoms("runners_test_sync_wait", dr.run_id)}
+    assert values[("cluster.job", "return_value")] == {"sum": 1000}
+    report = chain_for("runners_test_sync_wait", dr.run_id)
+    assert [e["outcome"] for e in report.entries] == [SUCCESS, SUCCESS, SUCCESS]
+    assert report.entries[0]["try_number"] == 1
