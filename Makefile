@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit lint bench lock clean
+.PHONY: install demo test unit e2e lint bench lock clean
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
+
+## End-to-end only: a real deployment on PostgreSQL (scripts/ensure-postgres.sh sets one up as root).
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix airflow_provider_runners dags tests benchmarks

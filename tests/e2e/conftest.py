@@ -1,0 +1,181 @@
+"""A real Airflow 3 deployment for end-to-end tests: PostgreSQL, scheduler, dag-processor,
+triggerer and api-server as separate processes (LocalExecutor), started here and stopped after.
+
+PostgreSQL must listen on 127.0.0.1:5432 with trust auth for user ``postgres`` (as on the CI
+machine); each session gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+
+PG_DSN = os.environ.get("RUNNERS_E2E_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+SERVICES = ("scheduler", "dag-processor", "triggerer", "api-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _psql(sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+@dataclass
+class Stack:
+    home: Path
+    env: dict[str, str]
+    api: str
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api, timeout=30)
+
+    def log(self, service: str) -> str:
+        return (self.home / f"{service}.log").read_text(errors="replace")
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        with self.client() as http:
+            while time.monotonic() < deadline:
+                response = http.get(f"/api/v2/dags/{dag_id}")
+                if response.status_code == 200:
+                    return
+                time.sleep(1)
+        raise AssertionError(
+            f"{dag_id} never appeared in the api-server; dag-processor log:\n{self.log('dag-processor')[-3000:]}"
+        )
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        with self.client() as http:
+            response = http.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+            assert response.status_code in (200, 201), response.text
+            return str(response.json()["dag_run_id"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        with self.client() as http:
+            while time.monotonic() < deadline:
+                state = http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+                if state in ("success", "failed"):
+                    return str(state)
+                time.sleep(2)
+        raise AssertionError(f"{dag_id}/{run_id} did not finish in {timeout}s")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        with self.client() as http:
+            body = http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()
+        return {ti["task_id"]: ti["state"] for ti in body["task_instances"]}
+
+
+def _start(stack: Stack, service: str) -> None:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    log = open(stack.home / f"{service}.log", "wb")  # noqa: SIM115 - kept open for the process's life
+    stack.procs[service] = subprocess.Popen(
+        [airflow, service], env=stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _postgres_reachable() -> bool:
+    try:
+        _psql("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        return False
+
+
+@pytest.fixture(scope="session")
+def airflow_stack() -> Iterator[Stack]:
+    if not _postgres_reachable():
+        message = "PostgreSQL is not reachable on 127.0.0.1:5432 (run scripts/ensure-postgres.sh)"
+        if os.environ.get("RUNNERS_E2E_REQUIRED"):
+            pytest.fail(message)
+        pytest.skip(message)
+    home = Path(tempfile.mkdtemp(prefix="runners-e2e-"))
+    (home / "dags").mkdir()
+    for name in ("local_dask_etl.py",):
+        shutil.copy(REPO / "dags" / name, home / "dags" / name)
+    database = f"runners_e2e_{os.getpid()}"
+    _psql(f"DROP DATABASE IF EXISTS {database}")
+    _psql(f"CREATE DATABASE {database}")
+    api_port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{PG_DSN}/{database}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "e2e-" + os.urandom(16).hex(),
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__RUNNERS__EVIDENCE_PATH": "file://" + str(home / "runners" / "evidence"),
+    }
+    stack = Stack(home=home, env=env, api=f"http://127.0.0.1:{api_port}")
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    try:
+        for service in SERVICES:
+            _start(stack, service)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{stack.api}/api/v2/monitor/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            raise AssertionError(f"api-server did not come up:\n{stack.log('api-server')[-3000:]}")
+        yield stack
+    finally:
+        for proc in stack.procs.values():
+            _stop(proc)
+        _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
