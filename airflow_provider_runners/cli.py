@@ -1,6 +1,6 @@
 """``airflow-runners``: catalog checks, the evidence ledger, the reaper and the local demo.
 
-    airflow-runners catalog validate FILE
+    airflow-runners catalog validate [FILE]
     airflow-runners evidence show   [--dag-id D] [--run-id R] [--base URL] [--json]
     airflow-runners evidence verify [--dag-id D] [--run-id R] [--base URL]
     airflow-runners reap [--dry-run] [--conn-id ID ...]
@@ -27,9 +27,10 @@ def _print(text: str = "") -> None:
 
 # -- catalog ---------------------------------------------------------------------------------
 def cmd_catalog_validate(args: argparse.Namespace) -> int:
-    from airflow_provider_runners.catalog import load_catalog
+    from airflow_provider_runners.catalog import configured_catalog_path, load_catalog
     from airflow_provider_runners.exceptions import CatalogError
 
+    args.file = args.file or str(configured_catalog_path())
     try:
         catalog = load_catalog(args.file)
     except CatalogError as exc:
@@ -189,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = sub.add_parser("catalog", help="check a runner catalog").add_subparsers(
         dest="action", required=True
     )
-    validate = catalog.add_parser("validate", help="validate a catalog YAML file")
-    validate.add_argument("file")
+    validate = catalog.add_parser("validate", help="validate a catalog YAML file (default: the configured one)")
+    validate.add_argument("file", nargs="?")
     validate.set_defaults(func=cmd_catalog_validate)
 
     evidence = sub.add_parser("evidence", help="read the evidence ledger").add_subparsers(
