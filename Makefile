@@ -32,7 +32,7 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-## End-to-end only: a real deployment on PostgreSQL (scripts/ensure-postgres.sh sets one up as root).
+## End-to-end only: a real deployment on PostgreSQL + Redis (scripts/ensure-services.sh sets them up as root).
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
 

@@ -1,8 +1,10 @@
-"""A real Airflow 3 deployment for end-to-end tests: PostgreSQL, scheduler, dag-processor,
-triggerer and api-server as separate processes (LocalExecutor), started here and stopped after.
+"""A real Airflow 3 deployment for end-to-end tests: scheduler, dag-processor, triggerer,
+api-server and a Celery worker as separate processes (CeleryExecutor on Redis, metadata on
+PostgreSQL), started here and stopped after.
 
-PostgreSQL must listen on 127.0.0.1:5432 with trust auth for user ``postgres`` (as on the CI
-machine); each session gets a database of its own, dropped afterwards.
+PostgreSQL must listen on 127.0.0.1:5432 with trust auth for user ``postgres`` and Redis on
+127.0.0.1:6379 (as on the CI machine; ``scripts/ensure-services.sh`` sets both up). Each session
+gets a database and a Celery queue of its own; the database is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import pytest
 from tests.conftest import REPO
 
 PG_DSN = os.environ.get("RUNNERS_E2E_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-SERVICES = ("scheduler", "dag-processor", "triggerer", "api-server")
+REDIS_URL = os.environ.get("RUNNERS_E2E_REDIS", "redis://127.0.0.1:6379/0")
+SERVICES = ("scheduler", "dag-processor", "triggerer", "api-server", "celery worker")
 
 
 def _free_port() -> int:
@@ -98,7 +101,11 @@ def _start(stack: Stack, service: str) -> None:
     airflow = str(Path(sys.executable).with_name("airflow"))
     log = open(stack.home / f"{service}.log", "wb")  # noqa: SIM115 - kept open for the process's life
     stack.procs[service] = subprocess.Popen(
-        [airflow, service], env=stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [airflow, *service.split()],
+        env=stack.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -113,9 +120,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             pass
 
 
-def _postgres_reachable() -> bool:
+def _services_reachable() -> bool:
     try:
         _psql("SELECT 1")
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping()
         return True
     except Exception:  # noqa: BLE001 - any failure means "not reachable"
         return False
@@ -123,8 +133,8 @@ def _postgres_reachable() -> bool:
 
 @pytest.fixture(scope="session")
 def airflow_stack() -> Iterator[Stack]:
-    if not _postgres_reachable():
-        message = "PostgreSQL is not reachable on 127.0.0.1:5432 (run scripts/ensure-postgres.sh)"
+    if not _services_reachable():
+        message = "PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is not reachable: run scripts/ensure-services.sh"
         if os.environ.get("RUNNERS_E2E_REQUIRED"):
             pytest.fail(message)
         pytest.skip(message)
@@ -141,8 +151,12 @@ def airflow_stack() -> Iterator[Stack]:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://postgres@127.0.0.1:5432/{database}",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": f"runners-e2e-{os.getpid()}",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{PG_DSN}/{database}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__API__PORT": str(api_port),
