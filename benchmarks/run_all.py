@@ -1,4 +1,4 @@
-"""Run every benchmark (``make bench``): parse time, then lifecycle overhead.
+"""Run every benchmark (``make bench``): parse time, lifecycle overhead, triggerer load.
 
 Each runs in its own interpreter (each sets up its own AIRFLOW_HOME before importing
 Airflow). Markdown goes to stdout, progress to stderr, JSON to ``benchmarks/results/``.
@@ -6,7 +6,7 @@ Copy the printed tables into ``docs/benchmarks.md`` by hand.
 
     .venv/bin/python benchmarks/run_all.py [--reps 5] [--runs 7]
 
-About 4-5 minutes on a 2-core machine with the defaults.
+About 6-7 minutes on a 2-core machine with the defaults.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = [
         [str(PYTHON), str(REPO / "benchmarks" / "parse_time.py"), "--runs", str(args.runs)],
         [str(PYTHON), str(REPO / "benchmarks" / "lifecycle.py"), "--reps", str(args.reps)],
+        [str(PYTHON), str(REPO / "benchmarks" / "triggerer_load.py")],
     ]
     failed = []
     for command in commands:
