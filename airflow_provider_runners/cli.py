@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = sub.add_parser("catalog", help="check a runner catalog").add_subparsers(
         dest="action", required=True
     )
-    validate = catalog.add_parser("validate", help="validate a catalog YAML file (default: the configured one)")
+    validate = catalog.add_parser(
+        "validate", help="validate a catalog YAML file (default: the configured one)"
+    )
     validate.add_argument("file", nargs="?")
     validate.set_defaults(func=cmd_catalog_validate)
 

@@ -1,0 +1,354 @@
+"""The Runners page: live runners and the evidence ledger per DAG run, inside the Airflow UI.
+
+An Airflow 3 plugin (``airflow.plugins`` entry point) with a FastAPI app mounted by the
+api-server at ``/runners`` and an external view (nav: Browse -> Runners) that shows it in
+an iframe::
+
+    GET /runners/               HTML page (server-rendered, no JavaScript)   ?dag_id=&run_id=
+    GET /runners/api/runners    live runners as JSON
+    GET /runners/api/evidence   evidence chains as JSON                      ?dag_id=&run_id=
+
+Airflow does not authenticate plugin apps (a mount inherits none of the core API's
+dependencies), so every route depends on Airflow's own ``get_user`` (``Authorization: Bearer``
+JWT, else the UI's ``_token`` cookie; 401 without a token, 403 for an invalid one). Then the
+auth manager decides what the user sees: evidence rows only for DAGs whose runs they may
+read, live runners only with read access to Connections (they name Connections and hosts).
+
+This module is imported by every Airflow component that loads plugins: it imports nothing
+heavy. The FastAPI app is built on the first request (:class:`LazyASGIApp`).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import threading
+from collections.abc import Callable
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from airflow.plugins_manager import AirflowPlugin
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+URL_PREFIX = "/runners"
+#: At most this many evidence chains are read per request (filter by DAG / run to see others).
+MAX_CHAINS = 500
+
+
+# -- data --------------------------------------------------------------------------------------
+def _error_text(exc: BaseException) -> str:
+    from airflow_provider_runners.evidence.redact import redact_text
+
+    return redact_text(f"{type(exc).__name__}: {exc}")
+
+
+def runner_conn_ids() -> tuple[list[str], list[str]]:
+    """Ids of the Connections that select a runner backend, and the errors met looking for them.
+
+    ``runners_default`` always (it selects ``local_dask`` when undefined), Connections in the
+    metadata database and ``AIRFLOW_CONN_*`` environment variables of a runner conn type.
+    """
+    from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, backend_classes
+
+    types = set(backend_classes())
+    ids = {DEFAULT_CONN_ID}
+    errors: list[str] = []
+    try:
+        ids.update(_db_conn_ids(types))
+    except Exception as exc:  # noqa: BLE001 - the page still shows the default Connection
+        errors.append(f"listing Connections: {_error_text(exc)}")
+    spelled = {t for conn_type in types for t in (conn_type, conn_type.replace("_", "-"))}
+    for name, value in os.environ.items():
+        if name.startswith("AIRFLOW_CONN_") and any(t in value for t in spelled):
+            ids.add(name.removeprefix("AIRFLOW_CONN_").lower())
+    return sorted(ids), errors
+
+
+def _db_conn_ids(conn_types: set[str]) -> list[str]:
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(session.scalars(select(Connection.conn_id).where(Connection.conn_type.in_(conn_types))))
+
+
+def live_runners() -> list[dict[str, Any]]:
+    """One row per live runner of every runner Connection; a failing backend gives an error row."""
+    from airflow_provider_runners.backends.registry import get_backend
+
+    conn_ids, errors = runner_conn_ids()
+    rows: list[dict[str, Any]] = [{"conn_id": None, "error": error} for error in errors]
+    for conn_id in conn_ids:
+        try:
+            backend = get_backend(conn_id)
+            handles = backend.list_managed()
+            states = backend.status_many(handles) if handles else {}
+        except Exception as exc:  # noqa: BLE001 - one broken backend must not break the page
+            rows.append({"conn_id": conn_id, "error": _error_text(exc)})
+            continue
+        for handle in handles:
+            status = states.get(handle.resource_id)
+            rows.append(
+                {
+                    "conn_id": conn_id,
+                    "backend": handle.backend,
+                    "resource_id": handle.resource_id,
+                    "state": str(status.state) if status else "unknown",
+                    "message": status.message if status else "",
+                    "dag_id": handle.tags.get("dag-id"),
+                    "task_id": handle.tags.get("task-id"),
+                    "environment": handle.environment,
+                    "profile": handle.profile,
+                    "created_at": handle.created_at.isoformat(),
+                    "expires_at": handle.expires_at.isoformat(),
+                    "error": None,
+                }
+            )
+    return rows
+
+
+def evidence_rows(
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    may_read_dag: Callable[[str], bool] = lambda _dag_id: True,
+) -> list[dict[str, Any]]:
+    """One row per evidence chain (runner lineage): ``summarize()`` of the CLI plus the verdict."""
+    from airflow_provider_runners.cli import summarize
+    from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
+
+    rows = []
+    for chain in islice(iter_chains(dag_id or None, run_id or None), MAX_CHAINS):
+        report = verify_chain(chain)
+        if report.entries:
+            row = summarize(report.entries)
+        else:
+            row = {"dag_id": chain.parent.parent.name, "run_id": chain.parent.name, "lineage_key": chain.name}
+            row.update(backend=None, resource_id=None, entries=0, failures=0, torn_down=False, usd=0.0)
+        if not may_read_dag(str(row["dag_id"])):
+            continue
+        row["verified"] = report.ok
+        row["problems"] = report.problems
+        rows.append(row)
+    return rows
+
+
+# -- authorization -------------------------------------------------------------------------------
+def _dag_reader(user: Any) -> Callable[[str], bool]:
+    """``dag_id -> bool``: may ``user`` read this DAG's runs (asked once per DAG)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    manager = get_auth_manager()
+    answers: dict[str, bool] = {}
+
+    def may_read(dag_id: str) -> bool:
+        if dag_id not in answers:
+            answers[dag_id] = manager.is_authorized_dag(
+                method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
+            )
+        return answers[dag_id]
+
+    return may_read
+
+
+def _may_read_connections(user: Any) -> bool:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return bool(get_auth_manager().is_authorized_connection(method="GET", user=user))
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _table(headers: list[str], rows: list[str], empty: str) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(rows) or f'<tr><td colspan="{len(headers)}" class="empty">{_e(empty)}</td></tr>'
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _runner_rows(runners: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for r in runners:
+        if r.get("error"):
+            rows.append(
+                f'<tr class="bad"><td>{_e(r["conn_id"] or "-")}</td>'
+                f'<td colspan="7">backend error: {_e(r["error"])}</td></tr>'
+            )
+            continue
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{_e(v)}</td>"
+                for v in (
+                    r["conn_id"],
+                    r["backend"],
+                    r["resource_id"],
+                    f"{r['state']}{': ' + r['message'] if r['message'] else ''}",
+                    r["dag_id"],
+                    r["task_id"],
+                    f"{r['environment']} / {r['profile']}",
+                    r["expires_at"],
+                )
+            )
+            + "</tr>"
+        )
+    return rows
+
+
+def _evidence_rows(evidence: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for s in evidence:
+        run_link = f"/dags/{quote(str(s['dag_id']), safe='')}/runs/{quote(str(s['run_id']), safe='')}"
+        if s["verified"]:
+            verdict = '<td class="ok">verified</td>'
+        else:
+            problems = "".join(f"<li>{_e(p)}</li>" for p in s["problems"])
+            verdict = f'<td class="bad">BROKEN<ul>{problems}</ul></td>'
+        rows.append(
+            f'<tr><td><a href="./?dag_id={quote(str(s["dag_id"]), safe="")}">{_e(s["dag_id"])}</a></td>'
+            f'<td><a href="{_e(run_link)}" target="_top">{_e(s["run_id"])}</a></td>'
+            f"<td>{_e(s['resource_id'] or '-')}</td><td>{_e(s['backend'] or '-')}</td>"
+            f'<td class="num">{_e(s["entries"])}</td><td class="num">{_e(s["failures"])}</td>'
+            f"<td>{'yes' if s['torn_down'] else 'NO'}</td>"
+            f'<td class="num">${float(s["usd"]):.4f}</td>{verdict}</tr>'
+        )
+    return rows
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1rem 1.5rem;color:#1f2933}
+h1{font-size:1.4rem;margin:0 0 .8rem}h2{font-size:1.1rem;margin:1.4rem 0 .4rem}
+table{border-collapse:collapse;width:100%;font-size:.88rem}
+th,td{border-bottom:1px solid #d9e2ec;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.ok{color:#0b7a3e;font-weight:600}.bad,td.bad{color:#b42318}td.bad{font-weight:600}
+td.bad ul{margin:.2rem 0 0 1rem;padding:0;font-weight:400}td.empty{color:#627d98;font-style:italic}
+form{margin:0 0 .5rem}input{margin:0 .6rem 0 .2rem;padding:.2rem}.note{color:#627d98;font-size:.85rem}
+"""
+
+
+def render_page(
+    runners: list[dict[str, Any]] | None,
+    evidence: list[dict[str, Any]],
+    dag_id: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """The whole page; every value is escaped. ``runners`` None: the user may not see them."""
+    if runners is None:
+        runners_html = '<p class="note">Live runners need read access to Connections.</p>'
+    else:
+        runners_html = _table(
+            ["Connection", "Backend", "Resource", "State", "DAG", "Task", "Env / profile", "Expires"],
+            _runner_rows(runners),
+            "no live runners",
+        )
+    evidence_html = _table(
+        ["DAG", "Run", "Runner", "Backend", "Entries", "Failures", "Torn down", "Cost (USD)", "Chain"],
+        _evidence_rows(evidence),
+        "no evidence" + (" for this filter" if dag_id or run_id else " yet"),
+    )
+    total = sum(float(s["usd"]) for s in evidence)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Runners</title>'
+        f"<style>{_CSS}</style></head><body><h1>Runners</h1>"
+        f"<h2>Live runners</h2>{runners_html}"
+        '<h2>Evidence per DAG run</h2><form method="get" action="./">'
+        f'<label>DAG <input name="dag_id" value="{_e(dag_id)}"></label>'
+        f'<label>Run <input name="run_id" value="{_e(run_id)}"></label>'
+        '<button type="submit">Filter</button> <a href="./">clear</a></form>'
+        f"{evidence_html}"
+        f'<p class="note">{len(evidence)} chain(s), total ${total:.4f}. A chain is verified when every '
+        "entry's hash and link, the sequence and HEAD check out (<code>airflow-runners evidence "
+        "verify</code>).</p></body></html>"
+    )
+
+
+# -- app -----------------------------------------------------------------------------------------
+def create_app() -> FastAPI:
+    """The FastAPI app; every route requires an authenticated Airflow user."""
+    from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.responses import HTMLResponse
+
+    app = FastAPI(
+        title="Runners",
+        dependencies=[Depends(get_user)],  # the mount inherits nothing from the core API
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    current_user = Depends(get_user)  # resolved once per request, shared with the app-wide check
+
+    @app.get("/", response_class=HTMLResponse)
+    def page(dag_id: str | None = None, run_id: str | None = None, user: BaseUser = current_user) -> str:
+        runners = live_runners() if _may_read_connections(user) else None
+        return render_page(runners, evidence_rows(dag_id, run_id, _dag_reader(user)), dag_id, run_id)
+
+    @app.get("/api/runners")
+    def api_runners(user: BaseUser = current_user) -> dict[str, Any]:
+        if not _may_read_connections(user):
+            raise HTTPException(status_code=403, detail="live runners need read access to Connections")
+        return {"runners": live_runners()}
+
+    @app.get("/api/evidence")
+    def api_evidence(
+        dag_id: str | None = None, run_id: str | None = None, user: BaseUser = current_user
+    ) -> dict[str, Any]:
+        return {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "evidence": evidence_rows(dag_id, run_id, _dag_reader(user)),
+        }
+
+    return app
+
+
+class LazyASGIApp:
+    """An ASGI app that builds the real one on its first request (plugins load in every component)."""
+
+    def __init__(self, factory: Callable[[], FastAPI]) -> None:
+        self._factory = factory
+        self._app: FastAPI | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def app(self) -> FastAPI:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = self._factory()
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+runners_app = LazyASGIApp(create_app)
+
+
+class RunnersPlugin(AirflowPlugin):
+    name = "runners"
+    # Airflow reads these class attributes (declared on AirflowPlugin as plain lists).
+    fastapi_apps = [  # noqa: RUF012
+        {"app": runners_app, "url_prefix": URL_PREFIX, "name": "Runners"}
+    ]
+    external_views = [  # noqa: RUF012
+        {
+            "name": "Runners",
+            "href": f"{URL_PREFIX}/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "runners",
+        }
+    ]
