@@ -45,7 +45,23 @@ def get_provider_info() -> dict[str, Any]:
                         "extra": '{"state_dir": "/opt/airflow/runners/local_dask", "worker_env": {"AWS_PROFILE": "etl"}}'
                     },
                 },
-            }
+            },
+            {
+                "connection-type": "runners_dataproc_dask",
+                "hook-class-name": "airflow_provider_runners.hooks.runner.DataprocDaskRunnerHook",
+                "hook-name": "Runners: Dataproc Dask cluster",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "login", "schema", "password"],
+                    "relabeling": {},
+                    "placeholders": {
+                        "extra": '{"project_id": "my-project", "region": "europe-west1", "zone": "europe-west1-b", '
+                        '"subnetwork_uri": "projects/my-project/regions/europe-west1/subnetworks/private", '
+                        '"service_account": "dask@my-project.iam.gserviceaccount.com", '
+                        '"kms_key_name": "projects/my-project/locations/europe-west1/keyRings/r/cryptoKeys/k", '
+                        '"gcp_conn_id": "google_cloud_default"}'
+                    },
+                },
+            },
         ],
         "config": {
             "runners": {

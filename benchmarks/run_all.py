@@ -1,4 +1,5 @@
-"""Run every benchmark (``make bench``): parse time, lifecycle overhead, triggerer load.
+"""Run every benchmark (``make bench``): parse time, lifecycle overhead, triggerer load,
+Dataproc API calls.
 
 Each runs in its own interpreter (each sets up its own AIRFLOW_HOME before importing
 Airflow). Markdown goes to stdout, progress to stderr, JSON to ``benchmarks/results/``.
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         [str(PYTHON), str(REPO / "benchmarks" / "parse_time.py"), "--runs", str(args.runs)],
         [str(PYTHON), str(REPO / "benchmarks" / "lifecycle.py"), "--reps", str(args.reps)],
         [str(PYTHON), str(REPO / "benchmarks" / "triggerer_load.py")],
+        [str(PYTHON), str(REPO / "benchmarks" / "dataproc_api_calls.py")],
     ]
     failed = []
     for command in commands:

@@ -27,6 +27,7 @@ DEFAULT_CONN_ID = "runners_default"
 #: conn_type -> "module:Class" for the backends shipped in this package.
 BUILTIN_BACKENDS: dict[str, str] = {
     "runners_local_dask": "airflow_provider_runners.backends.local_dask:LocalDaskBackend",
+    "runners_dataproc_dask": "airflow_provider_runners.backends.dataproc_dask:DataprocDaskBackend",
 }
 
 

@@ -39,3 +39,16 @@ class LocalDaskRunnerHook(RunnerHook):
     conn_type = "runners_local_dask"
     hook_name = "Runners: local Dask cluster"
     hidden_fields: ClassVar[list[str]] = ["host", "port", "login", "schema", "password"]
+
+
+class DataprocDaskRunnerHook(RunnerHook):
+    """Connection type ``runners_dataproc_dask``: ephemeral Dataproc clusters running Dask.
+
+    Everything is in the extras (project_id, region, zone, subnetwork_uri, ...; see
+    :mod:`airflow_provider_runners.backends.dataproc_dask`); credentials come from the google
+    Connection named by ``gcp_conn_id``, never from this one.
+    """
+
+    conn_type = "runners_dataproc_dask"
+    hook_name = "Runners: Dataproc Dask cluster"
+    hidden_fields: ClassVar[list[str]] = ["host", "port", "login", "schema", "password"]

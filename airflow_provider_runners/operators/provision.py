@@ -106,7 +106,8 @@ class ProvisionRunnerOperator(BaseOperator):
             labels=self._labels(context, lineage, expires_at),
         )
         handle, acquisition = acquire(backend, request)
-        handle = handle.evolve(details={**_pricing(resolved), "acquisition": acquisition})
+        nodes = int(handle.details.get("nodes") or 1)  # machines billed at the profile's price
+        handle = handle.evolve(details={**_pricing(resolved, nodes), "acquisition": acquisition})
         self._held = (backend, handle)
         ti.xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_xcom())  # before any wait
         self.log.info(
@@ -226,14 +227,17 @@ def _with_status(handle: RunnerHandle, status: RunnerStatus) -> RunnerHandle:
     return handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
 
 
-def _pricing(resolved: ResolvedSpec) -> dict[str, Any]:
+def _pricing(resolved: ResolvedSpec, nodes: int = 1) -> dict[str, Any]:
+    """Cost inputs for the handle. ``nodes``: how many machines of the profile the runner is (a
+    Dataproc cluster is a master plus its workers), multiplying both price and vCPUs (the
+    per-vCPU fee counts every node's vCPUs)."""
     profile = resolved.profile
     vcpus = profile.vcpus
     if vcpus is None and profile.workers is not None:
         vcpus = profile.workers * (profile.threads_per_worker or 1)
     return {
-        "usd_per_hour": resolved.hourly_rate,
-        "vcpus": vcpus or 0,
+        "usd_per_hour": resolved.hourly_rate * nodes,
+        "vcpus": (vcpus or 0) * nodes,
         "billing_minimum_s": resolved.billing.minimum_seconds,
         "billing_vcpu_fee": resolved.billing.per_vcpu_hour_fee,
         "spot": resolved.spec.spot,

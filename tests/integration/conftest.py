@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,9 +21,21 @@ EVIDENCE = AIRFLOW_HOME / "runners" / "evidence"
 
 SECRET_PASSWORD = "pw-SECRET-8a7f1c"
 SECRET_TOKEN = "tok-SECRET-51d0e9"
-os.environ["AIRFLOW_CONN_RUNNERS_SECRET_TEST"] = (
-    f'{{"conn_type": "runners_local_dask", "password": "{SECRET_PASSWORD}", "extra": {{"worker_env": {{"ETL_API_TOKEN": "{SECRET_TOKEN}"}}}}}}'
+SECRET_CONN = json.dumps(
+    {
+        "conn_type": "runners_local_dask",
+        "password": SECRET_PASSWORD,
+        "extra": {"worker_env": {"ETL_API_TOKEN": SECRET_TOKEN}},
+    }
 )
+
+
+@pytest.fixture(scope="package", autouse=True)
+def secret_connection() -> Any:
+    """The Connection the secrets test uses, defined only while the integration tests run."""
+    os.environ["AIRFLOW_CONN_RUNNERS_SECRET_TEST"] = SECRET_CONN
+    yield
+    os.environ.pop("AIRFLOW_CONN_RUNNERS_SECRET_TEST", None)
 
 
 @pytest.fixture(scope="session")

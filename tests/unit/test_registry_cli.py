@@ -95,7 +95,7 @@ def test_unknown_conn_type_lists_the_known_ones() -> None:
         registry.backend_class("runners_nope")
     assert isinstance(info.value, LookupError)
     assert "'runners_nope'" in str(info.value)
-    assert "known: ['runners_local_dask']" in str(info.value)
+    assert "known: ['runners_dataproc_dask', 'runners_local_dask']" in str(info.value)
 
 
 def test_default_connection_id_selects_local_dask_when_undefined(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,7 +158,7 @@ def test_entry_points_cannot_replace_a_builtin_or_register_non_backends(
 ) -> None:
     fake_entry_points(monkeypatch, ImpostorBackend, NotABackend)
     assert registry.backend_class("runners_local_dask") is LocalDaskBackend
-    assert set(registry.backend_classes()) == {"runners_local_dask"}
+    assert set(registry.backend_classes()) == set(registry.BUILTIN_BACKENDS)
 
 
 def test_connection_password_is_registered_with_the_log_masker(monkeypatch: pytest.MonkeyPatch) -> None:

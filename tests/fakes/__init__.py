@@ -1,0 +1,1 @@
+"""Test doubles that stand in for cloud APIs at their lowest layer (the transport)."""
