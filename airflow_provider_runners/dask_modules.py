@@ -5,17 +5,20 @@ Dask pickles functions *by reference* to their module, and recent ``distributed`
 unpickle task graphs on the scheduler too, so a function from a DAG file fails there with
 ``No module named 'unusual_prefix_...'``.
 
-:func:`ship_dag_module` pickles each function and class the DAG file defines *by value*
+:func:`ship_modules` pickles each function and class the DAG file defines *by value*
 (cloudpickle) and installs, on the scheduler and on every worker (present and future, through
 Dask plugins), a stand-in module of that name that unpickles a member only when something
 asks for it. So a job's helper (``_partition``) resolves on the cluster, while the DAG-building
-code that needs Airflow is never loaded there. Imported only when a job runs, never at parse time.
+code that needs Airflow is never loaded there. Modules kept next to the DAG files (job code in
+``dags/sales_etl.py``, imported by several DAGs) are shipped the same way. Imported only when a
+job runs, never at parse time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import sys
 import types
 from collections.abc import Callable
@@ -87,14 +90,39 @@ def module_payloads(module: types.ModuleType) -> dict[str, bytes]:
     return payloads
 
 
-def ship_dag_module(client: Any, func: Callable[..., Any]) -> str | None:
-    """Install the DAG-file module that defines ``func`` on the client's cluster; return its name."""
+def modules_to_ship(func: Callable[..., Any], dag_folder: str | None = None) -> list[types.ModuleType]:
+    """The modules a job's code may need on the cluster and the cluster cannot import: the DAG
+    file that defines ``func`` (generated name), and every loaded module whose file lives under
+    ``dag_folder`` (job code kept next to the DAGs, e.g. ``dags/sales_etl.py``)."""
+    found: dict[str, types.ModuleType] = {}
     module = sys.modules.get(getattr(func, "__module__", "") or "")
-    if module is None or not module.__name__.startswith(DAG_MODULE_PREFIX):
-        return None
-    payloads = module_payloads(module)
-    digest = hashlib.sha256(b"".join(payloads[k] for k in sorted(payloads))).hexdigest()[:12]
-    plugin_name = f"airflow-runners-module-{module.__name__}-{digest}"
-    client.register_plugin(_ModuleOnScheduler(module.__name__, payloads), name=plugin_name + "-s")
-    client.register_plugin(_ModuleOnWorkers(module.__name__, payloads), name=plugin_name + "-w")
-    return module.__name__
+    if module is not None and module.__name__.startswith(DAG_MODULE_PREFIX):
+        found[module.__name__] = module
+    if dag_folder:
+        root = os.path.realpath(dag_folder) + os.sep
+        for name, candidate in list(sys.modules.items()):
+            filename = getattr(candidate, "__file__", None)
+            if (
+                filename
+                and not isinstance(candidate, LazyModule)
+                and os.path.realpath(filename).startswith(root)
+            ):
+                found.setdefault(name, candidate)
+    return list(found.values())
+
+
+def ship_modules(client: Any, func: Callable[..., Any], dag_folder: str | None = None) -> list[str]:
+    """Install :func:`modules_to_ship` on the client's cluster (scheduler and workers); return their names.
+
+    Only functions and classes are shipped, by value with what they reference: keep large data
+    out of module-level globals that job functions use, or it travels with every job.
+    """
+    names = []
+    for module in modules_to_ship(func, dag_folder):
+        payloads = module_payloads(module)
+        digest = hashlib.sha256(b"".join(payloads[k] for k in sorted(payloads))).hexdigest()[:12]
+        plugin_name = f"airflow-runners-module-{module.__name__}-{digest}"
+        client.register_plugin(_ModuleOnScheduler(module.__name__, payloads), name=plugin_name + "-s")
+        client.register_plugin(_ModuleOnWorkers(module.__name__, payloads), name=plugin_name + "-w")
+        names.append(module.__name__)
+    return sorted(names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,7 @@ class DaskJobOperator(BaseOperator):
             )
         from distributed import Client
 
-        from airflow_provider_runners.dask_modules import ship_dag_module
+        from airflow_provider_runners.dask_modules import ship_modules
 
         started = time.monotonic()
         with Client(address, timeout=f"{self.connect_timeout}s", set_as_default=False) as client:
@@ -71,7 +72,10 @@ class DaskJobOperator(BaseOperator):
                 "client_runtime": runtime_versions(("dask", "distributed")),
                 "callable": f"{self.python_callable.__module__}.{self.python_callable.__qualname__}",
             }
-            facts["shipped_module"] = ship_dag_module(client, self.python_callable)
+            dag_file = getattr(context.get("dag"), "fileloc", None)
+            facts["shipped_modules"] = ship_modules(
+                client, self.python_callable, os.path.dirname(dag_file) if dag_file else None
+            )
             context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
             self.log.info("running %s on %s (%d workers)", facts["callable"], address, facts["workers"])
             with client.as_current():

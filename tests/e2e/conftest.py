@@ -140,7 +140,7 @@ def airflow_stack() -> Iterator[Stack]:
         pytest.skip(message)
     home = Path(tempfile.mkdtemp(prefix="runners-e2e-"))
     (home / "dags").mkdir()
-    for name in ("local_dask_etl.py",):
+    for name in ("local_dask_etl.py", "sales_etl.py"):
         shutil.copy(REPO / "dags" / name, home / "dags" / name)
     database = f"runners_e2e_{os.getpid()}"
     _psql(f"DROP DATABASE IF EXISTS {database}")

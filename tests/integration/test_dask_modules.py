@@ -75,10 +75,10 @@ def test_dag_file_functions_fail_on_the_cluster_without_shipping(client: Any, tm
 
 
 def test_shipped_dag_module_runs_on_scheduler_and_workers(client: Any, tmp_path: Path) -> None:
-    from airflow_provider_runners.dask_modules import module_payloads, ship_dag_module
+    from airflow_provider_runners.dask_modules import module_payloads, ship_modules
 
     module = _load_like_airflow(tmp_path)
-    assert ship_dag_module(client, module.job) == module.__name__
+    assert ship_modules(client, module.job) == [module.__name__]
     assert module.job(client, 10) == sum(int(x * 3) for x in range(10))
     assert {"_helper", "job", "needs_airflow_to_load"} <= set(module_payloads(module))
     # members are unpickled lazily: the Airflow-dependent one was never loaded on a worker
@@ -86,4 +86,39 @@ def test_shipped_dag_module_runs_on_scheduler_and_workers(client: Any, tmp_path:
     for names in loaded.values():
         assert "_helper" in names
         assert "needs_airflow_to_load" not in names
-    assert ship_dag_module(client, len) is None  # not from a DAG file: nothing to ship
+    assert ship_modules(client, len) == []  # not from a DAG file: nothing to ship
+
+
+def _import_job_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Job code in a module next to the DAG files, imported the way a DAG file imports it."""
+    (tmp_path / "shared_jobs_xyz.py").write_text(DAG_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))  # Airflow puts the DAGs folder on sys.path
+    sys.modules.pop("shared_jobs_xyz", None)
+    import shared_jobs_xyz  # type: ignore[import-not-found]
+
+    return shared_jobs_xyz
+
+
+def test_job_module_next_to_the_dag_files_fails_on_the_cluster_without_shipping(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = _import_job_module(tmp_path, monkeypatch)
+    try:
+        with pytest.raises(RuntimeError, match="deserialization of the task graph"):
+            jobs.job(client, 5)
+    finally:
+        sys.modules.pop("shared_jobs_xyz", None)
+
+
+def test_job_module_next_to_the_dag_files_is_shipped_too(
+    client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_runners.dask_modules import ship_modules
+
+    jobs = _import_job_module(tmp_path, monkeypatch)
+    try:
+        assert ship_modules(client, jobs.job, dag_folder=str(tmp_path / "elsewhere")) == []
+        assert ship_modules(client, jobs.job, dag_folder=str(tmp_path)) == ["shared_jobs_xyz"]
+        assert jobs.job(client, 5) == sum(int(x * 3) for x in range(5))
+    finally:
+        sys.modules.pop("shared_jobs_xyz", None)
