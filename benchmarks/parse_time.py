@@ -56,6 +56,7 @@ print(json.dumps({"sdk_s": time.perf_counter() - t0, "sdk_cpu_s": time.process_t
 _EXEC = """
 import ast, importlib, importlib.util, json, sys, time
 path = sys.argv[1]
+sys.path.insert(0, __import__('os').path.dirname(path))  # Airflow puts the DAGs folder on sys.path
 HEAVY = %(heavy)r
 
 def provider_imports(path):
@@ -99,6 +100,7 @@ print(json.dumps({"sdk_s": t1 - t0, "provider_import_s": t2 - t1, "file_exec_s":
 _DAGBAG = """
 import json, sys, time, importlib
 path = sys.argv[1]
+sys.path.insert(0, __import__('os').path.dirname(path))  # Airflow puts the DAGs folder on sys.path
 import airflow.sdk
 from airflow.utils.file import iter_airflow_imports
 for name in iter_airflow_imports(path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,3 +19,9 @@ os.environ.pop("AIRFLOW__RUNNERS__ENVIRONMENT", None)
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW_HOME = _HOME
+# Airflow puts the DAGs folder on sys.path (the dag-processor and task runner do, for each bundle);
+# DAG files import their job code from it (dags/sales_etl.py). DagBags built by tests get the same,
+# from the test DAGs folder, which holds a copy of dags/ as a deployment's would.
+for _source in (REPO / "dags").glob("*.py"):
+    shutil.copy(_source, _HOME / "dags" / _source.name)
+sys.path.append(str(_HOME / "dags"))

@@ -23,6 +23,7 @@ assert "/site-packages/" in airflow_provider_runners.__file__, airflow_provider_
 from airflow.dag_processing.dagbag import DagBag
 from airflow_provider_runners.catalog import load_catalog
 from importlib.metadata import entry_points
+sys.path.insert(0, sys.argv[1])  # Airflow puts the DAGs folder on sys.path (dags import sales_etl)
 bag = DagBag(dag_folder=sys.argv[1])
 print(json.dumps({
     "errors": {k: v[-300:] for k, v in bag.import_errors.items()},
