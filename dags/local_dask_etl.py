@@ -19,10 +19,9 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
-from sales_etl import aggregate_sales, generate_sales, validate_aggregates
+from sales_etl import sales_etl_tasks
 
 from airflow_provider_runners import runner
-from airflow_provider_runners.operators.work import DaskJobOperator
 
 CONN_ID = os.environ.get("RUNNERS_ETL_CONN_ID", "runners_default")
 
@@ -52,25 +51,7 @@ def build_etl_dag(dag_id: str, max_return_rate: float, doc: str) -> DAG:
             },
         ) as cluster,
     ):
-        generate = DaskJobOperator(
-            task_id="generate",
-            handle=cluster,
-            python_callable=generate_sales,
-            op_kwargs={"rows": "{{ params.rows }}", "run_id": "{{ run_id }}", "dataset": dag_id},
-        )
-        aggregate = DaskJobOperator(
-            task_id="aggregate",
-            handle=cluster,
-            python_callable=aggregate_sales,
-            op_kwargs={"run_id": "{{ run_id }}", "dataset": dag_id},
-        )
-        validate = DaskJobOperator(
-            task_id="validate",
-            handle=cluster,
-            python_callable=validate_aggregates,
-            op_kwargs={"run_id": "{{ run_id }}", "dataset": dag_id, "max_return_rate": max_return_rate},
-        )
-        generate >> aggregate >> validate
+        sales_etl_tasks(cluster, dataset=dag_id, max_return_rate=max_return_rate)
     return dag
 
 

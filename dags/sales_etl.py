@@ -107,3 +107,26 @@ def validate_aggregates(client: Any, run_id: str, dataset: str, max_return_rate:
     if return_rate > max_return_rate:
         raise ValueError(f"return rate {return_rate:.2%} is above the allowed {max_return_rate:.2%}")
     return {"rows": total, "orders": orders, "return_rate": round(return_rate, 5)}
+
+
+def sales_etl_tasks(cluster: Any, dataset: str, max_return_rate: float) -> None:
+    """The three job tasks (generate >> aggregate >> validate) on ``cluster``, a runner handle."""
+    from airflow_provider_runners.operators.work import DaskJobOperator
+
+    run = {"run_id": "{{ run_id }}", "dataset": dataset}
+    generate = DaskJobOperator(
+        task_id="generate",
+        handle=cluster,
+        python_callable=generate_sales,
+        op_kwargs={"rows": "{{ params.rows }}", **run},
+    )
+    aggregate = DaskJobOperator(
+        task_id="aggregate", handle=cluster, python_callable=aggregate_sales, op_kwargs=run
+    )
+    validate = DaskJobOperator(
+        task_id="validate",
+        handle=cluster,
+        python_callable=validate_aggregates,
+        op_kwargs={**run, "max_return_rate": max_return_rate},
+    )
+    generate >> aggregate >> validate

@@ -18,6 +18,23 @@ os.environ.pop("AIRFLOW__RUNNERS__ENVIRONMENT", None)
 (_HOME / "dags").mkdir(parents=True, exist_ok=True)
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def local_dask_daemons(under: Path) -> list[str]:
+    """Command lines of running local_dask daemons whose state file lies under ``under``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "_local_dask_daemon" in cmdline and str(under) in cmdline:
+            found.append(cmdline)
+    return found
+
+
 AIRFLOW_HOME = _HOME
 # Airflow puts the DAGs folder on sys.path (the dag-processor and task runner do, for each bundle);
 # DAG files import their job code from it (dags/sales_etl.py). DagBags built by tests get the same,

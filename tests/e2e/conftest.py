@@ -63,6 +63,18 @@ class Stack:
     def log(self, service: str) -> str:
         return (self.home / f"{service}.log").read_text(errors="replace")
 
+    def wait_healthy(self, timeout: float = 90) -> None:
+        """Wait until the api-server answers its health endpoint."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.api}/api/v2/monitor/health", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise AssertionError(f"api-server {self.api} did not come up:\n{self.log('api-server')[-3000:]}")
+
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         with self.client() as http:
@@ -178,16 +190,7 @@ def airflow_stack() -> Iterator[Stack]:
     try:
         for service in SERVICES:
             _start(stack, service)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{stack.api}/api/v2/monitor/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            raise AssertionError(f"api-server did not come up:\n{stack.log('api-server')[-3000:]}")
+        stack.wait_healthy()
         yield stack
     finally:
         for proc in stack.procs.values():

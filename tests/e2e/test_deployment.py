@@ -4,10 +4,10 @@ work in fresh task processes, teardown, evidence verified, nothing left running.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import local_dask_daemons
 from tests.e2e.conftest import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -19,19 +19,6 @@ ETL_TASKS = (
     "cluster.validate",
     "cluster.teardown",
 )
-
-
-def _daemons(home: Path) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "_local_dask_daemon" in cmdline and str(home) in cmdline:
-                found.append(cmdline)
-    return found
 
 
 def _verify(stack: Stack, dag_id: str, run_id: str) -> list[dict]:
@@ -72,7 +59,7 @@ def test_etl_runs_end_to_end_with_a_real_scheduler_and_triggerer(airflow_stack: 
     assert entries[2]["facts"]["result"]["rows_in"] == 200_000
     # the job code (dags/sales_etl.py, next to the DAG file) was shipped to the Dask cluster
     assert "sales_etl" in entries[1]["facts"]["shipped_modules"]
-    assert not _daemons(airflow_stack.home)
+    assert not local_dask_daemons(airflow_stack.home)
 
 
 def test_failed_work_still_tears_down_on_a_real_deployment(airflow_stack: Stack) -> None:
@@ -85,4 +72,4 @@ def test_failed_work_still_tears_down_on_a_real_deployment(airflow_stack: Stack)
     entries = _verify(airflow_stack, "local_dask_etl_failure", run_id)
     assert entries[-1]["event"] == "teardown"
     assert entries[-1]["facts"]["teardown"][0]["existed"] is True
-    assert not _daemons(airflow_stack.home)
+    assert not local_dask_daemons(airflow_stack.home)

@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -167,16 +166,7 @@ def secured_api(airflow_stack: Stack, tmp_path_factory: pytest.TempPathFactory) 
     stack = replace(airflow_stack, home=logs, env=env, api=f"http://127.0.0.1:{port}", procs={})
     _start(stack, "api-server")
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{stack.api}/api/v2/monitor/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            raise AssertionError(f"secured api-server did not come up:\n{stack.log('api-server')[-3000:]}")
+        stack.wait_healthy()
         yield stack.api
     finally:
         for proc in stack.procs.values():

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import AIRFLOW_HOME, REPO
+from tests.conftest import AIRFLOW_HOME, REPO, local_dask_daemons
 
 DAGS = AIRFLOW_HOME / "dags"
 STATE_DIR = AIRFLOW_HOME / "runners" / "local_dask"
@@ -88,17 +88,7 @@ def state_files() -> list[Path]:
 
 def live_daemons() -> list[str]:
     """Command lines of running local_dask daemons started from this test session."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "_local_dask_daemon" in cmdline and str(STATE_DIR) in cmdline:
-            found.append(cmdline)
-    return found
+    return local_dask_daemons(STATE_DIR)
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
