@@ -9,6 +9,8 @@ The hierarchy is shallow on purpose::
     ├── MissingExtraError(RunnerError, ImportError)     an optional SDK is not installed
     ├── ProvisionError(RunnerError, RuntimeError)       the runner could not be made ready
     ├── RunnerNotFoundError(RunnerError, LookupError)   the runner is gone (teardown treats it as success)
+    ├── RunnerCommandError(RunnerError, RuntimeError)   a command on a runner exited non-zero
+    │   └── RunnerCommandTimeout(..., TimeoutError)    ... or did not finish in time (cancelled)
     └── EvidenceError(RunnerError, RuntimeError)        the ledger could not be written or read
 
 Catch ``RunnerError`` to handle everything this package raises on purpose. Each also
@@ -60,3 +62,11 @@ class RunnerNotFoundError(RunnerError, LookupError):
 
 class EvidenceError(RunnerError, RuntimeError):
     """The evidence ledger could not be written or read."""
+
+
+class RunnerCommandError(RunnerError, RuntimeError):
+    """A command run on a runner exited non-zero or was cancelled."""
+
+
+class RunnerCommandTimeout(RunnerCommandError, TimeoutError):
+    """A command run on a runner did not finish within its timeout and was cancelled."""

@@ -24,6 +24,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_runners.operators.provision",
                     "airflow_provider_runners.operators.teardown",
                     "airflow_provider_runners.operators.work",
+                    "airflow_provider_runners.operators.command",
                 ],
             }
         ],

@@ -11,6 +11,9 @@ A backend knows how to, for one kind of compute:
 ``teardown(handle)``    end it; idempotent: a runner that is already gone is success
 ``describe(handle)``    facts for the evidence ledger (identity, versions, digests, network)
 ``list_managed()``      every live runner this backend manages (for the reaper and budgets)
+``run_command``         optional: run a command on the runner, streaming its output
+                        (``RunnerCommandOperator``); backends that support it set
+                        ``supports_commands = True``
 ======================  ====================================================================
 
 Adopt-or-replace on retry, pushing the handle to XCom before waiting, deferral, evidence
@@ -21,8 +24,9 @@ subclass registered under the entry-point group ``airflow_provider_runners.backe
 from __future__ import annotations
 
 import enum
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -75,6 +79,42 @@ class ProvisionRequest:
         return self.resolved.spec
 
 
+@dataclass(frozen=True)
+class CommandRequest:
+    """A command for :meth:`Backend.run_command`. No secret values: only references to them.
+
+    ``command`` is either a shell script (``str``, run by ``/bin/sh -c`` or the backend's
+    shell) or an argv tuple. ``secret_env`` maps an environment variable to a secret
+    *reference* (see :mod:`airflow_provider_runners.secret_refs`), resolved at run time where
+    the command runs; a backend refuses reference kinds it cannot resolve without exposing the
+    value (``Backend.secret_ref_kinds``).
+    """
+
+    command: str | tuple[str, ...]
+    #: Unique per task try: ``<attempt_token>-<task_id>[-<map_index>]``; tag remote commands with it.
+    name: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds; when it passes the backend cancels the command and returns ``timed_out=True``.
+    timeout: float = 3600.0
+    workdir: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How a command ended. ``exit_code`` is None when it never finished (timed out, cancelled)."""
+
+    exit_code: int | None
+    timed_out: bool = False
+    cancelled: bool = False
+    #: Non-secret facts for the evidence ledger (remote command id, host, times, ...).
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Receives each line of a command's output (stdout and stderr, merged) as it arrives.
+OutputSink = Callable[[str], None]
+
+
 @dataclass
 class ConnectionConfig:
     """The parts of an Airflow Connection a backend reads. ``password`` is the only secret slot;
@@ -105,6 +145,11 @@ class Backend(ABC):
     poll_interval: ClassVar[float] = 5.0
     #: Extra fields whose values are secrets (masked in logs, never copied anywhere).
     secret_extra_fields: ClassVar[frozenset[str]] = frozenset()
+    #: True when :meth:`run_command` is implemented (``RunnerCommandOperator`` can use it).
+    supports_commands: ClassVar[bool] = False
+    #: Secret reference kinds ``run_command`` can resolve without exposing the value
+    #: (see :mod:`airflow_provider_runners.secret_refs`).
+    secret_ref_kinds: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
@@ -147,3 +192,21 @@ class Backend(ABC):
     @abstractmethod
     def list_managed(self) -> list[RunnerHandle]:
         """Every live runner this backend manages (tagged managed-by airflow-provider-runners)."""
+
+    def run_command(
+        self,
+        handle: RunnerHandle,
+        request: CommandRequest,
+        output: OutputSink,
+        cancel: threading.Event,
+    ) -> CommandResult:
+        """Run ``request`` on the runner until it ends, calling ``output(line)`` as lines arrive.
+
+        Must check ``cancel`` at least once a second and, when it is set, stop the remote
+        command and return ``cancelled=True``; on ``request.timeout`` stop it and return
+        ``timed_out=True``. Never log or return secret values.
+        """
+        raise NotImplementedError(
+            f"the {self.name!r} backend does not run commands; RunnerCommandOperator needs a backend "
+            "with supports_commands (local_host, ec2, kubernetes, labgrid, bench_http)"
+        )
