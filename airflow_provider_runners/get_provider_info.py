@@ -63,6 +63,18 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
             },
+            {
+                "connection-type": "runners_local_host",
+                "hook-class-name": "airflow_provider_runners.hooks.runner.LocalHostRunnerHook",
+                "hook-name": "Runners: local host (subprocess on the worker)",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "login", "schema", "password"],
+                    "relabeling": {},
+                    "placeholders": {
+                        "extra": '{"state_dir": "/opt/airflow/runners/local_host", "host_env": {"JAVA_HOME": "/usr/lib/jvm/default"}}'
+                    },
+                },
+            },
         ],
         "config": {
             "runners": {

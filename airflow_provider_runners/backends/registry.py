@@ -6,7 +6,8 @@ Built-in backends are listed below; third parties add theirs with an entry point
     my_backend = "my_package.backend:MyBackend"   # class sets conn_type = "runners_my_backend"
 
 A Connection whose id is :data:`DEFAULT_CONN_ID` and that is not defined anywhere selects
-the embedded ``local_dask`` backend, so the example DAGs run with no configuration at all.
+the embedded ``local_dask`` backend, and ``runners_local_host`` the ``local_host`` backend
+(:data:`EMBEDDED_CONNECTIONS`), so the example DAGs run with no configuration at all.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ DEFAULT_CONN_ID = "runners_default"
 BUILTIN_BACKENDS: dict[str, str] = {
     "runners_local_dask": "airflow_provider_runners.backends.local_dask:LocalDaskBackend",
     "runners_dataproc_dask": "airflow_provider_runners.backends.dataproc_dask:DataprocDaskBackend",
+    "runners_local_host": "airflow_provider_runners.backends.local_host:LocalHostBackend",
+}
+
+#: Connection ids that select an embedded local backend when they are not defined anywhere.
+EMBEDDED_CONNECTIONS: dict[str, str] = {
+    DEFAULT_CONN_ID: "runners_local_dask",
+    "runners_local_host": "runners_local_host",
 }
 
 
@@ -70,11 +78,12 @@ def connection_config(conn_id: str) -> ConnectionConfig:
     """Read a Connection through Airflow (secrets backends, env vars, metadata DB)."""
     conn = _get_connection(conn_id)
     if conn is None:
-        if conn_id == DEFAULT_CONN_ID:
-            return ConnectionConfig(conn_id=conn_id, conn_type="runners_local_dask")
+        if conn_id in EMBEDDED_CONNECTIONS:
+            return ConnectionConfig(conn_id=conn_id, conn_type=EMBEDDED_CONNECTIONS[conn_id])
         raise BackendNotFoundError(
             f"Connection {conn_id!r} is not defined; define it with conn_type one of "
-            f"{sorted(backend_classes())}, or use {DEFAULT_CONN_ID!r} for the embedded local_dask backend"
+            f"{sorted(backend_classes())}, or use one of the embedded local ones: "
+            f"{sorted(EMBEDDED_CONNECTIONS)}"
         )
     extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
     return ConnectionConfig(

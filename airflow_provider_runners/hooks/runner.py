@@ -52,3 +52,12 @@ class DataprocDaskRunnerHook(RunnerHook):
     conn_type = "runners_dataproc_dask"
     hook_name = "Runners: Dataproc Dask cluster"
     hidden_fields: ClassVar[list[str]] = ["host", "port", "login", "schema", "password"]
+
+
+class LocalHostRunnerHook(RunnerHook):
+    """Connection type ``runners_local_host``: commands as subprocesses on the worker (a local
+    stand-in for a dedicated host). Optional extras: ``state_dir``, ``host_env``."""
+
+    conn_type = "runners_local_host"
+    hook_name = "Runners: local host (subprocess on the worker)"
+    hidden_fields: ClassVar[list[str]] = ["host", "port", "login", "schema", "password"]
