@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DaskJobOperator",
     "ProvisionRunnerOperator",
+    "RunnerCommandOperator",
     "RunnerHandle",
     "RunnerSpec",
     "TeardownRunnerOperator",
@@ -28,10 +29,12 @@ _LAZY = {
     "ProvisionRunnerOperator": "airflow_provider_runners.operators.provision",
     "TeardownRunnerOperator": "airflow_provider_runners.operators.teardown",
     "DaskJobOperator": "airflow_provider_runners.operators.work",
+    "RunnerCommandOperator": "airflow_provider_runners.operators.command",
 }
 
 if TYPE_CHECKING:
     from airflow_provider_runners.handles import RunnerHandle
+    from airflow_provider_runners.operators.command import RunnerCommandOperator
     from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
     from airflow_provider_runners.operators.teardown import TeardownRunnerOperator
     from airflow_provider_runners.operators.work import DaskJobOperator

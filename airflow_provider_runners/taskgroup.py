@@ -61,3 +61,9 @@ def runner(
             if task is provision or task is teardown or isinstance(task, TaskGroup):
                 continue
             add_evidence_callbacks(task, "work", provision_task_id=provision.task_id)
+            # as_teardown() wires plain operators only: a mapped task (.partial().expand()) must
+            # still finish before the teardown, and needs the runner first.
+            if teardown.task_id not in task.downstream_task_ids:
+                task >> teardown
+            if provision.task_id not in task.upstream_task_ids:
+                provision >> task

@@ -52,13 +52,14 @@ def _error_text(exc: BaseException) -> str:
 def runner_conn_ids() -> tuple[list[str], list[str]]:
     """Ids of the Connections that select a runner backend, and the errors met looking for them.
 
-    ``runners_default`` always (it selects ``local_dask`` when undefined), Connections in the
+    The embedded ones always (``runners_default`` selects ``local_dask`` and ``runners_local_host``
+    ``local_host`` when undefined), Connections in the
     metadata database and ``AIRFLOW_CONN_*`` environment variables of a runner conn type.
     """
-    from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, backend_classes
+    from airflow_provider_runners.backends.registry import EMBEDDED_CONNECTIONS, backend_classes
 
     types = set(backend_classes())
-    ids = {DEFAULT_CONN_ID}
+    ids = set(EMBEDDED_CONNECTIONS)
     errors: list[str] = []
     try:
         ids.update(_db_conn_ids(types))

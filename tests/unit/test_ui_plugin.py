@@ -238,7 +238,7 @@ def test_live_runners_of_every_runner_connection_and_a_failing_backend(
     monkeypatch.setattr(registry, "get_backend", fake_get_backend)
     response = client.get("/api/runners", headers=bearer(auth_manager))
     assert response.status_code == 200
-    assert sorted(asked) == ["runners_broken", "runners_default", "runners_lab"]
+    assert sorted(asked) == ["runners_broken", "runners_default", "runners_lab", "runners_local_host"]
     rows = {row["conn_id"]: row for row in response.json()["runners"]}
     assert rows["runners_lab"]["resource_id"] == "ldask-live-1"
     assert rows["runners_lab"]["state"] == "ready"
@@ -315,7 +315,7 @@ def test_runner_connections_in_the_metadata_database_are_listed(
         asked: list[str] = []
         monkeypatch.setattr(registry, "get_backend", lambda conn_id: asked.append(conn_id) or FakeBackend([]))
         assert client.get("/api/runners", headers=bearer(auth_manager)).status_code == 200
-        assert sorted(asked) == ["runners_default", "runners_in_db"]
+        assert sorted(asked) == ["runners_default", "runners_in_db", "runners_local_host"]
     finally:
         with create_session() as session:
             session.query(Connection).filter(Connection.conn_id.in_(["runners_in_db", "pg_in_db"])).delete()
