@@ -22,7 +22,7 @@ Values resolved on the worker are registered with Airflow's log masker before us
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from airflow_provider_runners.exceptions import RunnerSpecError
@@ -120,3 +120,21 @@ def resolve_on_worker(refs: Mapping[str, SecretRef]) -> dict[str, str]:
             mask_secret(value)
         values[env_name] = value
     return values
+
+
+def masking_sink(output: Callable[[str], None], values: Iterable[str]) -> Callable[[str], None]:
+    """Wrap an output sink so that resolved secret values never reach it, whatever logging does.
+
+    Airflow's masker also redacts task logs, but only where its log processors run (not, e.g.,
+    in ``dag.test()``'s console output); a command that prints its own secret is masked here.
+    """
+    secrets = sorted({v for v in values if v}, key=len, reverse=True)
+    if not secrets:
+        return output
+
+    def sink(line: str) -> None:
+        for secret in secrets:
+            line = line.replace(secret, "***")
+        output(line)
+
+    return sink

@@ -57,7 +57,7 @@ from airflow_provider_runners.backends.base import (
 )
 from airflow_provider_runners.handles import RunnerHandle
 from airflow_provider_runners.lineage import MANAGED_BY
-from airflow_provider_runners.secret_refs import parse_secret_env, resolve_on_worker
+from airflow_provider_runners.secret_refs import masking_sink, parse_secret_env, resolve_on_worker
 
 LOCAL_HOST_CONN_ID = "runners_local_host"
 _BASE_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
@@ -213,8 +213,8 @@ class LocalHostBackend(Backend):
                 path.unlink(missing_ok=True)
         return alive
 
-    def command_env(self, handle: RunnerHandle, request: CommandRequest) -> dict[str, str]:
-        """The command's complete environment (secret values included: never log it)."""
+    def command_env(self, handle: RunnerHandle, request: CommandRequest) -> tuple[dict[str, str], list[str]]:
+        """The command's complete environment (secret values included: never log it) and the secrets."""
         env = {name: os.environ[name] for name in _BASE_ENV if name in os.environ}
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])
         env.update({str(k): str(v) for k, v in (self.config.extra.get("host_env") or {}).items()})
@@ -224,8 +224,9 @@ class LocalHostBackend(Backend):
             RUNNER_LINEAGE=handle.lineage_key,
         )
         env.update(request.env)
-        env.update(resolve_on_worker(parse_secret_env(request.secret_env)))
-        return env
+        secrets = resolve_on_worker(parse_secret_env(request.secret_env))
+        env.update(secrets)
+        return env, list(secrets.values())
 
     def run_command(
         self, handle: RunnerHandle, request: CommandRequest, output: OutputSink, cancel: threading.Event
@@ -250,8 +251,9 @@ class LocalHostBackend(Backend):
             pid_holder["pid"] = pid
             (self._pids_dir(handle.resource_id) / str(pid)).touch()
 
+        env, secrets = self.command_env(handle, request)
         result = run_subprocess(
-            wrapped, output, cancel, env=self.command_env(handle, request), cwd=str(cwd), on_start=track
+            wrapped, masking_sink(output, secrets), cancel, env=env, cwd=str(cwd), on_start=track
         )
         if "pid" in pid_holder:
             (self._pids_dir(handle.resource_id) / str(pid_holder["pid"])).unlink(missing_ok=True)

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def _pull(ti: Any, task_id: str, key: str) -> Any:
+    """One XCom value; for the task's own XComs, this map index's (not a list of all of them)."""
     try:
+        if task_id == ti.task_id and getattr(ti, "map_index", -1) not in (None, -1):
+            return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=ti.map_index)
         return ti.xcom_pull(task_ids=task_id, key=key)
     except Exception:  # pragma: no cover - XCom backend hiccup must not lose the entry
         log.exception("evidence: could not read XCom %s/%s", task_id, key)

@@ -40,7 +40,8 @@ class RunnerCommandOperator(BaseOperator):
     the command runs (an instance profile, a Kubernetes Secret, the worker's secrets backend).
 
     :param handle: the provision task's output.
-    :param command: a shell script (str) or an argv list.
+    :param command: a shell script (str) or an argv list; templated with Jinja like BashOperator's
+        ``bash_command`` (so write ``{{ '{#' }}`` for a literal ``{#``, e.g. in ``${#VAR}``).
     :param env: plain, non-secret environment variables (names that look secret are refused).
     :param secret_env: ``{"DB_PASSWORD": "aws-sm:prod/erp#password"}``.
     :param timeout: seconds or "30m"; the command is cancelled when it passes.
