@@ -9,6 +9,7 @@ gets a database and a Celery queue of its own; the database is dropped afterward
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,8 @@ import pytest
 
 from tests.conftest import REPO
 
+ERP_SECRET = "erp-E2E-SECRET-5c0a"
+HOST_SECRET = "host-E2E-SECRET-9e1f"
 PG_DSN = os.environ.get("RUNNERS_E2E_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("RUNNERS_E2E_REDIS", "redis://127.0.0.1:6379/0")
 SERVICES = ("scheduler", "dag-processor", "triggerer", "api-server", "celery worker")
@@ -152,8 +155,9 @@ def airflow_stack() -> Iterator[Stack]:
         pytest.skip(message)
     home = Path(tempfile.mkdtemp(prefix="runners-e2e-"))
     (home / "dags").mkdir()
-    for name in ("local_dask_etl.py", "sales_etl.py"):
+    for name in ("local_dask_etl.py", "sales_etl.py", "dedicated_host_extract.py", "extract_job.py"):
         shutil.copy(REPO / "dags" / name, home / "dags" / name)
+    shutil.copy(REPO / "tests" / "dags" / "runners_test_host_dags.py", home / "dags")
     database = f"runners_e2e_{os.getpid()}"
     _psql(f"DROP DATABASE IF EXISTS {database}")
     _psql(f"CREATE DATABASE {database}")
@@ -183,6 +187,9 @@ def airflow_stack() -> Iterator[Stack]:
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
         "AIRFLOW__RUNNERS__EVIDENCE_PATH": "file://" + str(home / "runners" / "evidence"),
+        # Secrets the host commands get at run time (tests/e2e/test_deployment.py looks for leaks).
+        "AIRFLOW_CONN_ERP_SOURCE": json.dumps({"conn_type": "generic", "password": ERP_SECRET}),
+        "AIRFLOW_CONN_RUNNERS_HOST_SECRET": json.dumps({"conn_type": "generic", "password": HOST_SECRET}),
     }
     stack = Stack(home=home, env=env, api=f"http://127.0.0.1:{api_port}")
     airflow = str(Path(sys.executable).with_name("airflow"))

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tests.conftest import local_dask_daemons
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import ERP_SECRET, HOST_SECRET, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -73,3 +73,45 @@ def test_failed_work_still_tears_down_on_a_real_deployment(airflow_stack: Stack)
     assert entries[-1]["event"] == "teardown"
     assert entries[-1]["facts"]["teardown"][0]["existed"] is True
     assert not local_dask_daemons(airflow_stack.home)
+
+
+def test_dedicated_host_extract_restarts_and_tears_down_on_a_real_deployment(airflow_stack: Stack) -> None:
+    """Mapped commands on a local_host runner in Celery task processes; the first try of each
+    extract dies after chunk 1 and its retry resumes from the checkpoints."""
+    airflow_stack.wait_for_dag("dedicated_host_extract")
+    conf = {"months": 2, "rows_per_day": 100, "crash_once_after_chunk": 1}
+    run_id = airflow_stack.trigger("dedicated_host_extract", conf)
+    state = airflow_stack.wait_for_run("dedicated_host_extract", run_id)
+    states = airflow_stack.task_states("dedicated_host_extract", run_id)
+    assert state == "success", (states, airflow_stack.log("scheduler")[-3000:])
+    entries = _verify(airflow_stack, "dedicated_host_extract", run_id)
+    events = [(e["event"], e["outcome"]) for e in entries]
+    assert events.count(("work", "up_for_retry")) == 2
+    assert events.count(("work", "success")) == 2
+    assert events[-1] == ("teardown", "success")
+    assert not list((airflow_stack.home / "runners" / "local_host").glob("host-*"))
+    logs = "".join(p.read_text() for p in (airflow_stack.home / "logs").rglob("*.log"))
+    assert "already done" in logs  # the retries skipped the checkpointed chunks
+    assert ERP_SECRET not in logs
+
+
+def test_host_command_secrets_are_masked_in_real_task_logs(airflow_stack: Stack) -> None:
+    airflow_stack.wait_for_dag("runners_test_host_commands")
+    run_id = airflow_stack.trigger("runners_test_host_commands", {})
+    assert airflow_stack.wait_for_run("runners_test_host_commands", run_id) == "failed"
+    states = airflow_stack.task_states("runners_test_host_commands", run_id)
+    assert states == {
+        "host.provision": "success",
+        "host.ok": "success",
+        "host.fails": "failed",
+        "host.slow": "failed",
+        "host.teardown": "success",
+    }
+    run_logs = airflow_stack.home / "logs" / "dag_id=runners_test_host_commands" / f"run_id={run_id}"
+    ok_log = "".join(p.read_text() for p in (run_logs / "task_id=host.ok").rglob("*.log"))
+    assert f"token_len={len(HOST_SECRET)}" in ok_log
+    assert "token=***" in ok_log
+    everything = "".join(p.read_text() for p in airflow_stack.home.rglob("*.log"))
+    assert HOST_SECRET not in everything
+    slow_log = "".join(p.read_text() for p in (run_logs / "task_id=host.slow").rglob("*.log"))
+    assert "did not finish within 2s" in slow_log
