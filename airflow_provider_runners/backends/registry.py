@@ -28,6 +28,8 @@ DEFAULT_CONN_ID = "runners_default"
 BUILTIN_BACKENDS: dict[str, str] = {
     "runners_local_dask": "airflow_provider_runners.backends.local_dask:LocalDaskBackend",
     "runners_dataproc_dask": "airflow_provider_runners.backends.dataproc_dask:DataprocDaskBackend",
+    "runners_labgrid": "airflow_provider_runners.backends.labgrid:LabgridBackend",
+    "runners_bench_http": "airflow_provider_runners.backends.bench_http:BenchHttpBackend",
 }
 
 
