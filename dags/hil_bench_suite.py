@@ -3,8 +3,8 @@
 For each board type in ``RUNNERS_HIL_BOARDS`` (default ``imx8,stm32``) the DAG borrows *one*
 bench carrying the tag ``board=<type>`` — a ``bench`` runner: reserved on the labgrid
 coordinator (waiting in line while others hold every matching bench), acquired, checked
-ready — runs the HIL tests on it as mapped ``RunnerCommandOperator`` tasks (one per test,
-one at a time on the bench, output streamed to the task log, exit code = test verdict) and
+ready — runs the HIL tests on it as ``RunnerCommandOperator`` tasks (one per test, one at a
+time on the bench, output streamed to the task log, exit code = test verdict) and
 always releases it. Evidence records which bench, its tags, the reservation token, who it
 waited behind, the wait and hold times and the release confirmation.
 
@@ -33,13 +33,13 @@ CONN_ID = os.environ.get("RUNNERS_HIL_CONN_ID", "runners_bench")
 BOARDS = [b.strip() for b in os.environ.get("RUNNERS_HIL_BOARDS", "imx8,stm32").split(",") if b.strip()]
 READY_TIMEOUT = timedelta(seconds=float(os.environ.get("RUNNERS_HIL_READY_TIMEOUT_S", "1800")))
 
-#: One mapped task per HIL test; each runs on the bench with LG_PLACE etc. exported.
-HIL_TESTS = [
+#: One task per HIL test; each runs on the bench with LG_PLACE etc. exported.
+HIL_TESTS = {
     # The bench is ours: labgrid-client (acting as the holder) sees it acquired by this run.
-    'labgrid-client -p "$LG_PLACE" show | tee /dev/stderr | grep -q "acquired: $LG_HOSTNAME/$LG_USERNAME"',
-    'echo "flash: writing image to $LG_PLACE (token $LG_TOKEN)"; sleep {{ params.hold_s }}',
-    'echo "boot: $LG_PLACE reached the login prompt"',
-]
+    "held": 'labgrid-client -p "$LG_PLACE" show | tee /dev/stderr | grep -q "acquired: $LG_HOSTNAME/$LG_USERNAME"',
+    "flash": 'echo "flash: writing image to $LG_PLACE (reservation $LG_TOKEN)"; sleep {{ params.hold_s }}',
+    "boot": 'echo "boot: $LG_PLACE reached the login prompt"',
+}
 
 
 with DAG(
@@ -67,9 +67,14 @@ with DAG(
             },
             ready_timeout=READY_TIMEOUT,
         ) as bench:
-            RunnerCommandOperator.partial(
-                task_id="hil",
-                handle=bench,
-                timeout="30m",
-                max_active_tis_per_dagrun=1,  # one test at a time on a bench
-            ).expand(command=HIL_TESTS)
+            # One task per HIL test, in sequence: one test at a time on a bench. (Not a mapped
+            # task: in Airflow 3.3.2 a teardown does not wait for mapped work that has not been
+            # expanded yet, so it would release the bench under the tests.)
+            previous = None
+            for name, command in HIL_TESTS.items():
+                test = RunnerCommandOperator(
+                    task_id=f"hil_{name}", handle=bench, command=command, timeout="30m"
+                )
+                if previous is not None:
+                    previous >> test
+                previous = test
