@@ -8,4 +8,4 @@ ARG AIRFLOW_VERSION
 COPY --chown=airflow:root pyproject.toml README.md /opt/airflow/provider/
 COPY --chown=airflow:root airflow_provider_runners /opt/airflow/provider/airflow_provider_runners
 # Installing apache-airflow at the image's own version keeps pip from up- or downgrading it.
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/airflow/provider[dev]"
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/airflow/provider[dev,labgrid]"

@@ -220,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=int(os.environ.get("RUNNERS_DEMO_ROWS", "4000000")))
     demo.add_argument("--dag-id", default="local_dask_etl")
     demo.set_defaults(func=cmd_demo)
+
+    from airflow_provider_runners import bench_coordinator
+
+    coordinator = sub.add_parser(
+        "bench-coordinator", help="run a local labgrid coordinator with example benches"
+    )
+    bench_coordinator.build_parser(coordinator).set_defaults(func=bench_coordinator.run)
     return parser
 
 

@@ -75,6 +75,35 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
             },
+            {
+                "connection-type": "runners_labgrid",
+                "hook-class-name": "airflow_provider_runners.hooks.runner.LabgridRunnerHook",
+                "hook-name": "Runners: labgrid bench",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login", "schema", "password"],
+                    "relabeling": {"host": "Coordinator host", "port": "Coordinator port (20408)"},
+                    "placeholders": {
+                        "host": "labgrid-coordinator",
+                        "port": "20408",
+                        "extra": '{"owner_host": "airflow", "keepalive_s": 15, '
+                        '"health_command": "labgrid-client -p $LG_PLACE power get"}',
+                    },
+                },
+            },
+            {
+                "connection-type": "runners_bench_http",
+                "hook-class-name": "airflow_provider_runners.hooks.runner.BenchHttpRunnerHook",
+                "hook-name": "Runners: HTTP bench platform",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login"],
+                    "relabeling": {"schema": "Scheme (http/https)", "password": "API token"},
+                    "placeholders": {
+                        "host": "benches.example.internal",
+                        "schema": "https",
+                        "extra": '{"base_path": "/api/v1", "timeout_s": 10, "retries": 3}',
+                    },
+                },
+            },
         ],
         "config": {
             "runners": {

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from airflow_provider_runners.exceptions import RunnerSpecError
 
@@ -115,6 +115,20 @@ class RunnerSpec(BaseModel):
     def _idle_positive(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value.total_seconds() <= 0:
             raise ValueError(f"{value} must be positive")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _bench_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Bench runners select a bench through options (place / tags): checked at parse time."""
+        if info.data.get("runner_class") == "bench":
+            from airflow_provider_runners.backends._bench_common import parse_bench_options
+
+            try:
+                parse_bench_options(value, prefix="options")
+            except RunnerSpecError as exc:
+                message = str(exc).removeprefix("options: ").removeprefix("options.")
+                raise ValueError(message) from None
         return value
 
     @field_validator("image")

@@ -96,9 +96,7 @@ with DAG(
             month = f"{args['output']}/month={args['partition']}"
             fs, _ = fsspec.core.url_to_fs(month)
             totals = json.loads(fs.cat_file(f"{month}/_SUCCESS"))
-            lines = sum(
-                len(fs.cat_file(path).splitlines()) for path in fs.glob(f"{month}/part-*.jsonl")
-            )
+            lines = sum(len(fs.cat_file(path).splitlines()) for path in fs.glob(f"{month}/part-*.jsonl"))
             if lines != totals["rows"]:
                 raise ValueError(f"{month}: {lines} rows in files, {totals['rows']} reported")
             summary["partitions"][args["partition"]] = {"rows": lines, "dlq": totals["dlq"]}

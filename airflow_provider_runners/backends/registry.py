@@ -30,6 +30,8 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "runners_local_dask": "airflow_provider_runners.backends.local_dask:LocalDaskBackend",
     "runners_dataproc_dask": "airflow_provider_runners.backends.dataproc_dask:DataprocDaskBackend",
     "runners_local_host": "airflow_provider_runners.backends.local_host:LocalHostBackend",
+    "runners_labgrid": "airflow_provider_runners.backends.labgrid:LabgridBackend",
+    "runners_bench_http": "airflow_provider_runners.backends.bench_http:BenchHttpBackend",
 }
 
 #: Connection ids that select an embedded local backend when they are not defined anywhere.

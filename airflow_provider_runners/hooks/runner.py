@@ -61,3 +61,27 @@ class LocalHostRunnerHook(RunnerHook):
     conn_type = "runners_local_host"
     hook_name = "Runners: local host (subprocess on the worker)"
     hidden_fields: ClassVar[list[str]] = ["host", "port", "login", "schema", "password"]
+
+
+class LabgridRunnerHook(RunnerHook):
+    """Connection type ``runners_labgrid``: benches reserved on a labgrid coordinator (host, port).
+
+    Extras: see :mod:`airflow_provider_runners.backends.labgrid` (owner_host, keepalive_s,
+    health_command, health_timeout_s, coordinator_down_timeout_s, rpc_timeout_s).
+    """
+
+    conn_type = "runners_labgrid"
+    hook_name = "Runners: labgrid bench"
+    hidden_fields: ClassVar[list[str]] = ["login", "schema", "password"]
+
+
+class BenchHttpRunnerHook(RunnerHook):
+    """Connection type ``runners_bench_http``: an HTTP bench platform (docs/bench_http.openapi.yaml).
+
+    host/port/schema (``http`` or ``https``) locate the API; the password holds its bearer
+    token (a secret: masked, never in XCom, handles or evidence).
+    """
+
+    conn_type = "runners_bench_http"
+    hook_name = "Runners: HTTP bench platform"
+    hidden_fields: ClassVar[list[str]] = ["login"]

@@ -22,5 +22,7 @@ with DAG("runners_test_host_commands", schedule=None, start_date=START, catchup=
             env={"APP_USER": "etl"},
             secret_env={"APP_TOKEN": "conn:runners_host_secret#password"},
         )
-        RunnerCommandOperator(task_id="fails", handle=host, command=["sh", "-c", "echo about to fail; exit 3"])
+        RunnerCommandOperator(
+            task_id="fails", handle=host, command=["sh", "-c", "echo about to fail; exit 3"]
+        )
         RunnerCommandOperator(task_id="slow", handle=host, command=SLOW, timeout=2)

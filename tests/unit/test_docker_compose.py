@@ -99,3 +99,23 @@ def test_every_variable_is_documented_in_the_file_and_the_readme() -> None:
     for name in variables:
         assert name in header, f"{name} is used but not documented in the compose file header"
         assert name in readme, f"{name} is used but not documented in README.md"
+
+
+def test_labgrid_coordinator_serves_the_bench_connection(compose: dict[str, Any]) -> None:
+    import json
+
+    service = compose["services"]["labgrid-coordinator"]
+    assert service["image"] == "airflow-provider-runners:local"
+    assert service["entrypoint"] == ["airflow-runners", "bench-coordinator"]
+    args = service["command"]
+    listen_port = int(args[args.index("--listen") + 1].rsplit(":", 1)[1])
+    assert str(listen_port) in [str(p) for p in service["expose"]]
+    assert "healthcheck" in service
+    places = args[args.index("--places") + 1].removeprefix("/opt/airflow/")
+    assert (REPO / places).is_file(), f"{places} is mounted for the coordinator but missing"
+    assert yaml.safe_load((REPO / places).read_text())["places"], "no example benches"
+    conn = json.loads(compose["services"]["airflow-worker"]["environment"]["AIRFLOW_CONN_RUNNERS_BENCH"])
+    assert conn == {"conn_type": "runners_labgrid", "host": "labgrid-coordinator", "port": listen_port}
+    assert "labgrid" in re.search(
+        r"/opt/airflow/provider\[([\w,]+)\]", (REPO / "Dockerfile").read_text()
+    ).group(1)
