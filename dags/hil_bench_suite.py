@@ -67,9 +67,9 @@ with DAG(
             },
             ready_timeout=READY_TIMEOUT,
         ) as bench:
-            # One task per HIL test, in sequence: one test at a time on a bench. (Not a mapped
-            # task: in Airflow 3.3.2 a teardown does not wait for mapped work that has not been
-            # expanded yet, so it would release the bench under the tests.)
+            # One task per HIL test, in sequence: one test at a time on a bench. (A mapped
+            # RunnerCommandOperator.partial(...).expand(...) works too: runner() wires mapped
+            # tasks before the teardown, see dags/dedicated_host_extract.py.)
             previous = None
             for name, command in HIL_TESTS.items():
                 test = RunnerCommandOperator(

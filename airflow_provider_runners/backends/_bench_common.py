@@ -4,7 +4,7 @@
   place / bench id or tag filters; how to check readiness), validated when the DAG is parsed
   (``RunnerSpec`` calls it for ``runner_class="bench"``), so a malformed filter is a DAG import
   error that names the field, the value and what is allowed.
-* :func:`run_local_command` — the HIL command of ``RunnerCommandOperator``: a subprocess on the
+* :func:`run_bench_command` — the HIL command of ``RunnerCommandOperator``: a subprocess on the
   Airflow worker (benches are driven *from* a host, e.g. through ``labgrid-client``), in its own
   process group, its merged output streamed line by line, cancelled (SIGTERM, then SIGKILL to
   the whole group) on timeout or when the task is killed.
@@ -15,20 +15,17 @@ Nothing here talks to a bench platform; nothing here creates anything that outli
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_runners.backends._subprocess import command_environment, run_subprocess
 from airflow_provider_runners.backends.base import CommandRequest, CommandResult, OutputSink
 from airflow_provider_runners.exceptions import RunnerSpecError
+from airflow_provider_runners.secret_refs import masking_sink
 
 #: Tag keys as labgrid accepts them (``labgrid.remote.common.TAG_KEY``, anchored).
 TAG_KEY_RE = re.compile(r"^[a-z][a-z0-9_]+$")
@@ -37,7 +34,7 @@ TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$")
 BENCH_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 READINESS = ("auto", "resources", "health", "none")
 OPTION_KEYS = ("place", "bench_id", "tags", "health_command", "readiness", "queue", "priority")
-#: Seconds between SIGTERM and SIGKILL when a command is cancelled.
+#: Seconds between SIGTERM and SIGKILL when a HIL command is cancelled.
 KILL_GRACE_S = 5.0
 
 
@@ -145,99 +142,25 @@ def selector_for(spec_options: Mapping[str, Any], profile_options: Mapping[str, 
 
 
 # -- local subprocesses ------------------------------------------------------------------------
-def _kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE_S) -> None:
-    """SIGTERM the command's process group, SIGKILL it after ``grace`` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def run_local_command(
+def run_bench_command(
     request: CommandRequest,
     output: OutputSink,
     cancel: threading.Event,
-    env: Mapping[str, str],
-    cwd: str | None = None,
+    bench_env: Mapping[str, str],
     kill_grace: float = KILL_GRACE_S,
 ) -> CommandResult:
-    """Run ``request.command`` on this host; stream merged output; obey ``cancel`` and the timeout.
-
-    ``env`` is the *complete* environment of the command (the caller adds bench variables and
-    resolved secrets; it is never logged). Checks ``cancel`` every 0.2 s.
-    """
-    argv: list[str] = (
-        ["/bin/sh", "-c", request.command] if isinstance(request.command, str) else list(request.command)
-    )
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=dict(env),
-        cwd=request.workdir or cwd,
-        start_new_session=True,  # its own process group: cancel kills every child
-        close_fds=True,
-    )
-    assert proc.stdout is not None
-    stream = proc.stdout
-
-    def pump() -> None:
-        for raw in iter(stream.readline, b""):
-            output(raw.decode(errors="replace").rstrip("\n"))
-
-    reader = threading.Thread(target=pump, name=f"output-{request.name}", daemon=True)
-    reader.start()
-    timed_out = cancelled = False
-    while proc.poll() is None:
-        if cancel.is_set():
-            cancelled = True
-        elif time.monotonic() - started > request.timeout:
-            timed_out = True
-        if cancelled or timed_out:
-            _kill_group(proc, kill_grace)
-            break
-        cancel.wait(0.2)
-    proc.wait()
-    reader.join(timeout=5)
-    seconds = round(time.monotonic() - started, 3)
-    details = {"pid": proc.pid, "returncode": proc.returncode, "seconds": seconds}
-    if cancelled or timed_out:
-        return CommandResult(exit_code=None, timed_out=timed_out, cancelled=cancelled, details=details)
-    return CommandResult(exit_code=proc.returncode, details=details)
+    """Run a HIL command on the worker with the bench exported (:func:`run_subprocess`); resolved
+    secrets are masked in its output."""
+    env, secrets = command_environment(request, bench_env)
+    return run_subprocess(request, masking_sink(output, secrets), cancel, env=env, kill_grace=kill_grace)
 
 
 def run_health_command(command: str, env: Mapping[str, str], timeout: float) -> tuple[bool, str]:
     """Run a bench health command; (exit 0, last output lines)."""
     tail: deque[str] = deque(maxlen=5)
     request = CommandRequest(command=command, name="bench-health", timeout=timeout)
-    result = run_local_command(request, tail.append, threading.Event(), env, kill_grace=2.0)
+    result = run_bench_command(request, tail.append, threading.Event(), env, kill_grace=2.0)
     text = " | ".join(line for line in tail if line.strip()) or "(no output)"
     if result.timed_out:
         return False, f"timed out after {timeout:.0f}s: {text}"
     return result.exit_code == 0, f"exit {result.exit_code}: {text}"
-
-
-def command_env(request: CommandRequest, bench_env: Mapping[str, str]) -> dict[str, str]:
-    """The worker's environment + the request's plain env + bench variables + resolved secrets.
-
-    ``PATH`` starts with this Python environment's ``bin`` (so ``labgrid-client`` matches the
-    backend's labgrid). Secret references (``conn:``/``var:``) are resolved here, on the worker, through Airflow's
-    secrets backends and registered with the log masker; their values go only into the child's
-    environment.
-    """
-    from airflow_provider_runners.secret_refs import parse_secret_ref, resolve_on_worker
-
-    env = {**os.environ, **dict(request.env), **dict(bench_env)}
-    # This Python environment's tools first (labgrid-client of the same labgrid as the backend).
-    env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH", "")) if p)
-    refs = {name: parse_secret_ref(ref, f"secret_env.{name}") for name, ref in request.secret_env.items()}
-    env.update(resolve_on_worker(refs))
-    return env

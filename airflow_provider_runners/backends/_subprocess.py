@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +20,30 @@ from airflow_provider_runners.backends.base import CommandRequest, CommandResult
 
 #: Seconds between SIGTERM and SIGKILL when stopping a command.
 KILL_GRACE_S = 10.0
+#: The only variables a local command inherits from the worker (never Airflow's configuration).
+BASE_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
+
+
+def command_environment(
+    request: CommandRequest, runner_env: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """A local command's complete environment, and the secret values in it (to mask its output).
+
+    A minimal base (:data:`BASE_ENV`; ``PATH`` with this Python environment's ``bin`` first, so
+    tools like ``labgrid-client`` match the backend's), then the runner's variables, the
+    request's plain ``env`` and its ``secret_env`` references resolved on the worker (registered
+    with the log masker). The worker's own environment — Airflow's configuration, database URL,
+    cloud credentials — is never passed on. Never log the result.
+    """
+    from airflow_provider_runners.secret_refs import parse_secret_env, resolve_on_worker
+
+    env = {name: os.environ[name] for name in BASE_ENV if name in os.environ}
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])
+    env.update({str(k): str(v) for k, v in runner_env.items()})
+    env.update(request.env)
+    secrets = resolve_on_worker(parse_secret_env(request.secret_env))
+    env.update(secrets)
+    return env, list(secrets.values())
 
 
 def argv_for(command: str | tuple[str, ...]) -> list[str]:
@@ -35,6 +60,7 @@ def run_subprocess(
     cwd: str | None = None,
     timeout: float | None = None,
     on_start: Callable[[int], None] | None = None,
+    kill_grace: float = KILL_GRACE_S,
 ) -> CommandResult:
     """Run ``request.command`` locally; ``env`` is the complete environment (secrets included).
 
@@ -70,7 +96,7 @@ def run_subprocess(
             output(
                 f"[runners] {'cancelled' if cancelled else 'timed out'}: stopping process group {proc.pid}"
             )
-            stop_process_group(proc)
+            stop_process_group(proc, kill_grace)
             break
     reader.join(timeout=5)
     exit_code = proc.returncode

@@ -39,9 +39,8 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from airflow_provider_runners.backends._bench_common import (
-    command_env,
+    run_bench_command,
     run_health_command,
-    run_local_command,
     selector_for,
 )
 from airflow_provider_runners.backends.base import (
@@ -377,8 +376,7 @@ class BenchHttpBackend(Backend):
                 f"reservation {rid} is not ready any more ({res.get('state', status)}: {res.get('message')}); "
                 f"not running {request.name}"
             )
-        env = command_env(request, self.bench_env(handle, str(res["bench_id"])))
-        result = run_local_command(request, output, cancel, env)
+        result = run_bench_command(request, output, cancel, self.bench_env(handle, str(res["bench_id"])))
         return CommandResult(
             exit_code=result.exit_code,
             timed_out=result.timed_out,

@@ -59,9 +59,8 @@ from typing import Any, ClassVar
 
 from airflow_provider_runners.backends._bench_common import (
     BenchSelector,
-    command_env,
+    run_bench_command,
     run_health_command,
-    run_local_command,
     selector_for,
 )
 from airflow_provider_runners.backends._labgrid_client import (
@@ -523,8 +522,7 @@ class LabgridBackend(Backend):
                 f"bench {place_name or '?'} is not held by {owner} any more "
                 f"({place.holder() if place else 'no such place'}); not running {request.name}"
             )
-        env = command_env(request, self.bench_env(handle, place_name))
-        result = run_local_command(request, output, cancel, env)
+        result = run_bench_command(request, output, cancel, self.bench_env(handle, place_name))
         return CommandResult(
             exit_code=result.exit_code,
             timed_out=result.timed_out,

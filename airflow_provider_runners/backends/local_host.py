@@ -38,13 +38,12 @@ import platform
 import shutil
 import signal
 import socket
-import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_runners.backends._subprocess import argv_for, run_subprocess
+from airflow_provider_runners.backends._subprocess import argv_for, command_environment, run_subprocess
 from airflow_provider_runners.backends.base import (
     Backend,
     CommandRequest,
@@ -57,10 +56,9 @@ from airflow_provider_runners.backends.base import (
 )
 from airflow_provider_runners.handles import RunnerHandle
 from airflow_provider_runners.lineage import MANAGED_BY
-from airflow_provider_runners.secret_refs import masking_sink, parse_secret_env, resolve_on_worker
+from airflow_provider_runners.secret_refs import masking_sink
 
 LOCAL_HOST_CONN_ID = "runners_local_host"
-_BASE_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER")
 #: Seconds a command may run past the runner's expiry before the host kills it (TERM then KILL).
 _KILL_AFTER_S = 10
 
@@ -215,18 +213,13 @@ class LocalHostBackend(Backend):
 
     def command_env(self, handle: RunnerHandle, request: CommandRequest) -> tuple[dict[str, str], list[str]]:
         """The command's complete environment (secret values included: never log it) and the secrets."""
-        env = {name: os.environ[name] for name in _BASE_ENV if name in os.environ}
-        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])
-        env.update({str(k): str(v) for k, v in (self.config.extra.get("host_env") or {}).items()})
-        env.update(
+        runner_env = {str(k): str(v) for k, v in (self.config.extra.get("host_env") or {}).items()}
+        runner_env.update(
             RUNNER_ID=handle.resource_id,
             RUNNER_WORKSPACE=str(self._workspace(handle.resource_id)),
             RUNNER_LINEAGE=handle.lineage_key,
         )
-        env.update(request.env)
-        secrets = resolve_on_worker(parse_secret_env(request.secret_env))
-        env.update(secrets)
-        return env, list(secrets.values())
+        return command_environment(request, runner_env)
 
     def run_command(
         self, handle: RunnerHandle, request: CommandRequest, output: OutputSink, cancel: threading.Event

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_runners.backends._bench_common import (
     parse_bench_options,
-    run_local_command,
+    run_bench_command,
     selector_for,
 )
 from airflow_provider_runners.backends.base import CommandRequest
@@ -69,7 +69,7 @@ def test_good_options_and_profile_defaults() -> None:
 
 def test_local_command_streams_and_times_out_killing_the_group() -> None:
     lines: list[str] = []
-    ok = run_local_command(
+    ok = run_bench_command(
         CommandRequest(command="echo one; echo two >&2; exit 5", name="c"),
         lines.append,
         threading.Event(),
@@ -78,7 +78,7 @@ def test_local_command_streams_and_times_out_killing_the_group() -> None:
     assert ok.exit_code == 5
     assert lines == ["one", "two"]
     started = time.monotonic()
-    slow = run_local_command(
+    slow = run_bench_command(
         CommandRequest(command="sh -c 'sleep 30' & sleep 30", name="c", timeout=0.5),
         lines.append,
         threading.Event(),
