@@ -66,8 +66,24 @@ class RunnerReadyTrigger(BaseTrigger):
         poller = SharedStatusPoller.for_backend(backend, self.poll_interval)
         started = time.monotonic()
         last_progress = started
+        last_message = "no status yet"
         while True:
-            status = await poller.next_status(handle)
+            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            try:
+                # Bounded by the deadline: while the status API keeps failing, the poller retries
+                # with backoff and this waiter would otherwise never get an answer.
+                status = await asyncio.wait_for(poller.next_status(handle), timeout=max(remaining, 0.0) + 1.0)
+            except TimeoutError:
+                yield TriggerEvent(
+                    {
+                        "status": "timeout",
+                        "handle": handle.to_xcom(),
+                        "message": f"not ready by {self.deadline}: the status API did not answer "
+                        f"(last: {last_message}); see the triggerer log",
+                    }
+                )
+                return
+            last_message = status.message
             if status.state is RunnerState.READY:
                 ready = handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
                 yield TriggerEvent({"status": "ready", "handle": ready.to_xcom(), "message": status.message})

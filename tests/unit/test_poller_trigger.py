@@ -313,6 +313,18 @@ async def test_trigger_yields_one_timeout_event_after_the_deadline() -> None:
 
 
 @pytest.mark.asyncio
+async def test_trigger_times_out_while_the_status_api_keeps_failing() -> None:
+    """The poller retries a failing status call forever; the deadline still ends the wait."""
+    FakeBackend.reset(fail_calls=10_000)
+    events = await asyncio.wait_for(
+        events_of(trigger(deadline=datetime.now(UTC) + timedelta(seconds=0.3))), 10
+    )
+    assert [e.payload["status"] for e in events] == ["timeout"]
+    assert "the status API did not answer" in events[0].payload["message"]
+    assert FakeBackend.calls >= 1
+
+
+@pytest.mark.asyncio
 async def test_trigger_keeps_waiting_until_the_deadline() -> None:
     FakeBackend.reset(pending_polls=1000)
     events = await asyncio.wait_for(
