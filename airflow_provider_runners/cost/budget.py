@@ -49,7 +49,7 @@ from airflow_provider_runners.runner_registry import (
 
 if TYPE_CHECKING:
     from airflow_provider_runners.backends.base import Backend, ProvisionRequest
-    from airflow_provider_runners.catalog import Budgets
+    from airflow_provider_runners.catalog import Budgets, Catalog
     from airflow_provider_runners.handles import RunnerHandle
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,10 @@ def live_spend(
     registry: RunnerRegistry,
     exclude_lineage: str | None = None,
     now: float | None = None,
+    catalog: Catalog | None = None,
 ) -> list[Spend]:
-    """Every live runner's rate: ``backend.list_managed()`` plus the registry's other records."""
+    """Every live runner's rate: ``backend.list_managed()`` plus the registry's other records.
+    Handles without pricing details are priced from ``catalog`` (default: the configured one)."""
     now = time.time() if now is None else now
     spend: dict[tuple[str, str], Spend] = {}
     listed_lineages: set[str] = set()
@@ -127,7 +129,7 @@ def live_spend(
         if handle.lineage_key == exclude_lineage:
             continue
         listed_lineages.add(handle.lineage_key)
-        spend[(handle.backend, handle.resource_id)] = _from_handle(handle)
+        spend[(handle.backend, handle.resource_id)] = _from_handle(handle, catalog)
     try:
         records = registry.live(now)
     except Exception as exc:  # noqa: BLE001
@@ -147,8 +149,8 @@ def live_spend(
     return list(spend.values())
 
 
-def _from_handle(handle: RunnerHandle) -> Spend:
-    rate = handle_rate(handle)
+def _from_handle(handle: RunnerHandle, catalog: Catalog | None = None) -> Spend:
+    rate = handle_rate(handle, catalog)
     if rate is None:
         log.warning("no price known for runner %s (%s): counted as $0/h", handle.resource_id, handle.profile)
     return Spend(
@@ -227,7 +229,8 @@ def admit(
     from airflow_provider_runners.catalog import load_catalog
 
     resolved = request.resolved
-    env = load_catalog(catalog_path).environments[resolved.environment]
+    catalog = load_catalog(catalog_path)
+    env = catalog.environments[resolved.environment]
     registry = safe_registry(registry)
     labels = request.labels
     tenant, pipeline = labels.get("tenant"), labels.get("pipeline")
@@ -257,7 +260,7 @@ def admit(
     limits = env.budgets.limits_for(tenant, pipeline)
     if not limits:
         return Admission(registry, record, [])
-    spend = live_spend(backend, registry, exclude_lineage=lineage.key, now=now)
+    spend = live_spend(backend, registry, exclude_lineage=lineage.key, now=now, catalog=catalog)
     checks = check_budgets(env.budgets, tenant, pipeline, new_rate, spend)
     over = [c for c in checks if not c.fits]
     if over:

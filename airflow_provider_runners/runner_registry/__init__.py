@@ -227,7 +227,7 @@ def open_registry(url: str | None = None, namespace: str | None = None) -> Runne
     if url.startswith("sqlite:///"):
         from airflow_provider_runners.runner_registry.sqlite import SqliteRegistry
 
-        return SqliteRegistry(url.removeprefix("sqlite://"), namespace)
+        return SqliteRegistry(url.removeprefix("sqlite:///"), namespace)  # sqlite:////abs, sqlite:///rel
     if url.startswith("dynamodb://"):
         from airflow_provider_runners.runner_registry.dynamodb import DynamoDBRegistry
 
