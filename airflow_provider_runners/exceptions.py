@@ -12,7 +12,8 @@ The hierarchy is shallow on purpose::
     ├── RunnerNotFoundError(RunnerError, LookupError)   the runner is gone (teardown treats it as success)
     ├── RunnerCommandError(RunnerError, RuntimeError)   a command on a runner exited non-zero
     │   └── RunnerCommandTimeout(..., TimeoutError)    ... or did not finish in time (cancelled)
-    └── EvidenceError(RunnerError, RuntimeError)        the ledger could not be written or read
+    ├── EvidenceError(RunnerError, RuntimeError)        the ledger could not be written or read
+    └── ReaperError(RunnerError, RuntimeError)          a sweep could not list a backend or end a runner
 
 Catch ``RunnerError`` to handle everything this package raises on purpose. Each also
 derives from the closest standard exception, so ``except ValueError`` keeps working for
@@ -84,3 +85,7 @@ class BudgetExceededError(ProvisionError):
     def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.details = details or {}
+
+
+class ReaperError(RunnerError, RuntimeError):
+    """A reaper sweep could not list a backend or tear a runner down (the others were swept)."""

@@ -141,7 +141,8 @@ class TaskSdkRuns(NoDagRuns):
 
     def state(self, dag_id: str, run_id: str) -> str | None:
         try:
-            return str(self.ti.get_dagrun_state(dag_id=dag_id, run_id=run_id))
+            state = self.ti.get_dagrun_state(dag_id=dag_id, run_id=run_id)
+            return str(getattr(state, "value", state)) if state else None
         except Exception as exc:  # noqa: BLE001 - an unknown run is not a reason to fail the sweep
             log.warning("reaper: no state for DAG run %s/%s: %s", dag_id, run_id, exc)
             return None
@@ -356,8 +357,8 @@ def _record_evidence(
     from airflow_provider_runners.evidence.callbacks import _cost, _runner_summary
     from airflow_provider_runners.evidence.ledger import append
 
-    dag_id = action.dag_id or handle.tags.get("dag-id") or "_unknown_dag"
-    run_id = action.run_id or "_unknown_run"
+    dag_id = action.dag_id or handle.tags.get("dag-id") or "unknown-dag"
+    run_id = action.run_id or "unknown-run"
     payload = {
         "outcome": outcome,
         "task_id": "reaper",
