@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "BurstPlanOperator",
     "DaskJobOperator",
     "ProvisionRunnerOperator",
     "RunnerHandle",
@@ -28,10 +29,12 @@ _LAZY = {
     "ProvisionRunnerOperator": "airflow_provider_runners.operators.provision",
     "TeardownRunnerOperator": "airflow_provider_runners.operators.teardown",
     "DaskJobOperator": "airflow_provider_runners.operators.work",
+    "BurstPlanOperator": "airflow_provider_runners.operators.burst",
 }
 
 if TYPE_CHECKING:
     from airflow_provider_runners.handles import RunnerHandle
+    from airflow_provider_runners.operators.burst import BurstPlanOperator
     from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
     from airflow_provider_runners.operators.teardown import TeardownRunnerOperator
     from airflow_provider_runners.operators.work import DaskJobOperator

@@ -16,6 +16,7 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_runners import runner
 from airflow_provider_runners.catalog import DEFAULT_CATALOG
+from airflow_provider_runners.operators.burst import BurstPlanOperator
 from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
 from airflow_provider_runners.operators.work import DaskJobOperator
 
@@ -95,3 +96,41 @@ def crash() -> None:
 with DAG("runners_test_reaper_victim", schedule=None, start_date=START, catchup=False) as victim_dag:
     provision = ProvisionRunnerOperator(task_id="provision", spec=VICTIM_SPEC)
     provision >> sweep_while_running() >> crash()
+
+
+# -- burst planning: SQS depth (moto server) and scale-down by draining --------------------------------
+BURST_SPEC = {
+    "runner_class": "dask_cluster",
+    "profile": "small",
+    "tags": {"tenant": "qa", "pipeline": "burst", "extra": {"burst-pool": "test-pool"}},
+    "ttl": "10m",
+}
+
+with DAG(
+    "runners_test_burst_sqs",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    params={"queue_url": "http://unset"},
+) as burst_sqs_dag:
+    BurstPlanOperator(
+        task_id="plan",
+        policy={
+            "queue_depth_threshold": 100,
+            "max_cloud_instances": 50,
+            "cost_budget": 2.0,
+            "usd_per_hour": 0.68,
+        },
+        spec=BURST_SPEC,
+        queue_url="{{ params.queue_url }}",
+        aws_conn_id="aws_moto",
+        local_count=2,
+    )
+
+with DAG("runners_test_burst_drain", schedule=None, start_date=START, catchup=False) as burst_drain_dag:
+    BurstPlanOperator(
+        task_id="plan",
+        policy={"queue_depth_threshold": 100, "scale_down_delay": 0},
+        spec=BURST_SPEC,
+        queue_depth=lambda: 0,
+    )
