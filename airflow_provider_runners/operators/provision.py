@@ -247,6 +247,7 @@ class ProvisionRunnerOperator(BaseOperator):
         if self._held is not None:
             backend, handle = self._held
             result = backend.teardown(handle)
+            budget.release(handle, "provision killed")
             self.log.info("task killed: tore down runner %s (%s)", handle.resource_id, result.message)
 
 

@@ -90,13 +90,13 @@ class TeardownRunnerOperator(BaseOperator):
                     "message": result.message,
                 }
                 entry.update(result.details)
-                budget.release(handle, "teardown")
             except RunnerNotFoundError as exc:
                 entry = {
                     "resource_id": handle.resource_id,
                     "existed": False,
                     "message": f"already gone: {exc}",
                 }
+            budget.release(handle, "teardown")  # registry: ended (gone either way)
             self.log.info("teardown %s: %s", handle.resource_id, entry["message"])
             results.append(entry)
         if not results:

@@ -150,7 +150,8 @@ def test_a_backend_that_cannot_list_means_the_budget_cannot_be_checked(
 ) -> None:
     backend.fail = True
     with pytest.raises(
-        ProvisionError, match=r"cannot check the budget: .* \(DescribeInstances timed out\); nothing was created"
+        ProvisionError,
+        match=r"cannot check the budget: .* \(DescribeInstances timed out\); nothing was created",
     ):
         live_spend(backend, SqliteRegistry(tmp_path / "r.sqlite"))
 
@@ -200,3 +201,27 @@ def test_catalog_budgets_are_validated(tmp_path: Path, capsys: pytest.CaptureFix
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(CatalogError, match="budgets.tenants"):
         load_catalog(bad)
+
+
+def test_dataproc_runner_is_priced_as_master_plus_workers() -> None:
+    from airflow_provider_runners.backends.dataproc_dask import DataprocDaskBackend
+
+    backend = DataprocDaskBackend(
+        ConnectionConfig(
+            conn_id="dp",
+            conn_type="runners_dataproc_dask",
+            extra={"project_id": "p", "region": "europe-west1"},
+        )
+    )
+    spec = RunnerSpec.parse(
+        {
+            "runner_class": "dask_cluster",
+            "profile": "standard",
+            "environment": "dev",
+            "tags": {"tenant": "t"},
+            "options": {"workers": 4},
+        }
+    )
+    resolved = load_catalog(DEFAULT_CATALOG).resolve(spec, backend="dataproc_dask")
+    assert backend.billed_nodes(resolved) == 5
+    assert runner_rate(resolved, backend.billed_nodes(resolved)) == pytest.approx(5 * (0.1942 + 4 * 0.010))
