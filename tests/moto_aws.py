@@ -26,7 +26,9 @@ def moto_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AIRFLOW_CONN_AWS_MOTO", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    saved = {
+        k: os.environ.get(k) for k in ("AIRFLOW_CONN_AWS_MOTO", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
     os.environ["AIRFLOW_CONN_AWS_MOTO"] = json.dumps(
         {
             "conn_type": "aws",
