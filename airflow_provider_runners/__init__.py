@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "BurstPlanOperator",
     "DaskJobOperator",
     "ProvisionRunnerOperator",
     "RunnerCommandOperator",
@@ -30,10 +31,12 @@ _LAZY = {
     "TeardownRunnerOperator": "airflow_provider_runners.operators.teardown",
     "DaskJobOperator": "airflow_provider_runners.operators.work",
     "RunnerCommandOperator": "airflow_provider_runners.operators.command",
+    "BurstPlanOperator": "airflow_provider_runners.operators.burst",
 }
 
 if TYPE_CHECKING:
     from airflow_provider_runners.handles import RunnerHandle
+    from airflow_provider_runners.operators.burst import BurstPlanOperator
     from airflow_provider_runners.operators.command import RunnerCommandOperator
     from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
     from airflow_provider_runners.operators.teardown import TeardownRunnerOperator

@@ -10,6 +10,7 @@ A catalog is one YAML file (schema below, example in ``catalogs/default.yaml``):
         network_profiles: {<name>: NetworkProfile}
         default_network_profile: <name>
         prices: {<price key>: Price}          # overrides of the top-level prices
+        budgets: {tenant: {<tenant>: usd_per_hour}, pipeline: {<pipeline>: usd_per_hour}}
     images: {<name>: {<version>: ImageVersion}}          # approved images, pinned by digest
     driver_bundles: {<name>: {<version>: DriverBundle}}  # pinned driver bundles
     prices: {<price key>: Price}                         # $/hour, on-demand and spot
@@ -35,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from airflow_provider_runners.exceptions import CatalogError, RunnerSpecError
-from airflow_provider_runners.specs import RUNNER_CLASSES, RunnerClass, RunnerSpec, split_ref
+from airflow_provider_runners.specs import LABEL_RE, RUNNER_CLASSES, RunnerClass, RunnerSpec, split_ref
 
 DEFAULT_CATALOG = Path(__file__).parent / "catalogs" / "default.yaml"
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -116,11 +117,44 @@ class BillingRule(_Model):
     per_vcpu_hour_fee: float = Field(default=0.0, ge=0)
 
 
+class Budgets(_Model):
+    """$/hour ceilings on the live runners of a tenant or a pipeline (``cost/budget.py`` enforces them).
+
+    A provision whose runner would take the sum of the live runners' rates (its own included)
+    over any budget that applies to its tags is refused before anything is created.
+    """
+
+    tenant: dict[str, float] = Field(default_factory=dict)
+    pipeline: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("tenant", "pipeline")
+    @classmethod
+    def _limits(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, limit in value.items():
+            if not LABEL_RE.match(name):
+                raise ValueError(
+                    f"{name!r} is not a tenant/pipeline tag value (label-safe: a-z, 0-9, '-', '_')"
+                )
+            if limit < 0:
+                raise ValueError(f"budget for {name!r} is {limit}; a $/hour budget must be >= 0")
+        return value
+
+    def limits_for(self, tenant: str | None, pipeline: str | None) -> list[tuple[str, str, float]]:
+        """``(scope, name, usd_per_hour)`` for every budget that applies to these tags."""
+        found = []
+        if tenant is not None and tenant in self.tenant:
+            found.append(("tenant", tenant, self.tenant[tenant]))
+        if pipeline is not None and pipeline in self.pipeline:
+            found.append(("pipeline", pipeline, self.pipeline[pipeline]))
+        return found
+
+
 class Environment(_Model):
     profiles: dict[RunnerClass, dict[str, Profile]] = Field(default_factory=dict)
     network_profiles: dict[str, NetworkProfile] = Field(default_factory=dict)
     default_network_profile: str | None = None
     prices: dict[str, Price] = Field(default_factory=dict)
+    budgets: Budgets = Budgets()
 
     @model_validator(mode="after")
     def _default_network_exists(self) -> Environment:

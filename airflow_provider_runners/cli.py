@@ -3,7 +3,7 @@
     airflow-runners catalog validate [FILE]
     airflow-runners evidence show   [--dag-id D] [--run-id R] [--base URL] [--json]
     airflow-runners evidence verify [--dag-id D] [--run-id R] [--base URL]
-    airflow-runners reap [--dry-run] [--conn-id ID ...]
+    airflow-runners reap [--dry-run] [--conn-id ID ...]   (default: every configured runner Connection)
     airflow-runners demo [--rows N]
 
 Exit codes: 0 ok, 1 a check failed (invalid catalog, broken chain, failed demo), 2 usage.
@@ -17,7 +17,6 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 
@@ -80,7 +79,8 @@ def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
     by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for entry in entries:
         by_event[entry["event"]].append(entry)
-    teardown = by_event.get("teardown", [])
+    # the reaper's entry ends a runner too; the latest end has the whole lifetime
+    teardown = sorted([*by_event.get("teardown", []), *by_event.get("reap", [])], key=lambda e: e["seq"])
     cost = next((e["cost"]["usd"] for e in reversed(teardown) if e.get("cost")), None)
     if cost is None:
         cost = sum((e.get("cost") or {}).get("usd", 0.0) for e in by_event.get("work", []))
@@ -150,30 +150,28 @@ def cmd_evidence_show(args: argparse.Namespace) -> int:
 
 # -- reap ------------------------------------------------------------------------------------
 def cmd_reap(args: argparse.Namespace) -> int:
-    from airflow_provider_runners.backends.registry import get_backend
+    from airflow_provider_runners.reaper import sweep
 
-    now = datetime.now(UTC)
-    reaped = 0
-    for conn_id in args.conn_id:
-        backend = get_backend(conn_id)
-        live = backend.list_managed()
-        stale: list[Any] = getattr(backend, "stale", list)()
-        for handle in [*live, *stale]:
-            expired = handle.expires_at <= now
-            if not expired and handle not in stale:
-                _print(
-                    f"keep   {handle.resource_id} ({backend.name}) expires {handle.expires_at.isoformat()}"
-                )
-                continue
-            why = "expired" if expired else "stale (its process died)"
-            if args.dry_run:
-                _print(f"would reap {handle.resource_id} ({backend.name}): {why}")
-                continue
-            result = backend.teardown(handle)
-            reaped += 1
-            _print(f"reaped {handle.resource_id} ({backend.name}): {why}; {result.message}")
-    _print(f"{reaped} runner(s) reaped" + (" (dry run: nothing changed)" if args.dry_run else ""))
-    return 0
+    report = sweep(args.conn_id, dry_run=args.dry_run)
+    _print(f"sweeping {', '.join(report.conn_ids)}")
+    for a in report.actions:
+        where = f"{a.resource_id} ({a.backend}, {a.conn_id})"
+        if a.decision == "foreign":
+            _print(f"skip   {where}: {a.reason}")
+        elif a.decision == "keep":
+            _print(f"keep   {where}: {a.reason}")
+        elif args.dry_run:
+            _print(f"would reap {where}: {a.reason}")
+        else:
+            _print(f"reaped {where}: {a.reason}; {a.result}; evidence {a.evidence}")
+    for conn_id, error in report.errors.items():
+        _print(f"ERROR  {conn_id}: {error}")
+    reaped = len(report.by("reap"))
+    if args.dry_run:
+        _print(f"0 runner(s) reaped, {reaped} would be (dry run: nothing changed)")
+    else:
+        _print(f"{reaped} runner(s) reaped")
+    return 0 if report.ok else 1
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -211,9 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--json", action="store_true")
         cmd.set_defaults(func=func)
 
-    reap = sub.add_parser("reap", help="tear down managed runners past their expiry")
+    reap = sub.add_parser(
+        "reap", help="tear down managed runners past their expiry or whose DAG run ended (every backend)"
+    )
     reap.add_argument("--dry-run", action="store_true", help="print what would be reaped, change nothing")
-    reap.add_argument("--conn-id", action="append", default=None, help="runner Connection(s) to sweep")
+    reap.add_argument(
+        "--conn-id",
+        action="append",
+        default=None,
+        help="runner Connection(s) to sweep (default: all configured)",
+    )
     reap.set_defaults(func=cmd_reap)
 
     demo = sub.add_parser("demo", help="run the local Dask ETL DAG end to end and print a summary")
@@ -232,8 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "conn_id", "unset") is None:
-        args.conn_id = ["runners_default"]
     return int(args.func(args))
 
 

@@ -8,10 +8,12 @@ The hierarchy is shallow on purpose::
     ├── BackendNotFoundError(RunnerError, LookupError)  no backend for a Connection's conn_type
     ├── MissingExtraError(RunnerError, ImportError)     an optional SDK is not installed
     ├── ProvisionError(RunnerError, RuntimeError)       the runner could not be made ready
+    │   └── BudgetExceededError                        a $/hour budget has no room: nothing created
     ├── RunnerNotFoundError(RunnerError, LookupError)   the runner is gone (teardown treats it as success)
     ├── RunnerCommandError(RunnerError, RuntimeError)   a command on a runner exited non-zero
     │   └── RunnerCommandTimeout(..., TimeoutError)    ... or did not finish in time (cancelled)
-    └── EvidenceError(RunnerError, RuntimeError)        the ledger could not be written or read
+    ├── EvidenceError(RunnerError, RuntimeError)        the ledger could not be written or read
+    └── ReaperError(RunnerError, RuntimeError)          a sweep could not list a backend or end a runner
 
 Catch ``RunnerError`` to handle everything this package raises on purpose. Each also
 derives from the closest standard exception, so ``except ValueError`` keeps working for
@@ -70,3 +72,20 @@ class RunnerCommandError(RunnerError, RuntimeError):
 
 class RunnerCommandTimeout(RunnerCommandError, TimeoutError):
     """A command run on a runner did not finish within its timeout and was cancelled."""
+
+
+class BudgetExceededError(ProvisionError):
+    """Creating the runner would take a tenant's or pipeline's $/hour budget over its limit.
+
+    Raised before anything is created; the message names the budget, its limit, the live
+    runners it counted and the new runner's rate; ``details`` holds the same as data
+    (for the evidence ledger).
+    """
+
+    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+class ReaperError(RunnerError, RuntimeError):
+    """A reaper sweep could not list a backend or tear a runner down (the others were swept)."""

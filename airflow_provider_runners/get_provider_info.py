@@ -25,6 +25,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_runners.operators.teardown",
                     "airflow_provider_runners.operators.work",
                     "airflow_provider_runners.operators.command",
+                    "airflow_provider_runners.operators.burst",
                 ],
             }
         ],
@@ -137,6 +138,36 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "aws_default",
+                        "default": "",
+                    },
+                    "registry": {
+                        "description": "Runner registry (budgets, burst, reaper): empty for a local SQLite "
+                        "file in $AIRFLOW_HOME/runners, sqlite:///PATH, dynamodb://TABLE, or none.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "dynamodb://airflow-runners-registry",
+                        "default": "",
+                    },
+                    "registry_conn_id": {
+                        "description": "AWS Connection for a dynamodb:// registry.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "aws_default",
+                        "default": "",
+                    },
+                    "registry_namespace": {
+                        "description": "Partition of the registry this deployment uses. Empty: default.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "prod",
+                        "default": "",
+                    },
+                    "reaper_conn_ids": {
+                        "description": "Comma-separated runner Connections the reaper sweeps besides "
+                        "runners_default, AIRFLOW_CONN_* variables and (CLI) the metadata DB.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "runners_ec2,runners_dataproc",
                         "default": "",
                     },
                 },

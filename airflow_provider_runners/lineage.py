@@ -38,7 +38,9 @@ class Lineage:
             dag_id=ti.dag_id,
             run_id=ti.run_id,
             task_id=task_id or ti.task_id,
-            map_index=getattr(ti, "map_index", -1) if task_id is None else -1,
+            map_index=getattr(ti, "map_index", -1)
+            if task_id is None
+            else sibling_map_index(context, task_id),
         )
 
     @property
@@ -59,6 +61,21 @@ class Lineage:
             "dag-id": label_value(self.dag_id),
             "task-id": label_value(self.task_id),
         }
+
+
+def sibling_map_index(context: Any, task_id: str) -> int:
+    """The map index of ``task_id``'s instance that pairs with the running one: the same index
+    when ``task_id`` is mapped (itself or in a mapped task group: a teardown in a mapped group
+    pairs with its own provision), else -1 (a mapped work task over an unmapped provision)."""
+    index = getattr(context["ti"], "map_index", -1)
+    if index is None or index < 0:
+        return -1
+    try:
+        other = context["task"].dag.get_task(task_id)
+        mapped = other.get_closest_mapped_task_group() is not None or bool(getattr(other, "is_mapped", False))
+    except Exception:  # noqa: BLE001 - no DAG at hand (a bare context): the unmapped instance
+        return -1
+    return int(index) if mapped else -1
 
 
 def label_value(text: str) -> str:

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         [str(PYTHON), str(REPO / "benchmarks" / "triggerer_load.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "dataproc_api_calls.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "bench_handover.py")],
+        [str(PYTHON), str(REPO / "benchmarks" / "burst_simulation.py")],
     ]
     failed = []
     for command in commands:

@@ -161,6 +161,11 @@ class Backend(ABC):
     def conn_id(self) -> str:
         return self.config.conn_id
 
+    def billed_nodes(self, resolved: ResolvedSpec) -> int:
+        """How many machines at the profile's price a runner of ``resolved`` is (the budget guard
+        prices a runner before it exists). Override when a runner is several machines."""
+        return 1
+
     def batch_key(self) -> str:
         """Triggers whose backends share this key share one status poller (one API account/region)."""
         return f"{self.name}:{self.conn_id}"

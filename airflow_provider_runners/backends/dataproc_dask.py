@@ -381,6 +381,10 @@ class DataprocDaskBackend(Backend):
             details=self._details(workers, resolved.profile.machine_type, policy_uri),
         )
 
+    def billed_nodes(self, resolved: ResolvedSpec) -> int:
+        """Master + initial primary workers (as ``details.nodes`` after create)."""
+        return worker_bounds(resolved.spec, resolved)[0] + 1
+
     def _details(self, workers: int, machine: str | None, policy: str | None) -> dict[str, Any]:
         return {
             "project_id": self.project_id,

@@ -10,9 +10,13 @@ catalog, so the estimate is one formula::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_runners.catalog import BillingRule
+
+if TYPE_CHECKING:
+    from airflow_provider_runners.catalog import Catalog, ResolvedSpec
+    from airflow_provider_runners.handles import RunnerHandle
 
 
 def estimate_cost(
@@ -32,3 +36,50 @@ def estimate_cost(
         "billed_seconds": round(billed, 3),
         "usd_per_hour": round(rate, 6),
     }
+
+
+def runner_rate(resolved: ResolvedSpec, nodes: int = 1) -> float:
+    """$/hour of a runner of ``resolved`` before it exists: catalog price x nodes, plus the
+    backend's per-vCPU fee on every node's vCPUs (the budget guard's "new runner" rate)."""
+    profile = resolved.profile
+    vcpus = profile.vcpus
+    if vcpus is None and profile.workers is not None:
+        vcpus = profile.workers * (profile.threads_per_worker or 1)
+    return resolved.hourly_rate * nodes + resolved.billing.per_vcpu_hour_fee * (vcpus or 0) * nodes
+
+
+def handle_rate(handle: RunnerHandle, catalog: Catalog | None = None) -> float | None:
+    """$/hour of a live runner, fees included; None when neither the handle nor the catalog knows.
+
+    A handle from a provision carries ``usd_per_hour``/``vcpus``/``billing_vcpu_fee`` in its
+    details. A handle rebuilt from tags by ``list_managed()`` may not: then the catalog price of
+    its environment and profile (x ``details.nodes``) is used.
+    """
+    details = handle.details
+    if details.get("usd_per_hour") is not None:
+        fee = float(details.get("billing_vcpu_fee") or 0.0) * float(details.get("vcpus") or 0.0)
+        return float(details["usd_per_hour"] or 0.0) + fee
+    from airflow_provider_runners.catalog import load_catalog
+
+    try:
+        catalog = catalog or load_catalog()
+    except Exception:  # noqa: BLE001 - an unreadable catalog means "unknown", not a crash
+        return None
+    env = catalog.environments.get(handle.environment)
+    profile = env.profiles.get(handle.runner_class, {}).get(handle.profile) if env else None
+    if env is None or profile is None:
+        return None
+    key = profile.price_key or profile.machine_type
+    price = (env.prices.get(key) or catalog.prices.get(key)) if key else None
+    nodes = int(details.get("nodes") or 1)
+    spot = bool(details.get("spot")) or handle.tags.get("spot") == "true"
+    rate = 0.0
+    if price is not None:
+        rate = price.spot if spot and price.spot is not None else price.on_demand
+    vcpus = profile.vcpus
+    if vcpus is None and profile.workers is not None:
+        vcpus = profile.workers * (profile.threads_per_worker or 1)
+    fee = catalog.billing.get(handle.backend, BillingRule()).per_vcpu_hour_fee
+    if price is None and not fee:
+        return 0.0 if key is None else None
+    return rate * nodes + fee * (vcpus or 0) * nodes

@@ -15,19 +15,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_provider_runners.cost.prices import estimate_cost
+from airflow_provider_runners.catalog import BillingRule
+from airflow_provider_runners.cost.prices import estimate_cost, handle_rate
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.lineage import Lineage
+from airflow_provider_runners.lineage import Lineage, sibling_map_index
 
 log = logging.getLogger(__name__)
+_NO_MINIMUM = BillingRule(minimum_seconds=0)
 
 
-def _pull(ti: Any, task_id: str, key: str) -> Any:
-    """One XCom value; for the task's own XComs, this map index's (not a list of all of them)."""
+def _pull(ti: Any, task_id: str, key: str, map_index: int | None = None) -> Any:
+    """XCom of ``task_id`` at ``map_index`` (default: this task instance's own)."""
     try:
-        if task_id == ti.task_id and getattr(ti, "map_index", -1) not in (None, -1):
-            return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=ti.map_index)
-        return ti.xcom_pull(task_ids=task_id, key=key)
+        index = getattr(ti, "map_index", -1) if map_index is None else map_index
+        return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=index)
     except Exception:  # pragma: no cover - XCom backend hiccup must not lose the entry
         log.exception("evidence: could not read XCom %s/%s", task_id, key)
         return None
@@ -61,7 +62,8 @@ class EvidenceCallback:
         task = context.get("task")
         candidates.append(getattr(task, "handle", None))
         if self.provision_task_id:
-            candidates.append(_pull(ti, self.provision_task_id, HANDLE_XCOM_KEY))
+            index = sibling_map_index(context, self.provision_task_id)
+            candidates.append(_pull(ti, self.provision_task_id, HANDLE_XCOM_KEY, index))
         for value in candidates:
             if value:
                 try:
@@ -138,13 +140,17 @@ def _runner_summary(handle: RunnerHandle | None) -> dict[str, Any] | None:
 def _cost(
     event: str, handle: RunnerHandle | None, timings: dict[str, Any], now: datetime
 ) -> dict[str, Any] | None:
-    """Provision: the hourly rate and the ttl ceiling; work: the window; teardown: the lifetime."""
-    if handle is None:
-        return None
-    from airflow_provider_runners.catalog import BillingRule
+    """Provision: the hourly rate and the ttl ceiling; work: the window; teardown: the lifetime.
 
-    rate = float(handle.details.get("usd_per_hour") or 0.0)
-    vcpus = float(handle.details.get("vcpus") or 0.0)
+    Every entry gets one: no runner (e.g. refused by the budget guard) costs $0; a handle
+    without pricing details (found by its tags) is priced from the catalog."""
+    if handle is None:
+        return {"basis": "no runner", **estimate_cost(0.0, 0.0, _NO_MINIMUM)}
+    if handle.details.get("usd_per_hour") is None:  # priced from the catalog, fees included
+        rate, vcpus = float(handle_rate(handle) or 0.0), 0.0
+    else:
+        rate = float(handle.details.get("usd_per_hour") or 0.0)
+        vcpus = float(handle.details.get("vcpus") or 0.0)
     billing = BillingRule(
         minimum_seconds=int(handle.details.get("billing_minimum_s") or 0),
         per_vcpu_hour_fee=float(handle.details.get("billing_vcpu_fee") or 0.0),

@@ -12,8 +12,9 @@ from airflow.sdk import BaseOperator
 from airflow_provider_runners.backends.base import Backend, ProvisionRequest, RunnerState, RunnerStatus
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
 from airflow_provider_runners.catalog import ResolvedSpec, resolve_spec
+from airflow_provider_runners.cost import budget
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
-from airflow_provider_runners.exceptions import ProvisionError, RunnerSpecError
+from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.lifecycle import acquire
 from airflow_provider_runners.lineage import Lineage, label_value
@@ -43,6 +44,9 @@ class ProvisionRunnerOperator(BaseOperator):
     :param conn_id: the runner Connection; its conn_type selects the backend.
     :param ready_timeout: how long to wait for readiness before giving up (and tearing down).
     :param catalog_path: a catalog file other than the configured one.
+    :param budget_wait: when the runner would exceed a $/hour budget (``cost/budget.py``), wait
+        up to this long (deferred, re-checking every ``budget_poll_interval``) for room instead
+        of failing at once. Nothing is created while waiting.
     """
 
     template_fields = ("conn_id",)
@@ -57,6 +61,8 @@ class ProvisionRunnerOperator(BaseOperator):
         ready_timeout: timedelta | float = timedelta(minutes=30),
         poll_interval: float | None = None,
         catalog_path: str | None = None,
+        budget_wait: timedelta | float | None = None,
+        budget_poll_interval: float = 60.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -69,6 +75,8 @@ class ProvisionRunnerOperator(BaseOperator):
             ready_timeout if isinstance(ready_timeout, timedelta) else timedelta(seconds=ready_timeout)
         )
         self.poll_interval = poll_interval
+        self.budget_wait = budget.as_timedelta(budget_wait)
+        self.budget_poll_interval = budget_poll_interval
         self._held: tuple[Backend, RunnerHandle] | None = None
         add_evidence_callbacks(self, "provision")
 
@@ -105,11 +113,24 @@ class ProvisionRunnerOperator(BaseOperator):
             conn_id=self.conn_id,
             labels=self._labels(context, lineage, expires_at),
         )
+        try:
+            admission = budget.admit(backend, request, catalog_path=self.catalog_path)  # nothing created yet
+        except BudgetExceededError as exc:
+            ti.xcom_push(key=FACTS_XCOM_KEY, value=exc.details)
+            if not budget.keep_waiting(ti, self.budget_wait, str(exc)):
+                raise
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(seconds=self.budget_poll_interval)),
+                method_name="execute_after_budget_wait",
+            )
         handle, acquisition = acquire(backend, request)
         nodes = int(handle.details.get("nodes") or 1)  # machines billed at the profile's price
         handle = handle.evolve(details={**_pricing(resolved, nodes), "acquisition": acquisition})
         self._held = (backend, handle)
         ti.xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_xcom())  # before any wait
+        admission.confirm(handle)  # registry: running, with its resource id, rate and expiry
         self.log.info(
             "runner %s %s on %s (profile %s, expires %s)",
             handle.resource_id,
@@ -137,6 +158,10 @@ class ProvisionRunnerOperator(BaseOperator):
                 method_name="execute_complete",
             )
         return self._wait_in_task(context, backend, handle, acquisition, deadline)
+
+    def execute_after_budget_wait(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Resumed after waiting for budget room: check again from the start."""
+        return self.execute(context)
 
     def _wait_in_task(
         self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str, deadline: datetime
@@ -207,6 +232,8 @@ class ProvisionRunnerOperator(BaseOperator):
             cleanup = {"torn_down": result.existed, "message": result.message}
         except Exception as exc:  # noqa: BLE001 - keep the original failure; the backstop ends the runner
             cleanup = {"torn_down": False, "message": f"teardown failed: {exc}"}
+        else:
+            budget.release(handle, f"provision failed: {why}"[:200])
         self._held = None
         context["ti"].xcom_push(
             key=FACTS_XCOM_KEY,
@@ -220,6 +247,7 @@ class ProvisionRunnerOperator(BaseOperator):
         if self._held is not None:
             backend, handle = self._held
             result = backend.teardown(handle)
+            budget.release(handle, "provision killed")
             self.log.info("task killed: tore down runner %s (%s)", handle.resource_id, result.message)
 
 

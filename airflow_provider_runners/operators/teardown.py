@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
+from airflow_provider_runners.cost import budget
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import RunnerNotFoundError
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.lineage import Lineage
+from airflow_provider_runners.lineage import Lineage, sibling_map_index
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -53,7 +54,14 @@ class TeardownRunnerOperator(BaseOperator):
         found: dict[str, RunnerHandle] = {}
         candidates: list[Any] = [self.handle]
         if self.provision_task_id:
-            candidates.append(context["ti"].xcom_pull(task_ids=self.provision_task_id, key=HANDLE_XCOM_KEY))
+            ti = context["ti"]
+            candidates.append(
+                ti.xcom_pull(
+                    task_ids=self.provision_task_id,
+                    key=HANDLE_XCOM_KEY,
+                    map_indexes=sibling_map_index(context, self.provision_task_id),
+                )
+            )
         for value in candidates:
             if value in (None, "", "None"):
                 continue
@@ -88,6 +96,7 @@ class TeardownRunnerOperator(BaseOperator):
                     "existed": False,
                     "message": f"already gone: {exc}",
                 }
+            budget.release(handle, "teardown")  # registry: ended (gone either way)
             self.log.info("teardown %s: %s", handle.resource_id, entry["message"])
             results.append(entry)
         if not results:

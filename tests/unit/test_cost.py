@@ -95,7 +95,7 @@ def _record(
         map_index=-1,
         try_number=1,
         start_date=started,
-        xcom_pull=lambda task_ids, key: xcoms.get((task_ids, key)),
+        xcom_pull=lambda task_ids, key, **_: xcoms.get((task_ids, key)),
     )
     return EvidenceCallback(event, "success", provision_task_id="provision").record({"ti": ti})
 

@@ -79,7 +79,16 @@ def test_every_hook_class_imports_and_matches_its_connection_type(info: dict[str
 
 def test_config_options_have_string_defaults(info: dict[str, Any]) -> None:
     options = info["config"]["runners"]["options"]
-    assert set(options) == {"catalog_path", "environment", "evidence_path", "evidence_conn_id"}
+    assert set(options) == {
+        "catalog_path",
+        "environment",
+        "evidence_path",
+        "evidence_conn_id",
+        "registry",
+        "registry_conn_id",
+        "registry_namespace",
+        "reaper_conn_ids",
+    }
     for option in options.values():
         assert isinstance(option["default"], str)
 

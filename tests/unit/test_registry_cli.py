@@ -325,6 +325,7 @@ def write_state(state_dir: Path, resource_id: str, expires_at: datetime, pid: in
         expires_at=expires_at,
         environment="local",
         profile="small",
+        tags={"managed-by": MANAGED_BY, "runner-lineage": "rl" + "8" * 26},
     )
     state = {
         "managed_by": MANAGED_BY,
@@ -378,10 +379,10 @@ def test_reap_dry_run_changes_nothing(reap_setup: dict[str, Any], capsys: pytest
     before = {rid: path.read_bytes() for rid, path in paths.items()}
     assert main(["reap", "--dry-run", "--conn-id", "reap_test"]) == 0
     out = capsys.readouterr().out
-    assert "would reap ld-expired (local_dask): expired" in out
-    assert "would reap ld-stale (local_dask): stale (its process died)" in out
-    assert "keep   ld-current (local_dask)" in out
-    assert "0 runner(s) reaped (dry run: nothing changed)" in out
+    assert "would reap ld-expired (local_dask, reap_test): expired at" in out
+    assert "would reap ld-stale (local_dask, reap_test): stale (its process died)" in out
+    assert "keep   ld-current (local_dask, reap_test): DAG run unknown" in out
+    assert "0 runner(s) reaped, 2 would be (dry run: nothing changed)" in out
     assert {rid: path.read_bytes() for rid, path in paths.items()} == before
     assert all(proc.poll() is None for proc in procs.values())
 
@@ -392,8 +393,8 @@ def test_reap_ends_expired_and_stale_runners_only(
     paths, procs = reap_setup["paths"], reap_setup["procs"]
     assert main(["reap", "--conn-id", "reap_test"]) == 0
     out = capsys.readouterr().out
-    assert "reaped ld-expired (local_dask): expired" in out
-    assert "reaped ld-stale (local_dask): stale (its process died)" in out
+    assert "reaped ld-expired (local_dask, reap_test): expired at" in out
+    assert "reaped ld-stale (local_dask, reap_test): stale (its process died)" in out
     assert "2 runner(s) reaped" in out
     assert procs["ld-expired"].wait(timeout=10) is not None
     assert procs["ld-current"].poll() is None
