@@ -37,7 +37,6 @@ Entry points: ``airflow-runners reap [--dry-run] [--conn-id ID ...]`` and ``dags
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -45,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
+from airflow_provider_runners.backends.registry import configured_conn_ids as all_conn_ids, get_backend
 from airflow_provider_runners.handles import RunnerHandle
 from airflow_provider_runners.lineage import MANAGED_BY, Lineage
 from airflow_provider_runners.runner_registry import RunnerRecord, RunnerRegistry
@@ -193,44 +192,19 @@ class SweepReport:
 
 
 def configured_conn_ids(extra: Iterable[str] = (), use_db: bool = True) -> list[str]:
-    """Runner Connections to sweep: see the module docstring. ``runners_default`` always."""
-    found = {DEFAULT_CONN_ID, *extra}
+    """Runner Connections to sweep: every configured one (see
+    :func:`~airflow_provider_runners.backends.registry.configured_conn_ids`) plus ``extra`` and
+    ``[runners] reaper_conn_ids``."""
     configured = os.environ.get("AIRFLOW__RUNNERS__REAPER_CONN_IDS")
     if configured is None:
         from airflow_provider_runners.runner_registry import _conf
 
         configured = _conf("reaper_conn_ids") or ""
-    found.update(c.strip() for c in configured.split(",") if c.strip())
-    for name, value in os.environ.items():
-        if name.startswith("AIRFLOW_CONN_") and _conn_type_of(value).startswith("runners_"):
-            found.add(name.removeprefix("AIRFLOW_CONN_").lower())
-    if use_db:
-        try:
-            from airflow.models.connection import Connection
-            from airflow.utils.session import create_session
-            from sqlalchemy import select
-
-            with create_session() as session:
-                found.update(
-                    session.scalars(
-                        select(Connection.conn_id).where(
-                            Connection.conn_type.like("runners\\_%", escape="\\")
-                        )
-                    )
-                )
-        except Exception as exc:  # noqa: BLE001 - no metadata DB here: env and config only
-            log.info("reaper: metadata DB connections not listed (%s)", exc)
-    return sorted(found)
-
-
-def _conn_type_of(value: str) -> str:
-    value = value.strip()
-    if value.startswith("{"):
-        try:
-            return str(json.loads(value).get("conn_type") or "")
-        except ValueError:
-            return ""
-    return value.partition("://")[0].replace("-", "_")
+    named = [*extra, *(c.strip() for c in configured.split(",") if c.strip())]
+    ids, errors = all_conn_ids(named, use_db=use_db)
+    for error in errors:
+        log.info("reaper: %s (sweeping the others)", error)
+    return ids
 
 
 def decide(

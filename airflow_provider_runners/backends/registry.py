@@ -13,7 +13,10 @@ the embedded ``local_dask`` backend, and ``runners_local_host`` the ``local_host
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -131,3 +134,48 @@ def _mask_secrets(config: ConnectionConfig, cls: type[Backend]) -> None:
         value = config.extra.get(name)
         if value:
             mask_secret(value)
+
+
+def configured_conn_ids(extra: Iterable[str] = (), use_db: bool = True) -> tuple[list[str], list[str]]:
+    """Every runner Connection id this deployment knows, and the problems met looking for them.
+
+    The embedded ones (:data:`EMBEDDED_CONNECTIONS`, usable without a definition), ``extra``,
+    ``AIRFLOW_CONN_*`` environment variables whose conn_type is ``runners_*`` and, with
+    ``use_db``, the metadata database's ``runners_*`` Connections. Connections kept only in a
+    secrets backend cannot be listed: name them in ``extra`` (the reaper's ``reaper_conn_ids``).
+    Used by the reaper, the budget guard's peers and the Runners UI page.
+    """
+    found = {*EMBEDDED_CONNECTIONS, *extra}
+    errors: list[str] = []
+    for name, value in os.environ.items():
+        if name.startswith("AIRFLOW_CONN_") and conn_type_of(value).startswith("runners_"):
+            found.add(name.removeprefix("AIRFLOW_CONN_").lower())
+    if use_db:
+        try:
+            found.update(_db_runner_conn_ids())
+        except Exception as exc:  # noqa: BLE001 - no metadata DB here: env and config only
+            from airflow_provider_runners.evidence.redact import redact_text
+
+            errors.append(redact_text(f"listing Connections: {type(exc).__name__}: {exc}"))
+    return sorted(found), errors
+
+
+def _db_runner_conn_ids() -> list[str]:
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = select(Connection.conn_id).where(Connection.conn_type.like("runners\\_%", escape="\\"))
+        return list(session.scalars(query))
+
+
+def conn_type_of(value: str) -> str:
+    """The conn_type of an ``AIRFLOW_CONN_*`` value (JSON or URI form); "" when unreadable."""
+    value = value.strip()
+    if value.startswith("{"):
+        try:
+            return str(json.loads(value).get("conn_type") or "")
+        except ValueError:
+            return ""
+    return value.partition("://")[0].replace("-", "_")

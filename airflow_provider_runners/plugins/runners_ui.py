@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import threading
 from collections.abc import Callable
 from itertools import islice
@@ -50,35 +49,11 @@ def _error_text(exc: BaseException) -> str:
 
 
 def runner_conn_ids() -> tuple[list[str], list[str]]:
-    """Ids of the Connections that select a runner backend, and the errors met looking for them.
+    """Ids of the Connections that select a runner backend, and the errors met looking for them
+    (:func:`~airflow_provider_runners.backends.registry.configured_conn_ids`)."""
+    from airflow_provider_runners.backends.registry import configured_conn_ids
 
-    The embedded ones always (``runners_default`` selects ``local_dask`` and ``runners_local_host``
-    ``local_host`` when undefined), Connections in the
-    metadata database and ``AIRFLOW_CONN_*`` environment variables of a runner conn type.
-    """
-    from airflow_provider_runners.backends.registry import EMBEDDED_CONNECTIONS, backend_classes
-
-    types = set(backend_classes())
-    ids = set(EMBEDDED_CONNECTIONS)
-    errors: list[str] = []
-    try:
-        ids.update(_db_conn_ids(types))
-    except Exception as exc:  # noqa: BLE001 - the page still shows the default Connection
-        errors.append(f"listing Connections: {_error_text(exc)}")
-    spelled = {t for conn_type in types for t in (conn_type, conn_type.replace("_", "-"))}
-    for name, value in os.environ.items():
-        if name.startswith("AIRFLOW_CONN_") and any(t in value for t in spelled):
-            ids.add(name.removeprefix("AIRFLOW_CONN_").lower())
-    return sorted(ids), errors
-
-
-def _db_conn_ids(conn_types: set[str]) -> list[str]:
-    from airflow.models.connection import Connection
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        return list(session.scalars(select(Connection.conn_id).where(Connection.conn_type.in_(conn_types))))
+    return configured_conn_ids()
 
 
 def live_runners() -> list[dict[str, Any]]:

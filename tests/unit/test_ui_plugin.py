@@ -263,10 +263,10 @@ def test_the_default_connection_uses_the_real_local_dask_backend(
 def test_listing_connections_failing_is_shown_not_raised(
     client: TestClient, auth_manager: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_db(conn_types: set[str]) -> list[str]:
+    def broken_db() -> list[str]:
         raise RuntimeError("database is down")
 
-    monkeypatch.setattr(runners_ui, "_db_conn_ids", broken_db)
+    monkeypatch.setattr(registry, "_db_runner_conn_ids", broken_db)
     monkeypatch.setattr(registry, "get_backend", lambda conn_id: FakeBackend([]))
     rows = client.get("/api/runners", headers=bearer(auth_manager)).json()["runners"]
     assert rows == [{"conn_id": None, "error": "listing Connections: RuntimeError: database is down"}]
