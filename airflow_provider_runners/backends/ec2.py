@@ -304,7 +304,13 @@ class Ec2Backend(Backend):
             volumes = [m["Ebs"]["VolumeId"] for m in inst.get("BlockDeviceMappings", []) if "Ebs" in m]
             ec2.create_tags(Resources=[iid, *volumes], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
             if inst["State"]["Name"] == "stopped":
-                ec2.start_instances(InstanceIds=[iid])  # the boot timer reads the new expires-at tag
+                try:
+                    ec2.start_instances(InstanceIds=[iid])  # the boot timer reads the new expires-at tag
+                except Exception as exc:  # noqa: BLE001 - e.g. InsufficientInstanceCapacity: try the next
+                    log.warning("warm pool: %s did not start (%s); releasing it", iid, _code(exc) or exc)
+                    ec2.create_tags(Resources=[iid], Tags=[{"Key": "runner-pool-state", "Value": "idle"}])
+                    claims.release(iid, plan.pool_key, request.attempt_token, expires)
+                    continue
                 inst = {**inst, "State": {"Name": "pending"}}
             else:
                 minutes = max(1, int((expires_at - datetime.now(UTC)).total_seconds() // 60))
@@ -346,7 +352,7 @@ class Ec2Backend(Backend):
             )
         return RunnerHandle(
             backend=self.name,
-            runner_class=runner_class,  # type: ignore[arg-type]
+            runner_class=runner_class,
             resource_id=inst["InstanceId"],
             conn_id=self.conn_id,
             lineage_key=tags.get("runner-lineage", ""),
@@ -414,15 +420,10 @@ class Ec2Backend(Backend):
             return RunnerStatus(RunnerState.FAILED, f"{state} (not started by this runner)")
         if state == "pending":
             return RunnerStatus(RunnerState.PENDING, "pending")
-        if (
-            checks is None
-            or checks == ("initializing", "initializing")
-            or "initializing" in checks
-            or "not-applicable" in checks
-        ):
-            return RunnerStatus(RunnerState.PENDING, f"running, status checks {checks or 'not reported yet'}")
-        if checks != ("ok", "ok"):
+        if checks is not None and "impaired" in checks:
             return RunnerStatus(RunnerState.FAILED, f"status checks instance={checks[0]} system={checks[1]}")
+        if checks != ("ok", "ok"):  # not reported yet, initializing, insufficient-data
+            return RunnerStatus(RunnerState.PENDING, f"running, status checks {checks or 'not reported yet'}")
         if ping != "Online":
             return RunnerStatus(
                 RunnerState.PENDING, f"running, checks ok, SSM agent {ping or 'not registered yet'}"
@@ -469,6 +470,8 @@ class Ec2Backend(Backend):
             mode = "terminate"
         ec2 = self.client("ec2")
         if mode == "pool":
+            if before == "pending":  # EC2 refuses to stop a pending instance
+                self._wait(iid, {"running", "stopped"}, "start")
             if self.pool_return == "stop" and before != "stopped":
                 ec2.stop_instances(InstanceIds=[iid])
                 self._wait(iid, {"stopped"}, "stop")

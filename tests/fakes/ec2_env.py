@@ -191,10 +191,12 @@ class Ec2Env:
 def start_env(workdir: Path, online_after_s: float = 0.0) -> Ec2Env:
     server = MotoServer().start()
     agent = HostAgent(server, workdir, online_after_s=online_after_s).install()
+    server.reset()  # moto's state is per process, shared by every server in it
     return Ec2Env(server, agent, workdir).provision_account()
 
 
 def stop_env(env: Ec2Env) -> None:
+    env.server.reset()
     env.agent.uninstall()
     env.server.stop()
 
