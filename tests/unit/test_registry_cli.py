@@ -95,7 +95,7 @@ def test_unknown_conn_type_lists_the_known_ones() -> None:
         registry.backend_class("runners_nope")
     assert isinstance(info.value, LookupError)
     assert "'runners_nope'" in str(info.value)
-    assert "known: ['runners_dataproc_dask', 'runners_local_dask']" in str(info.value)
+    assert "known: ['runners_dataproc_dask', 'runners_ec2', 'runners_local_dask'" in str(info.value)
 
 
 def test_default_connection_id_selects_local_dask_when_undefined(monkeypatch: pytest.MonkeyPatch) -> None:
