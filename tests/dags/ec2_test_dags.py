@@ -7,13 +7,15 @@ They exist only while that test module has pointed ``RUNNERS_EC2_TEST_CATALOG`` 
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG
 
 from airflow_provider_runners import runner
 from airflow_provider_runners.operators.command import RunnerCommandOperator
+from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
+from airflow_provider_runners.operators.teardown import TeardownRunnerOperator
 
 CATALOG = os.environ.get("RUNNERS_EC2_TEST_CATALOG")
 CONN_ID = os.environ.get("RUNNERS_EC2_TEST_CONN_ID", "runners_ec2_test")
@@ -40,6 +42,27 @@ CASES: dict[str, tuple[dict[str, Any], str, dict[str, Any]]] = {
     "ec2_test_timeout": (SPEC, "echo start; sleep 60", {"timeout": 1.5}),
 }
 
+
+class CrashAfterLaunchProvision(ProvisionRunnerOperator):
+    """Try 1 launches the host and dies before pushing its handle (a worker crash)."""
+
+    def execute(self, context: Any) -> Any:
+        if context["ti"].try_number == 1:
+            from airflow_provider_runners.backends.base import ProvisionRequest
+            from airflow_provider_runners.backends.registry import get_backend
+            from airflow_provider_runners.catalog import resolve_spec
+            from airflow_provider_runners.lifecycle import acquire
+            from airflow_provider_runners.lineage import Lineage
+
+            lineage = Lineage.from_context(context)
+            backend = get_backend(self.conn_id)
+            resolved = resolve_spec(self.spec, backend.name, catalog_path=self.catalog_path)
+            request = ProvisionRequest(resolved, lineage, lineage.attempt_token(1), self.conn_id, {})
+            acquire(backend, request)
+            raise RuntimeError("simulated worker crash right after RunInstances")
+        return super().execute(context)
+
+
 if CATALOG and os.path.exists(CATALOG):
     for dag_id, (spec, command, kwargs) in CASES.items():
         with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
@@ -48,3 +71,18 @@ if CATALOG and os.path.exists(CATALOG):
             ) as host:
                 RunnerCommandOperator(task_id="extract", handle=host, command=command, **kwargs)
         globals()[dag_id] = dag
+
+    with DAG("ec2_test_crash_retry", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        provision = CrashAfterLaunchProvision(
+            task_id="provision",
+            spec=SPEC,
+            conn_id=CONN_ID,
+            catalog_path=CATALOG,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+        )
+        work = RunnerCommandOperator(task_id="extract", handle=provision.output, command="echo adopted")
+        teardown = TeardownRunnerOperator(task_id="teardown", conn_id=CONN_ID, provision_task_id="provision")
+        again = TeardownRunnerOperator(task_id="teardown_again", conn_id=CONN_ID, handle=provision.output)
+        provision >> work >> teardown.as_teardown(setups=provision) >> again
+    globals()["ec2_test_crash_retry"] = dag

@@ -202,3 +202,19 @@ def test_bad_spec_is_a_parse_time_error_and_launches_nothing(env: Ec2Env) -> Non
                 task_id="p", spec=spec, conn_id=RUNNER_CONN_ID, catalog_path=env.catalog_path
             )
     assert env.server.counts()["ec2:RunInstances"] == 0
+
+
+def test_provision_crash_then_retry_leaves_one_instance_and_teardown_twice_is_ok(env: Ec2Env) -> None:
+    dr = get_dag(env, "ec2_test_crash_retry").test()
+    states = ti_states(dr)
+    assert str(dr.state) == "success", states
+    got = values("ec2_test_crash_retry", dr.run_id)
+    assert got[("provision", "runner_facts")]["acquisition"] == "adopted"  # try 2 adopted try 1's host
+    iid = got[("provision", "return_value")]["resource_id"]
+    everything = env.managed(("pending", "running", "stopping", "stopped", "shutting-down", "terminated"))
+    assert [i["InstanceId"] for i in everything] == [iid]  # one instance for two tries
+    assert env.server.counts()["ec2:RunInstances"] == 1
+    assert got[("teardown", "return_value")][0]["existed"] is True
+    second = got[("teardown_again", "return_value")][0]
+    assert second["existed"] is False
+    assert "already gone" in second["message"]

@@ -381,6 +381,34 @@ def test_throttling_is_retried_with_backoff(env: Ec2Env) -> None:
     assert env.server.counts(since=before)["ec2:DescribeInstances"] == 4  # 3 throttled + 1 answered
 
 
+def test_throttling_beyond_botocore_retries_backs_off_in_the_poller_and_the_wait_ends(
+    env: Ec2Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from airflow_provider_runners.triggers.poller import SharedStatusPoller
+    from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
+
+    for key, value in env.connections(max_attempts=2).items():
+        monkeypatch.setenv(key, value)
+    h = backend().create(request(env))
+    SharedStatusPoller._pollers.clear()
+    env.server.throttle["DescribeInstances"] = 5  # > 2 attempts: status_many itself fails twice
+    deadline = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
+    trigger = RunnerReadyTrigger(RUNNER_CONN_ID, h.to_xcom(), deadline, poll_interval=0.05)
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("no event")
+
+    payload = asyncio.run(first_event())
+    assert payload["status"] == "ready", payload
+    assert env.server.throttled["DescribeInstances"] == 5
+    assert env.server.counts()["ec2:DescribeInstances"] >= 6  # 5 throttled, then answered
+
+
 # -- governance: nothing launched -----------------------------------------------------------------
 @pytest.mark.parametrize(
     ("spec", "match"),
