@@ -105,6 +105,21 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
             },
+            {
+                "connection-type": "runners_ec2",
+                "hook-class-name": "airflow_provider_runners.hooks.runner.Ec2RunnerHook",
+                "hook-name": "Runners: EC2 dedicated host",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "login", "schema", "password"],
+                    "relabeling": {},
+                    "placeholders": {
+                        "extra": '{"region_name": "eu-west-1", "aws_conn_id": "aws_default", '
+                        '"instance_profile": "runner-host", "network_profiles": {"private": '
+                        '{"subnet_id": "subnet-0abc", "security_group_ids": ["sg-0abc"]}}, '
+                        '"claim_table": "airflow-runners-ec2-claims", "pool_idle_ttl": "24h"}'
+                    },
+                },
+            },
         ],
         "config": {
             "runners": {

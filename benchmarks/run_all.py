@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         [str(PYTHON), str(REPO / "benchmarks" / "dataproc_api_calls.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "bench_handover.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "burst_simulation.py")],
+        [str(PYTHON), str(REPO / "benchmarks" / "ec2_api_calls.py")],
     ]
     failed = []
     for command in commands:

@@ -85,3 +85,14 @@ class BenchHttpRunnerHook(RunnerHook):
     conn_type = "runners_bench_http"
     hook_name = "Runners: HTTP bench platform"
     hidden_fields: ClassVar[list[str]] = ["login"]
+class Ec2RunnerHook(RunnerHook):
+    """Connection type ``runners_ec2``: dedicated EC2 hosts (warm pool or cold start, SSM commands).
+
+    Everything is in the extras (region_name, network_profiles, instance_profile, claim_table, ...;
+    see :mod:`airflow_provider_runners.backends.ec2` and docs/ec2.md); AWS credentials come from
+    the Amazon provider Connection named by ``aws_conn_id``, never from this one.
+    """
+
+    conn_type = "runners_ec2"
+    hook_name = "Runners: EC2 dedicated host"
+    hidden_fields: ClassVar[list[str]] = ["host", "port", "login", "schema", "password"]
