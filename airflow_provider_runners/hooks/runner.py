@@ -85,6 +85,8 @@ class BenchHttpRunnerHook(RunnerHook):
     conn_type = "runners_bench_http"
     hook_name = "Runners: HTTP bench platform"
     hidden_fields: ClassVar[list[str]] = ["login"]
+
+
 class Ec2RunnerHook(RunnerHook):
     """Connection type ``runners_ec2``: dedicated EC2 hosts (warm pool or cold start, SSM commands).
 
