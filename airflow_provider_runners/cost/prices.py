@@ -65,17 +65,28 @@ def handle_rate(handle: RunnerHandle, catalog: Catalog | None = None) -> float |
         catalog = catalog or load_catalog()
     except Exception:  # noqa: BLE001 - an unreadable catalog means "unknown", not a crash
         return None
+    from airflow_provider_runners.lineage import label_value
+
     env = catalog.environments.get(handle.environment)
-    profile = env.profiles.get(handle.runner_class, {}).get(handle.profile) if env else None
-    if env is None or profile is None:
+    profiles = env.profiles.get(handle.runner_class, {}) if env else {}
+    # Tags carry the label form of the profile name ("large" for "Large").
+    profile = profiles.get(handle.profile) or next(
+        (p for name, p in profiles.items() if label_value(name) == handle.profile), None
+    )
+    # The machine the backend reports (an EC2 instance type) prices a runner whose profile is unknown.
+    machine = details.get("instance_type") or details.get("machine_type")
+    if profile is None and not machine:
         return None
-    key = profile.price_key or profile.machine_type
-    price = (env.prices.get(key) or catalog.prices.get(key)) if key else None
+    key = (profile.price_key or profile.machine_type) if profile else str(machine)
+    prices = {**catalog.prices, **(env.prices if env else {})}
+    price = prices.get(key) if key else None
     nodes = int(details.get("nodes") or 1)
     spot = bool(details.get("spot")) or handle.tags.get("spot") == "true"
     rate = 0.0
     if price is not None:
         rate = price.spot if spot and price.spot is not None else price.on_demand
+    if profile is None:
+        return None if price is None else rate * nodes
     vcpus = profile.vcpus
     if vcpus is None and profile.workers is not None:
         vcpus = profile.workers * (profile.threads_per_worker or 1)

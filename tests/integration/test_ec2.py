@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from airflow_provider_runners.backends.base import ProvisionRequest
 from airflow_provider_runners.backends.ec2 import Ec2Backend
+from airflow_provider_runners.backends.registry import get_backend
+from airflow_provider_runners.catalog import resolve_spec
 from airflow_provider_runners.exceptions import RunnerSpecError
+from airflow_provider_runners.lineage import Lineage
+from airflow_provider_runners.specs import RunnerSpec
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from tests.conftest import AIRFLOW_HOME
 from tests.fakes.ec2_env import PARAM_VALUE, RUNNER_CONN_ID, SECRET_VALUE, Ec2Env, start_env, stop_env
@@ -218,3 +224,50 @@ def test_provision_crash_then_retry_leaves_one_instance_and_teardown_twice_is_ok
     second = got[("teardown_again", "return_value")][0]
     assert second["existed"] is False
     assert "already gone" in second["message"]
+
+
+def test_over_budget_launches_nothing_on_ec2(
+    env: Ec2Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live finance host ($0.504/h) + another Large ($0.504/h) > the $0.80/h tenant budget:
+    the provision fails before RunInstances, and the evidence records the refusal."""
+    import yaml
+
+    from airflow_provider_runners.exceptions import BudgetExceededError
+
+    catalog = yaml.safe_load(Path(env.catalog_path).read_text())
+    catalog["environments"]["aws"]["budgets"] = {"tenant": {"finance": 0.80}}
+    budget_catalog = tmp_path / "budget-catalog.yaml"
+    budget_catalog.write_text(yaml.safe_dump(catalog, sort_keys=False))
+    monkeypatch.setenv("RUNNERS_EC2_TEST_CATALOG", str(budget_catalog))
+    monkeypatch.setenv("AIRFLOW__RUNNERS__REGISTRY", f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    backend = get_backend(RUNNER_CONN_ID)
+    spec = RunnerSpec.parse(SPEC)
+    lineage = Lineage("other_dag", "run-1", "host.provision")
+    labels = {**lineage.labels(), "tenant": "finance", "pipeline": "other", "profile": "large"}
+    labels["expires-at"] = str(int(datetime.now(UTC).timestamp()) + 3600)
+    other = backend.create(
+        ProvisionRequest(
+            resolve_spec(spec, "ec2", catalog_path=str(budget_catalog)),
+            lineage,
+            lineage.attempt_token(1),
+            RUNNER_CONN_ID,
+            labels,
+        )
+    )
+    try:
+        assert env.server.counts()["ec2:RunInstances"] == 1
+        dag = get_dag(env, "ec2_test_extract")
+        dr = dag.test()
+        states = ti_states(dr)
+        assert states["host.provision"] == "failed", states
+        assert env.server.counts()["ec2:RunInstances"] == 1  # nothing else was launched
+        assert [i["InstanceId"] for i in env.managed(("pending", "running"))] == [other.resource_id]
+        report = chain_for("ec2_test_extract", dr.run_id)
+        provision = next(e for e in report.entries if e["event"] == "provision")
+        assert provision["error"]["type"] == BudgetExceededError.__name__
+        assert "$0.8000/h" in provision["error"]["message"]
+        assert other.resource_id in provision["error"]["message"]
+        assert provision["cost"]["usd"] == 0.0
+    finally:
+        backend.teardown(other)

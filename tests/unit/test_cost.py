@@ -141,3 +141,32 @@ def test_work_window_cost_has_no_billing_minimum(monkeypatch: pytest.MonkeyPatch
     assert entry["cost"]["basis"] == "work window"
     assert entry["cost"]["billed_seconds"] == pytest.approx(10, abs=2)
     assert entry["cost"]["usd"] == pytest.approx(0.01, abs=0.002)
+
+
+@pytest.mark.parametrize(
+    ("profile", "details", "expected"),
+    [
+        ("large", {}, 0.504),  # a tag holds the label form of "Large": still the r5.2xlarge price
+        ("unknown", {"instance_type": "r5.8xlarge"}, 2.016),  # priced from what the cloud reports
+        ("unknown", {}, None),
+    ],
+)
+def test_rate_of_a_runner_listed_from_its_tags(profile: str, details: dict[str, Any], expected: Any) -> None:
+    from airflow_provider_runners.cost.prices import handle_rate
+
+    now = datetime.now(UTC)
+    handle = RunnerHandle(
+        backend="ec2",
+        runner_class="dedicated_host",
+        resource_id="i-0abc",
+        conn_id="c",
+        lineage_key="rl" + "0" * 26,
+        attempt_token="t",
+        created_at=now,
+        expires_at=now + timedelta(hours=1),
+        environment="dev",
+        profile=profile,
+        details=details,
+    )
+    rate = handle_rate(handle, load_catalog(DEFAULT_CATALOG))
+    assert rate == (pytest.approx(expected) if expected is not None else None)
