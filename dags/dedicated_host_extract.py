@@ -8,8 +8,10 @@ a DLQ path, and is torn down afterwards — also when an extract fails.
 Locally (docker-compose, the test suite) the host is the Airflow worker (``local_host``,
 Connection ``runners_local_host`` needs no definition) and object storage is ``file://``.
 In production point ``RUNNERS_EXTRACT_CONN_ID`` at a ``runners_ec2`` Connection and
-``RUNNERS_EXTRACT_URL`` at ``s3://bucket/prefix``; the program (dags/extract_job.py) must then
-be on the host image. The ERP password comes from the ``erp_source`` Connection at run time.
+``RUNNERS_EXTRACT_URL`` at ``s3://bucket/prefix`` and ``RUNNERS_EXTRACT_ERP_SECRET`` at a
+Secrets Manager reference (``aws-sm:prod/erp#password``); the program (dags/extract_job.py)
+must then be on the host image. Locally the ERP password comes from the ``erp_source``
+Connection at run time.
 
 ``dag_run.conf``: ``months`` (default 2), ``rows_per_day`` (2000), ``url`` (storage root),
 ``crash_once_after_chunk`` (restart drill: the first try of each extract dies after that chunk
@@ -28,6 +30,9 @@ from airflow.sdk import DAG, task
 from airflow_provider_runners import RunnerCommandOperator, runner
 
 CONN_ID = os.environ.get("RUNNERS_EXTRACT_CONN_ID", "runners_local_host")
+#: Where the ERP password lives: a Connection locally; on EC2 a reference the host resolves
+#: with its instance profile, e.g. "aws-sm:prod/erp#password" (docs/commands.md).
+ERP_SECRET = os.environ.get("RUNNERS_EXTRACT_ERP_SECRET", "conn:erp_source#password")
 JOB = str(Path(__file__).with_name("extract_job.py"))
 
 HOST_SPEC = {
@@ -110,7 +115,7 @@ with DAG(
             task_id="extract",
             handle=host,
             env={"ERP_USER": "extract", "ERP_DRIVER": "hana-jdbc-2.19.16"},
-            secret_env={"ERP_PASSWORD": "conn:erp_source#password"},
+            secret_env={"ERP_PASSWORD": ERP_SECRET},
             timeout="2h",
             retries=1,
             retry_delay=timedelta(seconds=1),
