@@ -28,6 +28,7 @@ DEFAULT_CONN_ID = "runners_default"
 BUILTIN_BACKENDS: dict[str, str] = {
     "runners_local_dask": "airflow_provider_runners.backends.local_dask:LocalDaskBackend",
     "runners_dataproc_dask": "airflow_provider_runners.backends.dataproc_dask:DataprocDaskBackend",
+    "runners_kubernetes": "airflow_provider_runners.backends.kubernetes:KubernetesBackend",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -52,15 +53,25 @@ class TeardownRunnerOperator(BaseOperator):
     def _handles(self, context: Context, backend: Any) -> dict[str, RunnerHandle]:
         found: dict[str, RunnerHandle] = {}
         candidates: list[Any] = [self.handle]
+        # In a mapped task group (runner(...) inside @task_group(...).expand()) the provision task
+        # is mapped with this task: its instance is the one with this task's map index.
+        map_index = getattr(context["ti"], "map_index", -1)
+        map_index = map_index if isinstance(map_index, int) and map_index >= 0 else None
         if self.provision_task_id:
-            candidates.append(context["ti"].xcom_pull(task_ids=self.provision_task_id, key=HANDLE_XCOM_KEY))
+            pull: dict[str, Any] = {} if map_index is None else {"map_indexes": map_index}
+            candidates.append(
+                context["ti"].xcom_pull(task_ids=self.provision_task_id, key=HANDLE_XCOM_KEY, **pull)
+            )
         for value in candidates:
             if value in (None, "", "None"):
                 continue
             handle = RunnerHandle.from_xcom(value)
             found.setdefault(handle.resource_id, handle)
         if self.provision_task_id:
-            key = Lineage.from_context(context, task_id=self.provision_task_id).key
+            lineage = Lineage.from_context(context, task_id=self.provision_task_id)
+            if map_index is not None:
+                lineage = dataclasses.replace(lineage, map_index=map_index)
+            key = lineage.key
             orphan = backend.find(key)
             if orphan is not None and orphan.resource_id not in found:
                 self.log.warning(

@@ -1,0 +1,754 @@
+"""A Kubernetes API server and a kubelet for tests: kmock's KubernetesEmulator over HTTP, taught the real API.
+
+:class:`ApiServer` is kmock's ``KubernetesEmulator`` (an in-memory object store over HTTP) with
+what the real API server does and the emulator does not:
+
+- ``409 AlreadyExists`` / ``404 NotFound`` as real ``Status`` objects (reason, message, details);
+- ``uid``, ``creationTimestamp``, ``resourceVersion`` and ``status.phase: Pending`` on create;
+- ``labelSelector`` / ``fieldSelector`` on LIST;
+- graceful pod deletion: a bound, running pod gets ``deletionTimestamp`` and stays until its
+  kubelet has stopped it and deletes it with ``gracePeriodSeconds=0``;
+- the ``log`` subresource (``follow=true`` streams) and the ``exec`` websocket (v4 channels),
+  served from the kubelet.
+
+:class:`Kubelet` is a thread that polls pods through the real ``kubernetes`` client and drives
+them like a node would: binds them, **really runs the main container's command as a local
+process** (mount paths such as ``/workspace`` mapped to a temp dir per pod, secretKeyRefs read
+from Secrets in the API), reports Running / Succeeded / Failed with exit codes, an image digest
+and a node name, enforces ``activeDeadlineSeconds``, stops the process on deletion and removes the
+workspace. ``script`` makes pods fail the way real ones do: ``crashloop``, ``imagepull``,
+``unschedulable``, ``pending``.
+
+:class:`KubeCluster` runs both on 127.0.0.1 on a free port, and stops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import aiohttp.web
+import kmock
+from kmock._internal import enums
+
+KUBELET_AGENT = "kubelet-standin"
+logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _status(
+    code: int, reason: str, message: str, kind: str | None = None, name: str | None = None
+) -> Exception:
+    details = {"name": name, "kind": kind} if name else {}
+    return kmock.KubernetesError(status=code, reason=reason, message=message, details=details)
+
+
+def _get_path(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
+def match_labels(labels: dict[str, str], selector: str) -> bool:
+    """Equality/existence label selectors: ``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key) != value:
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def match_fields(obj: dict[str, Any], selector: str) -> bool:
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        key, _, value = term.replace("==", "=").partition("=")
+        if str(_get_path(obj, key) or "") != value:
+            return False
+    return True
+
+
+@dataclass
+class PodLog:
+    lines: list[bytes] = field(default_factory=list)
+    done: bool = False
+
+
+class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
+    """The emulator, answering as the real API server does (see the module docstring)."""
+
+    kubelet: Kubelet | None = None
+
+    def _key(self, request: Any) -> tuple[Any, str | None, str | None]:
+        return (request.resource, request.namespace, request.name)
+
+    def _live(self, key: Any) -> Any:
+        return self._objects[key] if key in self._objects and not self._objects[key].deleted else None
+
+    async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
+        res = request.resource
+        if res is not None and request.subresource not in ("log", "exec"):
+            plural = res.plural
+            if request.action == enums.action.CREATE and isinstance(request.data, dict):
+                meta = request.data.setdefault("metadata", {})
+                name = meta.get("name")
+                ns = request.namespace or meta.get("namespace")
+                if self._live((res, ns, name)) is not None:
+                    raise _status(409, "AlreadyExists", f'{plural} "{name}" already exists', plural, name)
+                meta.update(
+                    uid=str(uuid.uuid4()), creationTimestamp=now_iso(), resourceVersion=str(time.time_ns())
+                )
+                meta["namespace"] = ns
+                if plural == "pods":
+                    request.data["status"] = {"phase": "Pending", "qosClass": "Guaranteed"}
+            elif request.name is not None and request.action in (
+                enums.action.FETCH,
+                enums.action.UPDATE,
+                enums.action.DELETE,
+            ):
+                obj = self._live(self._key(request))
+                if obj is None:
+                    raise _status(
+                        404, "NotFound", f'{plural} "{request.name}" not found', plural, request.name
+                    )
+                if request.action == enums.action.DELETE and plural == "pods":
+                    graceful = await self._graceful_delete(request, obj)
+                    if graceful is not None:
+                        return graceful
+        return await super()._handle(request)
+
+    async def _graceful_delete(self, request: Any, obj: Any) -> aiohttp.web.StreamResponse | None:
+        """A bound, non-terminal pod is marked for deletion; its kubelet deletes it when stopped."""
+        grace = request.params.get("gracePeriodSeconds")
+        if grace is None and isinstance(request.data, dict):
+            grace = request.data.get("gracePeriodSeconds")
+        raw = obj.raw
+        phase = raw.get("status", {}).get("phase")
+        if str(grace) == "0" or not raw.get("spec", {}).get("nodeName") or phase in ("Succeeded", "Failed"):
+            return None
+        if not raw["metadata"].get("deletionTimestamp"):
+            seconds = (
+                int(grace) if grace is not None else raw["spec"].get("terminationGracePeriodSeconds", 30)
+            )
+            obj.patch({"metadata": {"deletionTimestamp": now_iso(), "deletionGracePeriodSeconds": seconds}})
+            await self._buses[request.resource].put({"type": "MODIFIED", "object": obj.raw})
+        return aiohttp.web.json_response(obj.raw)
+
+    async def _serve_list(self, request: Any) -> Any:
+        result = await super()._serve_list(request)
+        labels = request.params.get("labelSelector")
+        fields = request.params.get("fieldSelector")
+        items = result["items"]
+        if labels:
+            items = [o for o in items if match_labels(o.get("metadata", {}).get("labels") or {}, labels)]
+        if fields:
+            items = [o for o in items if match_fields(o, fields)]
+        return {
+            "kind": "List",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": str(time.time_ns())},
+            "items": items,
+        }
+
+    def pod(self, ns: str, name: str) -> dict[str, Any] | None:
+        for (res, namespace, obj_name), obj in self._objects.items():
+            if res.plural == "pods" and namespace == ns and obj_name == name and not obj.deleted:
+                return dict(obj.raw)
+        return None
+
+    async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        parts = raw.path.strip("/").split("/")
+        if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods":
+            if parts[6] == "log":
+                self._requests.append(await kmock.Request._parse(raw, id=len(self._requests)))
+                return await self._serve_log(raw, parts[3], parts[5])
+            if parts[6] == "exec":
+                self._requests.append(await kmock.Request._parse(raw, id=len(self._requests)))
+                return await self._serve_exec(raw, parts[3], parts[5])
+        return await super().__call__(raw)
+
+    def _error(self, code: int, reason: str, message: str) -> aiohttp.web.Response:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "metadata": {},
+            "status": "Failure",
+            "code": code,
+            "reason": reason,
+            "message": message,
+        }
+        return aiohttp.web.json_response(body, status=code)
+
+    async def _serve_log(
+        self, raw: aiohttp.web.BaseRequest, ns: str, name: str
+    ) -> aiohttp.web.StreamResponse:
+        pod = self.pod(ns, name)
+        if pod is None:
+            return self._error(404, "NotFound", f'pods "{name}" not found')
+        log = self.kubelet.log_of(pod["metadata"]["uid"]) if self.kubelet else None
+        if log is None:
+            return self._error(
+                400, "BadRequest", f'container "main" in pod "{name}" is waiting to start: ContainerCreating'
+            )
+        if raw.query.get("follow") != "true":
+            return aiohttp.web.Response(body=b"".join(log.lines), content_type="text/plain")
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(raw)
+        sent = 0
+        while True:
+            done = log.done
+            lines = log.lines[sent:]
+            for line in lines:
+                await response.write(line)
+            sent += len(lines)
+            if done and sent == len(log.lines):
+                break
+            await asyncio.sleep(0.05)
+        await response.write_eof()
+        return response
+
+    async def _serve_exec(
+        self, raw: aiohttp.web.BaseRequest, ns: str, name: str
+    ) -> aiohttp.web.StreamResponse:
+        pod = self.pod(ns, name)
+        if pod is None:
+            return self._error(404, "NotFound", f'pods "{name}" not found')
+        target = self.kubelet.exec_target(pod, raw.query.getall("command")) if self.kubelet else None
+        if target is None:
+            return self._error(400, "BadRequest", f'pod "{name}" is not running')
+        argv, env, cwd = target
+        ws = aiohttp.web.WebSocketResponse(protocols=("v4.channel.k8s.io",))
+        await ws.prepare(raw)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            cwd=cwd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+
+        async def pump(stream: asyncio.StreamReader, channel: int) -> None:
+            while chunk := await stream.read(4096):
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_bytes(bytes([channel]) + chunk)
+
+        async def receive() -> None:  # answers the client's close handshake
+            async for _ in ws:
+                pass
+
+        receiver = asyncio.create_task(receive())
+        await asyncio.gather(pump(proc.stdout, 1), pump(proc.stderr, 2))  # type: ignore[arg-type]
+        code = await proc.wait()
+        status: dict[str, Any] = {"metadata": {}, "status": "Success"}
+        if code != 0:
+            status = {
+                "metadata": {},
+                "status": "Failure",
+                "reason": "NonZeroExitCode",
+                "message": f"command terminated with non-zero exit code: {code}",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+            }
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_bytes(b"\x03" + json.dumps(status).encode())
+        await ws.close()
+        receiver.cancel()
+        return ws
+
+    def requests_by(self, agent_prefix: str) -> list[Any]:
+        return [r for r in self._requests if r.headers.get("User-Agent", "").startswith(agent_prefix)]
+
+
+@dataclass
+class RunningPod:
+    uid: str
+    name: str
+    namespace: str
+    workspace: Path
+    log: PodLog
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = field(default_factory=time.monotonic)
+    deadline_s: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: dict[str, str] = field(default_factory=dict)
+    finished: bool = False
+
+
+class Kubelet(threading.Thread):
+    """One node, ``node-1``, running pods as local processes (see the module docstring)."""
+
+    def __init__(self, url: str, interval: float = 0.05) -> None:
+        super().__init__(name="kubelet-standin", daemon=True)
+        from kubernetes import client
+
+        cfg = client.Configuration()
+        cfg.host = url
+        api = client.ApiClient(cfg)
+        api.user_agent = KUBELET_AGENT
+        self.api = client.CoreV1Api(api)
+        self.interval = interval
+        self.script: list[str] = []
+        self.default = "run"
+        self.pods: dict[str, RunningPod] = {}
+        self.seen: dict[str, str] = {}  # uid -> behaviour
+        self.deleted: list[str] = []  # pod names removed after a graceful delete
+        self.removed_workspaces: list[Path] = []
+        self.errors: list[BaseException] = []
+        self._stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._root = Path(tempfile.mkdtemp(prefix="kubelet-"))
+
+    # -- what the API server asks ----------------------------------------------------------------
+    def log_of(self, uid: str) -> PodLog | None:
+        with self._lock:
+            pod = self.pods.get(uid)
+        return pod.log if pod is not None and pod.proc is not None else None
+
+    def exec_target(
+        self, pod: dict[str, Any], command: list[str]
+    ) -> tuple[list[str], dict[str, str], str] | None:
+        with self._lock:
+            running = self.pods.get(pod["metadata"]["uid"])
+        if running is None or running.proc is None or running.finished:
+            return None
+        return [self._map(running, part) for part in command], dict(running.env), str(running.workspace)
+
+    # -- loop -----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+        for running in list(self.pods.values()):
+            self._kill(running, 0)
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 - recorded; tests assert there are none
+                self.errors.append(exc)
+
+    def _json(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        response = getattr(self.api, method)(*args, _preload_content=False, **kwargs)
+        return json.loads(response.data) if response.data else {}
+
+    def tick(self) -> None:
+        pods = self._json("list_pod_for_all_namespaces").get("items", [])
+        present = {pod["metadata"]["uid"] for pod in pods}
+        for uid in [uid for uid in self.pods if uid not in present]:  # deleted at once (not running)
+            with self._lock:
+                running = self.pods.pop(uid)
+            self._kill(running, 0)
+            shutil.rmtree(running.workspace, ignore_errors=True)
+            self.removed_workspaces.append(running.workspace)
+        for pod in pods:
+            uid = pod["metadata"]["uid"]
+            if pod["metadata"].get("deletionTimestamp"):
+                self._finalise(pod)
+            elif uid not in self.seen:
+                behaviour = self.script.pop(0) if self.script else self.default
+                self.seen[uid] = behaviour
+                getattr(self, f"_start_{behaviour}")(pod)
+            elif uid in self.pods:
+                self._check(pod, self.pods[uid])
+
+    def _patch(self, pod: dict[str, Any], body: dict[str, Any], status: bool = True) -> None:
+        meta = pod["metadata"]
+        method = "patch_namespaced_pod_status" if status else "patch_namespaced_pod"
+        with contextlib.suppress(Exception):  # the pod may be gone meanwhile
+            self._json(method, meta["name"], meta["namespace"], body)
+
+    def _event(self, pod: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = pod["metadata"]
+        body = {
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "kind": "Pod",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message,
+            "lastTimestamp": now_iso(),
+            "count": 1,
+            "source": {"component": "kubelet", "host": "node-1"},
+        }
+        self._json("create_namespaced_event", meta["namespace"], body)
+
+    def _bind(self, pod: dict[str, Any]) -> None:
+        self._patch(pod, {"spec": {"nodeName": "node-1"}}, status=False)
+        self._event(
+            pod,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {pod['metadata']['namespace']}/{pod['metadata']['name']} to node-1",
+        )
+
+    @staticmethod
+    def _image_id(image: str) -> str:
+        repo, _, digest = image.partition("@")
+        digest = digest or "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+        return f"docker.io/library/{repo.split(':')[0]}@{digest}"
+
+    # -- behaviours ------------------------------------------------------------------------------
+    def _start_pending(self, pod: dict[str, Any]) -> None:
+        pass
+
+    def _start_unschedulable(self, pod: dict[str, Any]) -> None:
+        message = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available."
+        self._patch(
+            pod,
+            {
+                "status": {
+                    "conditions": [
+                        {
+                            "type": "PodScheduled",
+                            "status": "False",
+                            "reason": "Unschedulable",
+                            "message": message,
+                            "lastTransitionTime": now_iso(),
+                        }
+                    ]
+                }
+            },
+        )
+        self._event(pod, "Warning", "FailedScheduling", message)
+
+    def _start_imagepull(self, pod: dict[str, Any]) -> None:
+        self._bind(pod)
+        image = pod["spec"]["containers"][0].get("image", "")
+        self._patch(
+            pod,
+            {
+                "status": {
+                    "phase": "Pending",
+                    "containerStatuses": [
+                        {
+                            "name": "main",
+                            "image": image,
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {
+                                "waiting": {
+                                    "reason": "ImagePullBackOff",
+                                    "message": f'Back-off pulling image "{image}"',
+                                }
+                            },
+                        }
+                    ],
+                }
+            },
+        )
+        self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": not found')
+        self._event(pod, "Warning", "Failed", "Error: ImagePullBackOff")
+
+    def _start_crashloop(self, pod: dict[str, Any]) -> None:
+        self._bind(pod)
+        image = pod["spec"]["containers"][0].get("image", "")
+        name = pod["metadata"]["name"]
+        self._patch(
+            pod,
+            {
+                "status": {
+                    "phase": "Running",
+                    "startTime": now_iso(),
+                    "containerStatuses": [
+                        {
+                            "name": "main",
+                            "image": image,
+                            "imageID": self._image_id(image),
+                            "ready": False,
+                            "restartCount": 3,
+                            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+                            "state": {
+                                "waiting": {
+                                    "reason": "CrashLoopBackOff",
+                                    "message": f"back-off 40s restarting failed container=main pod={name}",
+                                }
+                            },
+                        }
+                    ],
+                }
+            },
+        )
+        self._event(pod, "Warning", "BackOff", f"Back-off restarting failed container main in pod {name}")
+
+    def _secret_value(self, ns: str, ref: dict[str, Any]) -> str:
+        secret = self._json("read_namespaced_secret", ref["name"], ns)
+        return base64.b64decode(secret["data"][ref["key"]]).decode()
+
+    def _start_run(self, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        main = next((c for c in spec["containers"] if c["name"] == "main"), spec["containers"][0])
+        self._bind(pod)
+        running = RunningPod(
+            uid=meta["uid"],
+            name=meta["name"],
+            namespace=meta["namespace"],
+            workspace=self._root / meta["uid"],
+            log=PodLog(),
+            deadline_s=spec.get("activeDeadlineSeconds"),
+        )
+        running.workspace.mkdir()
+        running.mounts = {
+            m["mountPath"]: str(running.workspace)
+            for m in main.get("volumeMounts") or []
+            if m["name"] == "workspace"
+        }
+        env = {"PATH": os.environ["PATH"], "HOME": str(running.workspace), "HOSTNAME": meta["name"]}
+        try:
+            for item in main.get("env") or []:
+                if "value" in item:
+                    env[item["name"]] = self._map(running, item["value"])
+                elif (item.get("valueFrom") or {}).get("secretKeyRef"):
+                    env[item["name"]] = self._secret_value(
+                        meta["namespace"], item["valueFrom"]["secretKeyRef"]
+                    )
+        except Exception as exc:  # noqa: BLE001 - a missing Secret: what the kubelet reports
+            self._patch(
+                pod,
+                {
+                    "status": {
+                        "containerStatuses": [
+                            {
+                                "name": "main",
+                                "ready": False,
+                                "restartCount": 0,
+                                "state": {
+                                    "waiting": {
+                                        "reason": "CreateContainerConfigError",
+                                        "message": str(exc)[:200],
+                                    }
+                                },
+                            }
+                        ]
+                    }
+                },
+            )
+            return
+        running.env = env
+        argv = [self._map(running, p) for p in [*(main.get("command") or []), *(main.get("args") or [])]]
+        cwd = self._map(running, main.get("workingDir") or str(running.workspace))
+        running.proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        threading.Thread(target=self._pump, args=(running,), daemon=True).start()
+        with self._lock:
+            self.pods[running.uid] = running
+        image = main.get("image", "")
+        started = now_iso()
+        self._patch(
+            pod,
+            {
+                "status": {
+                    "phase": "Running",
+                    "startTime": started,
+                    "podIP": "10.0.0.7",
+                    "hostIP": "192.168.0.10",
+                    "conditions": [
+                        {"type": t, "status": "True", "lastTransitionTime": started}
+                        for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": "main",
+                            "image": image,
+                            "imageID": self._image_id(image),
+                            "containerID": f"containerd://{uuid.uuid4().hex}",
+                            "ready": True,
+                            "started": True,
+                            "restartCount": 0,
+                            "state": {"running": {"startedAt": started}},
+                        }
+                    ],
+                }
+            },
+        )
+        self._event(pod, "Normal", "Started", "Started container main")
+
+    def _map(self, running: RunningPod, text: str) -> str:
+        for mount, host in running.mounts.items():
+            if text == mount or text.startswith(mount + "/"):
+                return host + text[len(mount) :]
+            text = text.replace(f" {mount}", f" {host}").replace(f"={mount}", f"={host}")
+        return text
+
+    @staticmethod
+    def _pump(running: RunningPod) -> None:
+        assert running.proc is not None
+        assert running.proc.stdout is not None
+        for line in iter(running.proc.stdout.readline, b""):
+            running.log.lines.append(line)
+        running.proc.wait()
+        running.log.done = True
+
+    def _check(self, pod: dict[str, Any], running: RunningPod) -> None:
+        if running.finished or running.proc is None:
+            return
+        code = running.proc.poll()
+        reason, phase_reason = ("Completed" if code == 0 else "Error"), None
+        if code is None:
+            if running.deadline_s is None or time.monotonic() - running.started < running.deadline_s:
+                return
+            self._kill(running, 0)
+            code, reason, phase_reason = 137, "DeadlineExceeded", "DeadlineExceeded"
+        while not running.log.done:
+            time.sleep(0.01)
+        running.finished = True
+        image = pod["spec"]["containers"][0].get("image", "")
+        status: dict[str, Any] = {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "conditions": [
+                *[c for c in pod["status"].get("conditions", []) if c["type"] != "Ready"],
+                {"type": "Ready", "status": "False", "lastTransitionTime": now_iso()},
+            ],
+            "containerStatuses": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "imageID": self._image_id(image),
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": code, "reason": reason, "finishedAt": now_iso()}},
+                }
+            ],
+        }
+        if phase_reason:
+            status.update(
+                reason=phase_reason, message="Pod was active on the node longer than the specified deadline"
+            )
+        self._patch(pod, {"status": status})
+
+    def _kill(self, running: RunningPod, grace: float) -> None:
+        proc = running.proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=max(grace, 0.5))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def _finalise(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        with self._lock:
+            running = self.pods.pop(meta["uid"], None)
+        if running is not None:
+            self._kill(running, min(float(meta.get("deletionGracePeriodSeconds") or 0), 5.0))
+            shutil.rmtree(running.workspace, ignore_errors=True)
+            self.removed_workspaces.append(running.workspace)
+        with contextlib.suppress(Exception):
+            self._json("delete_namespaced_pod", meta["name"], meta["namespace"], grace_period_seconds=0)
+        self.deleted.append(meta["name"])
+
+    def live_processes(self) -> list[int]:
+        return [p.proc.pid for p in self.pods.values() if p.proc is not None and p.proc.poll() is None]
+
+
+class KubeCluster:
+    """ApiServer + Kubelet on 127.0.0.1, a free port; ``with KubeCluster() as cluster: cluster.url``."""
+
+    def __init__(self, kubelet: bool = True) -> None:
+        self.server = ApiServer()
+        for plural, kind in (("pods", "Pod"), ("events", "Event"), ("secrets", "Secret")):
+            self.server.resources[f"v1/{plural}"] = kmock.ResourceInfo(kind=kind, namespaced=True)
+        self.url = ""
+        self._with_kubelet = kubelet
+        self.kubelet: Kubelet | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Self:
+        ready = threading.Event()
+
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stopped = asyncio.Event()
+            async with self.server, kmock.Server(self.server) as srv:
+                self.url = str(srv.url).rstrip("/")
+                ready.set()
+                await self._stopped.wait()
+
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(serve()), name="kube-apiserver", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(15):
+            raise RuntimeError("the test Kubernetes API server did not start")
+        if self._with_kubelet:
+            self.kubelet = Kubelet(self.url)
+            self.server.kubelet = self.kubelet
+            self.kubelet.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.kubelet is not None:
+            self.kubelet.stop()
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return [
+            o.raw
+            for (res, ns, _), o in list(self.server.objects.items())
+            if res.plural == "pods" and not o.deleted and (namespace is None or ns == namespace)
+        ]
+
+    def add_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        from kubernetes import client
+
+        cfg = client.Configuration()
+        cfg.host = self.url
+        api = client.CoreV1Api(client.ApiClient(cfg))
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        api.create_namespaced_secret(namespace, {"metadata": {"name": name}, "data": encoded})
+
+    def wait(self, predicate: Any, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return bool(predicate())
+
+
+@contextlib.contextmanager
+def kube_cluster() -> Iterator[KubeCluster]:
+    with KubeCluster() as cluster:
+        yield cluster
