@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -266,8 +267,15 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
                 pass
 
         receiver = asyncio.create_task(receive())
-        await asyncio.gather(pump(proc.stdout, 1), pump(proc.stderr, 2))  # type: ignore[arg-type]
-        code = await proc.wait()
+        try:
+            await asyncio.gather(pump(proc.stdout, 1), pump(proc.stderr, 2))  # type: ignore[arg-type]
+            code = await proc.wait()
+        finally:  # also when aiohttp cancels the handler because the client went away
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            proc._transport.close()  # type: ignore[attr-defined]  # else closed by GC after the loop ends
+            receiver.cancel()
         status: dict[str, Any] = {"metadata": {}, "status": "Success"}
         if code != 0:
             status = {
@@ -702,6 +710,7 @@ class KubeCluster:
                 self.url = str(srv.url).rstrip("/")
                 ready.set()
                 await self._stopped.wait()
+            gc.collect()  # close finished exec subprocess transports while the loop still runs
 
         self._thread = threading.Thread(
             target=lambda: asyncio.run(serve()), name="kube-apiserver", daemon=True
