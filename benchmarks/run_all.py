@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         [str(PYTHON), str(REPO / "benchmarks" / "lifecycle.py"), "--reps", str(args.reps)],
         [str(PYTHON), str(REPO / "benchmarks" / "triggerer_load.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "dataproc_api_calls.py")],
+        [str(PYTHON), str(REPO / "benchmarks" / "k8s_api_calls.py")],
     ]
     failed = []
     for command in commands:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,7 +205,8 @@ def test_teardown_twice_is_success_and_evidence_has_the_pod_facts(dagbag: Any, c
     assert facts["cluster"] == cluster.url
     assert facts["image_digests"]["main"].startswith("sha256:9c8b7a6f5e4d")
     assert facts["service_account"] == "default"
-    assert facts["timings"]["created"] and facts["timings"]["started"]
+    assert facts["timings"]["created"]
+    assert facts["timings"]["started"]
     work = next(e for e in entries if e["event"] == "work")
     assert work["facts"]["exit_code"] == 0
     assert work["facts"]["restarts"] == 0

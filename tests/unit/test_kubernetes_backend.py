@@ -372,3 +372,46 @@ def test_invalid_yaml_template_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(RunnerSpecError, match=r"pod_template_file: '.*pod.yaml' is not valid YAML"):
         validate_spec({**BASE, "options": {"command": "x"}}, pod_template_file=str(bad))
     assert podlib.pod_name("rlabc") == "rp-rlabc"
+
+
+def test_eks_auth_reads_the_cluster_and_signs_a_token_through_the_amazon_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """EKS: endpoint and CA from DescribeCluster (moto server over HTTP, real boto3 and EksHook)."""
+    import base64
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from airflow_provider_runners.backends._k8s_client import ClusterAuth
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_AWS_EKS_TEST",
+            json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "eu-west-1"}}),
+        )
+        eks = boto3.client("eks", region_name="eu-west-1", endpoint_url=endpoint)
+        eks.create_cluster(name="sil", roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={})
+        cluster = eks.describe_cluster(name="sil")["cluster"]
+        auth = ClusterAuth(
+            conn_id="k", eks_cluster_name="sil", region_name="eu-west-1", aws_conn_id="aws_eks_test"
+        )
+        assert (auth.mode, auth.cluster_key) == ("eks", "eks:eu-west-1:sil")
+        cfg = auth.configuration()
+    finally:
+        server.stop()
+    assert cfg.host == cluster["endpoint"]
+    assert Path(cfg.ssl_ca_cert).read_bytes() == base64.b64decode(cluster["certificateAuthority"]["data"])
+    token = cfg.api_key["authorization"]
+    assert token.startswith("k8s-aws-v1.")
+    signed = base64.urlsafe_b64decode(token.removeprefix("k8s-aws-v1.") + "==").decode()
+    assert "Action=GetCallerIdentity" in signed
+    assert "X-Amz-Signature=" in signed
+    assert "x-k8s-aws-id" in signed  # the cluster name header is signed in
+    assert cfg.refresh_api_key_hook is not None
