@@ -162,9 +162,9 @@ class KubernetesBackend(Backend):
     def api(self) -> Any:
         """A CoreV1Api over the cluster's rate-limited client (built once per backend)."""
         if self._api is None:
+            api, self.bucket = api_client(self.auth, self.qps, self.burst)  # MissingExtraError first
             from kubernetes import client
 
-            api, self.bucket = api_client(self.auth, self.qps, self.burst)
             self._api = client.CoreV1Api(api)
         return self._api
 

@@ -415,3 +415,12 @@ def test_eks_auth_reads_the_cluster_and_signs_a_token_through_the_amazon_provide
     assert "X-Amz-Signature=" in signed
     assert "x-k8s-aws-id" in signed  # the cluster name header is signed in
     assert cfg.refresh_api_key_hook is not None
+
+
+def test_missing_kubernetes_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_runners.exceptions import MissingExtraError
+
+    monkeypatch.setitem(__import__("sys").modules, "kubernetes", None)
+    b = KubernetesBackend(ConnectionConfig("k", "runners_kubernetes", host="http://127.0.0.1:1"))
+    with pytest.raises(MissingExtraError, match=r"pip install 'airflow-provider-runners\[kubernetes\]'"):
+        b.api()
