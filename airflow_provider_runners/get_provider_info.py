@@ -120,6 +120,23 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
             },
+            {
+                "connection-type": "runners_kubernetes",
+                "hook-class-name": "airflow_provider_runners.hooks.runner.KubernetesRunnerHook",
+                "hook-name": "Runners: Kubernetes pod",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["port", "login", "schema"],
+                    "relabeling": {
+                        "host": "API server URL (optional)",
+                        "password": "Bearer token (optional)",
+                    },
+                    "placeholders": {
+                        "extra": '{"eks_cluster_name": "sil", "region_name": "eu-west-1", "aws_conn_id": "aws_default", '
+                        '"namespace": "sil-runners", "qps": 5, "burst": 10, '
+                        '"pod_template_file": "/opt/airflow/config/sil-pod.yaml", "service_account": "sil-runner"}'
+                    },
+                },
+            },
         ],
         "config": {
             "runners": {

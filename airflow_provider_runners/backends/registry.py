@@ -32,6 +32,7 @@ DEFAULT_CONN_ID = "runners_default"
 BUILTIN_BACKENDS: dict[str, str] = {
     "runners_local_dask": "airflow_provider_runners.backends.local_dask:LocalDaskBackend",
     "runners_dataproc_dask": "airflow_provider_runners.backends.dataproc_dask:DataprocDaskBackend",
+    "runners_kubernetes": "airflow_provider_runners.backends.kubernetes:KubernetesBackend",
     "runners_ec2": "airflow_provider_runners.backends.ec2:Ec2Backend",
     "runners_local_host": "airflow_provider_runners.backends.local_host:LocalHostBackend",
     "runners_labgrid": "airflow_provider_runners.backends.labgrid:LabgridBackend",

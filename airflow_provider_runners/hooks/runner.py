@@ -98,3 +98,16 @@ class Ec2RunnerHook(RunnerHook):
     conn_type = "runners_ec2"
     hook_name = "Runners: EC2 dedicated host"
     hidden_fields: ClassVar[list[str]] = ["host", "port", "login", "schema", "password"]
+
+
+class KubernetesRunnerHook(RunnerHook):
+    """Connection type ``runners_kubernetes``: an ephemeral pod per execution (EKS or any cluster).
+
+    Host: an API server URL (password: a bearer token), or auth from the extras (``kubeconfig``,
+    ``in_cluster``, ``eks_cluster_name`` + ``region_name`` + ``aws_conn_id``); see
+    :mod:`airflow_provider_runners.backends.kubernetes`.
+    """
+
+    conn_type = "runners_kubernetes"
+    hook_name = "Runners: Kubernetes pod"
+    hidden_fields: ClassVar[list[str]] = ["port", "login", "schema"]
