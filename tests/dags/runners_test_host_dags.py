@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
@@ -26,3 +26,15 @@ with DAG("runners_test_host_commands", schedule=None, start_date=START, catchup=
             task_id="fails", handle=host, command=["sh", "-c", "echo about to fail; exit 3"]
         )
         RunnerCommandOperator(task_id="slow", handle=host, command=SLOW, timeout=2)
+
+# The scheduler ends this run at its dagrun_timeout while the command still runs: teardown tasks
+# do not run then, so only the reaper (tests/e2e) removes the host before its ttl.
+with DAG(
+    "runners_test_dagrun_timeout",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    dagrun_timeout=timedelta(seconds=25),
+) as timeout_dag:
+    with runner("host", conn_id="runners_local_host", spec=HOST) as host:
+        RunnerCommandOperator(task_id="long", handle=host, command="sleep 300", timeout="10m")

@@ -115,3 +115,39 @@ def test_host_command_secrets_are_masked_in_real_task_logs(airflow_stack: Stack)
     assert HOST_SECRET not in everything
     slow_log = "".join(p.read_text() for p in (run_logs / "task_id=host.slow").rglob("*.log"))
     assert "did not finish within 2s" in slow_log
+
+
+def test_reaper_removes_the_host_of_a_run_that_hit_dagrun_timeout(airflow_stack: Stack) -> None:
+    """dagrun_timeout skips the teardown; the next reaper sweep (CLI, metadata DB) removes the host."""
+    import json
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    dag_id = "runners_test_dagrun_timeout"
+    airflow_stack.wait_for_dag(dag_id)
+    run_id = airflow_stack.trigger(dag_id, {})
+    assert airflow_stack.wait_for_run(dag_id, run_id) == "failed"
+    states = airflow_stack.task_states(dag_id, run_id)
+    assert states["host.provision"] == "success", states
+    assert states["host.teardown"] != "success", states  # nobody tore it down
+    hosts = airflow_stack.home / "runners" / "local_host"
+    assert [p.name for p in hosts.glob("host-*.json")], "the host should have outlived its run"
+    cli = str(Path(sys.executable).with_name("airflow-runners"))
+    env = {**airflow_stack.env}
+    dry = subprocess.run(
+        [cli, "reap", "--dry-run"], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "would reap" in dry.stdout, dry.stdout + dry.stderr
+    assert [p.name for p in hosts.glob("host-*.json")]  # a dry run changes nothing
+    done = subprocess.run([cli, "reap"], check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert "reaped" in done.stdout, done.stdout + done.stderr
+    deadline = time.monotonic() + 10
+    while list(hosts.glob("host-*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not list(hosts.glob("host-*")), list(hosts.iterdir())
+    entries = _verify(airflow_stack, dag_id, run_id)
+    reap = [e for e in entries if e["event"] == "reap"]
+    assert len(reap) == 1, json.dumps(entries)[:2000]
+    assert "ended" in json.dumps(reap[0])
