@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+#: Seconds the cluster may take for all its workers to join before the runner fails.
+WORKER_JOIN_TIMEOUT_S = 60
 WORKER_DEATH_TIMEOUT_S = 30
 
 
@@ -84,6 +86,8 @@ def main(state_path: Path) -> int:
             state = latest
             return 0
         state = latest
+        # Ready means every worker has joined the scheduler (the cached scheduler_info can lag).
+        cluster.wait_for_workers(settings["workers"], timeout=WORKER_JOIN_TIMEOUT_S)
         info = cluster.scheduler_info
         state.update(
             status="running",
