@@ -30,6 +30,7 @@ from tests.conftest import REPO
 
 ERP_SECRET = "erp-E2E-SECRET-5c0a"
 HOST_SECRET = "host-E2E-SECRET-9e1f"
+HIL_PLACES = {"imx8-a": {"tags": {"board": "imx8"}}, "stm32-a": {"tags": {"board": "stm32"}}}
 PG_DSN = os.environ.get("RUNNERS_E2E_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("RUNNERS_E2E_REDIS", "redis://127.0.0.1:6379/0")
 SERVICES = ("scheduler", "dag-processor", "triggerer", "api-server", "celery worker")
@@ -155,7 +156,17 @@ def airflow_stack() -> Iterator[Stack]:
         pytest.skip(message)
     home = Path(tempfile.mkdtemp(prefix="runners-e2e-"))
     (home / "dags").mkdir()
-    for name in ("local_dask_etl.py", "sales_etl.py", "dedicated_host_extract.py", "extract_job.py"):
+    # A real labgrid coordinator with one bench per board for dags/hil_bench_suite.py.
+    from airflow_provider_runners.bench_coordinator import LocalCoordinator
+
+    coordinator = LocalCoordinator(home / "labgrid", places=HIL_PLACES, schedule_interval=0.5).start()
+    for name in (
+        "local_dask_etl.py",
+        "sales_etl.py",
+        "dedicated_host_extract.py",
+        "extract_job.py",
+        "hil_bench_suite.py",
+    ):
         shutil.copy(REPO / "dags" / name, home / "dags" / name)
     shutil.copy(REPO / "tests" / "dags" / "runners_test_host_dags.py", home / "dags")
     database = f"runners_e2e_{os.getpid()}"
@@ -190,6 +201,10 @@ def airflow_stack() -> Iterator[Stack]:
         # Secrets the host commands get at run time (tests/e2e/test_deployment.py looks for leaks).
         "AIRFLOW_CONN_ERP_SOURCE": json.dumps({"conn_type": "generic", "password": ERP_SECRET}),
         "AIRFLOW_CONN_RUNNERS_HOST_SECRET": json.dumps({"conn_type": "generic", "password": HOST_SECRET}),
+        "RUNNERS_HIL_CONN_ID": "runners_hil_e2e",
+        "AIRFLOW_CONN_RUNNERS_HIL_E2E": json.dumps(
+            {"conn_type": "runners_labgrid", "host": "127.0.0.1", "port": coordinator.port}
+        ),
     }
     stack = Stack(home=home, env=env, api=f"http://127.0.0.1:{api_port}")
     airflow = str(Path(sys.executable).with_name("airflow"))
@@ -202,4 +217,5 @@ def airflow_stack() -> Iterator[Stack]:
     finally:
         for proc in stack.procs.values():
             _stop(proc)
+        coordinator.stop()
         _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

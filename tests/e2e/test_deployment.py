@@ -3,6 +3,7 @@ work in fresh task processes, teardown, evidence verified, nothing left running.
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -151,3 +152,29 @@ def test_reaper_removes_the_host_of_a_run_that_hit_dagrun_timeout(airflow_stack:
     reap = [e for e in entries if e["event"] == "reap"]
     assert len(reap) == 1, json.dumps(entries)[:2000]
     assert "ended" in json.dumps(reap[0])
+
+
+def test_hil_suite_reserves_and_releases_benches_on_a_real_deployment(airflow_stack: Stack) -> None:
+    """Reservations kept alive by the real triggerer, HIL commands in Celery task processes."""
+    from airflow_provider_runners.backends._labgrid_client import CoordinatorClient
+
+    airflow_stack.wait_for_dag("hil_bench_suite")
+    run_id = airflow_stack.trigger("hil_bench_suite", {"hold_s": 0})
+    state = airflow_stack.wait_for_run("hil_bench_suite", run_id)
+    states = airflow_stack.task_states("hil_bench_suite", run_id)
+    assert state == "success", (states, airflow_stack.log("triggerer")[-3000:])
+    assert set(states.values()) == {"success"}
+    os.environ["AIRFLOW__RUNNERS__EVIDENCE_PATH"] = airflow_stack.env["AIRFLOW__RUNNERS__EVIDENCE_PATH"]
+    from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
+
+    reports = [verify_chain(c) for c in iter_chains(dag_id="hil_bench_suite", run_id=run_id)]
+    assert len(reports) == 2  # one runner (bench) per board
+    assert all(r.ok for r in reports), [r.problems for r in reports]
+    benches = {e["runner"]["resource_id"] for r in reports for e in r.entries if e["event"] == "provision"}
+    assert len(benches) == 2
+    conn = json.loads(airflow_stack.env["AIRFLOW_CONN_RUNNERS_HIL_E2E"])
+    client = CoordinatorClient(f"127.0.0.1:{conn['port']}")
+    try:
+        assert [p.name for p in client.places() if p.acquired] == []  # every bench released
+    finally:
+        client.close()
