@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from airflow_provider_runners.backends.registry import configured_conn_ids as all_conn_ids, get_backend
 from airflow_provider_runners.handles import RunnerHandle
 from airflow_provider_runners.lineage import MANAGED_BY, Lineage
-from airflow_provider_runners.runner_registry import RunnerRecord, RunnerRegistry
+from airflow_provider_runners.runner_registry import RunnerRecord, RunnerRegistry, quietly
 
 log = logging.getLogger(__name__)
 ENDED_STATES = frozenset({"success", "failed"})
@@ -306,7 +306,7 @@ def _one(
     )
     if decision != "reap" or dry_run:
         if decision == "keep" and not dry_run and record is not None:
-            _quiet(registry.heartbeat, handle.lineage_key)
+            quietly(registry.heartbeat, handle.lineage_key)
         return action
     try:
         result = backend.teardown(handle)
@@ -319,7 +319,7 @@ def _one(
         outcome = "failed"
         report.errors[f"{conn_id}:{handle.resource_id}"] = action.result
     if outcome == "success":
-        _quiet(registry.end, handle.lineage_key, f"reaped: {reason}"[:200])
+        quietly(registry.end, handle.lineage_key, f"reaped: {reason}"[:200])
     action.evidence = _record_evidence(handle, action, outcome, teardown, now)
     return action
 
@@ -369,12 +369,4 @@ def _reconcile(
             and record.resource_id not in listed
             and record.last_heartbeat < before
         ):
-            _quiet(registry.end, record.key, "gone: not listed by its backend")
-
-
-def _quiet(func: Any, *args: Any) -> Any:
-    try:
-        return func(*args)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("reaper: registry %s failed: %s", getattr(func, "__name__", func), exc)
-        return None
+            quietly(registry.end, record.key, "gone: not listed by its backend")

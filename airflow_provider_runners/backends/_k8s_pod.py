@@ -43,7 +43,6 @@ import yaml
 
 from airflow_provider_runners.evidence.redact import is_secret_key
 from airflow_provider_runners.exceptions import RunnerSpecError
-from airflow_provider_runners.lineage import MANAGED_BY
 from airflow_provider_runners.secret_refs import parse_secret_env
 
 if TYPE_CHECKING:
@@ -349,8 +348,3 @@ def build_pod(
     main["volumeMounts"] = [*mounts, {"name": "workspace", "mountPath": WORKSPACE}]
     main.setdefault("workingDir", WORKSPACE)
     return pod
-
-
-def pod_labels(request: ProvisionRequest, environment: str) -> dict[str, str]:
-    """Labels of the pod: the request's (lineage, tenant, pipeline, profile, expires-at) and ours."""
-    return {**request.lineage.labels(), **request.labels, "managed-by": MANAGED_BY, "runner-env": environment}

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from airflow_provider_runners.catalog import ResolvedSpec
     from airflow_provider_runners.handles import RunnerHandle
     from airflow_provider_runners.lineage import Lineage
@@ -77,6 +79,20 @@ class ProvisionRequest:
     @property
     def spec(self) -> Any:
         return self.resolved.spec
+
+    def resource_labels(self, expires_at: datetime) -> dict[str, str]:
+        """Tags / labels for every resource the runner creates: the lineage, profile and expiry
+        (defaults), the provision task's labels (tenant, pipeline, ...), then ours, which win."""
+        from airflow_provider_runners.lineage import MANAGED_BY
+
+        return {
+            **self.lineage.labels(),
+            "profile": self.spec.profile.lower(),
+            "expires-at": str(int(expires_at.timestamp())),
+            **self.labels,
+            "managed-by": MANAGED_BY,
+            "runner-env": self.resolved.environment,
+        }
 
 
 @dataclass(frozen=True)

@@ -345,14 +345,7 @@ class DataprocDaskBackend(Backend):
         name = cluster_name(request.attempt_token)
         now = datetime.now(UTC)
         expires_at = now + spec.ttl
-        labels = {
-            **request.lineage.labels(),
-            "profile": spec.profile.lower(),
-            "expires-at": str(int(expires_at.timestamp())),
-            **request.labels,
-            "managed-by": MANAGED_BY,
-            "runner-env": resolved.environment,
-        }
+        labels = request.resource_labels(expires_at)
         hook = self._hook()
         policy_id = self.autoscaling_policy_id or f"runners-{spec.profile.lower()}-{lo}-{hi}"
         policy_uri = self._ensure_policy(hook, policy_id, lo, hi)

@@ -183,13 +183,8 @@ class Ec2Backend(Backend):
         now = datetime.now(UTC)
         expires_at = now + spec.ttl
         tags = {
-            **request.lineage.labels(),
-            "profile": spec.profile.lower(),
-            "expires-at": str(int(expires_at.timestamp())),
-            **request.labels,
-            "managed-by": MANAGED_BY,
+            **request.resource_labels(expires_at),
             "runner-attempt": request.attempt_token,
-            "runner-env": request.resolved.environment,
             "runner-image": plan.image_ref,
             "runner-teardown": plan.teardown,
         }

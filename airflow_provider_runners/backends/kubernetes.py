@@ -203,7 +203,7 @@ class KubernetesBackend(Backend):
     def create(self, request: ProvisionRequest) -> RunnerHandle:
         options = podlib.check_options(request.spec, request.resolved, self.pod_template_file)
         name = podlib.pod_name(request.lineage.key)
-        labels = podlib.pod_labels(request, request.resolved.environment)
+        labels = request.resource_labels(datetime.now(UTC) + request.spec.ttl)
         body = podlib.build_pod(
             request,
             options,

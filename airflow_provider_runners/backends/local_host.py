@@ -97,7 +97,9 @@ class LocalHostBackend(Backend):
     def create(self, request: ProvisionRequest) -> RunnerHandle:
         resource_id = f"host-{request.attempt_token}"
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        expires_at = datetime.fromtimestamp(int(request.labels["expires-at"]), UTC)
+        created_at = datetime.now(UTC)
+        label = request.labels.get("expires-at")  # the provision task's expiry, when it set one
+        expires_at = datetime.fromtimestamp(int(label), UTC) if label else created_at + request.spec.ttl
         handle = RunnerHandle(
             backend=self.name,
             runner_class=request.spec.runner_class,
@@ -105,11 +107,11 @@ class LocalHostBackend(Backend):
             conn_id=request.conn_id,
             lineage_key=request.lineage.key,
             attempt_token=request.attempt_token,
-            created_at=datetime.now(UTC),
+            created_at=created_at,
             expires_at=expires_at,
             environment=request.resolved.environment,
             profile=request.spec.profile,
-            tags=dict(request.labels),
+            tags=request.resource_labels(expires_at),
             endpoints={"workspace": str(self._workspace(resource_id))},
             details={"hostname": socket.gethostname()},
         )

@@ -45,6 +45,7 @@ from airflow_provider_runners.runner_registry import (
     RunnerRecord,
     RunnerRegistry,
     open_registry,
+    quietly,
 )
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ class Admission:
             expires_at=handle.expires_at.timestamp(),
             last_heartbeat=time.time(),
         )
-        _quietly(self.registry.put, self.record)
+        quietly(self.registry.put, self.record)
 
 
 def admit(
@@ -255,8 +256,8 @@ def admit(
         last_heartbeat=now,
         expires_at=now + PENDING_GRACE_S,
     )
-    previous = _quietly(registry.get, lineage.key)
-    _quietly(registry.put, record)
+    previous = quietly(registry.get, lineage.key)
+    quietly(registry.put, record)
     limits = env.budgets.limits_for(tenant, pipeline)
     if not limits:
         return Admission(registry, record, [])
@@ -265,9 +266,9 @@ def admit(
     over = [c for c in checks if not c.fits]
     if over:
         if previous is not None:
-            _quietly(registry.put, previous)
+            quietly(registry.put, previous)
         else:
-            _quietly(registry.delete, lineage.key)
+            quietly(registry.delete, lineage.key)
         where = f"environments.{resolved.environment}.budgets"
         raise BudgetExceededError(
             "over budget, nothing was created: "
@@ -281,16 +282,7 @@ def admit(
 
 def release(handle: RunnerHandle, reason: str, registry: RunnerRegistry | None = None) -> None:
     """The runner ended (teardown, failed provision, reaper): mark its registry record ended."""
-    _quietly(safe_registry(registry).end, handle.lineage_key, reason)
-
-
-def _quietly(func: Any, *args: Any) -> Any:
-    """Registry writes never fail a task: a failure is logged and the guard carries on."""
-    try:
-        return func(*args)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("runner registry: %s failed: %s", getattr(func, "__name__", func), exc)
-        return None
+    quietly(safe_registry(registry).end, handle.lineage_key, reason)
 
 
 #: XCom key holding when this try first found no budget room (survives deferral, not retries).

@@ -31,12 +31,15 @@ Configuration (``[runners]`` section / ``AIRFLOW__RUNNERS__*``):
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("pending", "running", "draining", "idle", "ended")
 #: How long a reservation (a record written before the create call) counts before it is confirmed.
@@ -197,6 +200,16 @@ class NullRegistry(RunnerRegistry):
         return False
 
     def delete(self, key: str) -> None:
+        return None
+
+
+def quietly(func: Any, *args: Any) -> Any:
+    """Call a registry method; a failure is logged and gives None. The registry is an index:
+    writing to it never fails a task, a sweep or a budget check."""
+    try:
+        return func(*args)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("runner registry: %s failed: %s", getattr(func, "__name__", func), exc)
         return None
 
 
