@@ -21,7 +21,7 @@ and the retry resumes from its checkpoints).
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,9 @@ with DAG(
 
         conf = dict(getattr(dag_run, "conf", None) or {})
         root = _storage_root(conf)
-        end = (logical_date or datetime.now()).date()
+        # The run's logical date (a manual run may have none: then when it was due to run).
+        when = logical_date or getattr(dag_run, "run_after", None) or datetime.now(UTC)
+        end = when.astimezone(UTC).date()
         commands = []
         for partition in previous_months(end, int(conf.get("months", 2))):
             command = [

@@ -56,11 +56,11 @@ def dagbag(airflow_db: Path) -> Any:
     return DagBag(dag_folder=str(DAGS))
 
 
-def run_dag(dagbag: Any, dag_id: str, conf: dict[str, Any] | None = None) -> Any:
-    """Run one DAG run with dag.test(); return the DagRun."""
+def run_dag(dagbag: Any, dag_id: str, conf: dict[str, Any] | None = None, **test_kwargs: Any) -> Any:
+    """Run one DAG run with dag.test() (``test_kwargs``: e.g. a fixed ``logical_date``); return the DagRun."""
     dag = dagbag.get_dag(dag_id)
     assert dag is not None, f"{dag_id} not in the DagBag: {dagbag.import_errors}"
-    return dag.test(run_conf=conf)
+    return dag.test(run_conf=conf, **test_kwargs)
 
 
 def ti_states(dag_run: Any) -> dict[str, str]:

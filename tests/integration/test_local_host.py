@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ HOST_DIR = AIRFLOW_HOME / "runners" / "local_host"
 HOST_SECRET = "host-SECRET-77c1e4"
 ERP_SECRET = "erp-SECRET-0b9d3a"
 SUCCESS, FAILED = "success", "failed"
+LOGICAL_DATE = datetime(2027, 1, 1, 23, 30, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
@@ -50,16 +52,18 @@ def test_extract_dag_restarts_from_checkpoints_and_tears_the_host_down(
 ) -> None:
     url = f"file://{tmp_path}/stage"
     conf = {"months": 2, "rows_per_day": 150, "url": url, "crash_once_after_chunk": 1}
-    dr = run_dag(dagbag, "dedicated_host_extract", conf)
+    # A fixed logical date, not today: the last evening of a year, so the partitions cross a year
+    # and the run sits near midnight UTC.
+    dr = run_dag(dagbag, "dedicated_host_extract", conf, logical_date=LOGICAL_DATE)
     states = ti_states(dr)
     assert str(dr.state) == SUCCESS, states
     assert states["host.teardown"] == SUCCESS
     assert states["verify_partitions"] == SUCCESS
     values = {(t, k): v for t, k, v in xcoms("dedicated_host_extract", dr.run_id)}
     summary = values[("verify_partitions", "return_value")]
-    assert sorted(summary["partitions"]) == ["2026-09", "2026-10"]  # the two months before the run
+    assert sorted(summary["partitions"]) == ["2026-11", "2026-12"]  # the two months before the run
     # Each month written once: 150 rows x days, minus the DLQ'd ones; the retry resumed, not redid.
-    for month, days in (("2026-09", 30), ("2026-10", 31)):
+    for month, days in (("2026-11", 30), ("2026-12", 31)):
         part = summary["partitions"][month]
         assert part["rows"] + part["dlq"] == 150 * days
         assert part["dlq"] > 0
