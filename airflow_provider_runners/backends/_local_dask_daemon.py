@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 #: Seconds the cluster may take for all its workers to join before the runner fails.
-WORKER_JOIN_TIMEOUT_S = 60
-WORKER_DEATH_TIMEOUT_S = 30
+WORKER_JOIN_TIMEOUT_S = 120
+#: How long a worker outlives a daemon that was SIGKILLed. distributed also uses it as the nanny's
+#: limit for *starting* a worker process: at 30 s, all 5 clusters started at once failed with
+#: ``TimeoutError`` on a loaded 2-core machine (tests/chaos, docs/reliability.md).
+WORKER_DEATH_TIMEOUT_S = 90
 
 
 def _now() -> datetime:
