@@ -52,12 +52,23 @@ def wait_until(what: str, predicate: Callable[[], Any], timeout: float, poll: fl
 
 # -- evidence ------------------------------------------------------------------------------------
 def is_terminal(entry: dict[str, Any]) -> bool:
-    """An entry that says the runner ended: a teardown that found it, or the reaper."""
-    if entry.get("event") in END_EVENTS:
+    """An entry that records the runner's end: marked ``terminal`` by the ledger, or (entries
+    written before that mark existed) a teardown that found the runner, or the reaper's."""
+    if entry.get("terminal") is True or entry.get("event") in END_EVENTS:
         return True
     if entry.get("event") == "teardown" and entry.get("outcome") == "success":
         return any(item.get("existed") for item in (entry.get("facts") or {}).get("teardown", []))
     return False
+
+
+def _short(entry: dict[str, Any]) -> str:
+    mark = "*" if is_terminal(entry) else ""
+    return f"{entry['event']}/{entry['outcome']}/t{entry.get('try_number')}{mark}"
+
+
+def story(entries: list[dict[str, Any]]) -> str:
+    """A chain in one line: ``event/outcome/t<try>``, ``*`` on terminal entries."""
+    return " ".join(_short(e) for e in entries)
 
 
 @dataclass
@@ -68,10 +79,57 @@ class ChainCheck:
     problems: list[str] = field(default_factory=list)
 
 
-def check_chains(stack: Stack, dag_id: str, run_id: str, created: set[str]) -> list[ChainCheck]:
-    """Verify every chain of the run. Each runner that existed (``created`` lineage keys, or a
-    provision entry naming a runner) has a chain with exactly one terminal entry, and nothing
-    claims provision or work after it."""
+def round_problems(entries: list[dict[str, Any]], had_runner: bool, max_rounds: int | None) -> list[str]:
+    """The chain tells the runner's story once (docs/evidence.md): it is cut into rounds at each
+    terminal entry (a provision entry after one starts the next round, e.g. a retry making a new
+    runner). Each round that had a runner ends with exactly one terminal entry; a new round
+    starts with a provision of a *later* try (not a resumed try reporting success for a runner
+    already ended); nothing reports provision or work success after its round's end."""
+    told = story(entries)
+    problems = []
+    rounds: list[list[dict[str, Any]]] = [[]]
+    for entry in entries:
+        if entry["event"] == "provision" and any(is_terminal(e) for e in rounds[-1]):
+            rounds.append([])
+        rounds[-1].append(entry)
+    if max_rounds is not None and len(rounds) > max_rounds:
+        problems.append(f"{len(rounds)} rounds (want {max_rounds}): {told}")
+    tries_before: list[int] = []
+    for index, entries_of_round in enumerate(rounds):
+        provisions = [e for e in entries_of_round if e["event"] == "provision"]
+        runner_here = any(e.get("runner") for e in provisions) or (index == 0 and had_runner)
+        ends = [i for i, e in enumerate(entries_of_round) if is_terminal(e)]
+        if (
+            index
+            and provisions
+            and tries_before
+            and (provisions[0].get("try_number") or 0) <= max(tries_before)
+        ):
+            problems.append(
+                f"a provision entry of try {provisions[0].get('try_number')} after the runner ended: {told}"
+            )
+        tries_before += [e.get("try_number") or 0 for e in provisions]
+        if runner_here and not provisions:
+            problems.append(f"no provision entry for a runner that existed: {told}")
+        if runner_here and len(ends) != 1:
+            problems.append(f"round {index + 1}: {len(ends)} terminal entries (want 1): {told}")
+        if ends:
+            late = [
+                _short(e)
+                for e in entries_of_round[ends[0] + 1 :]
+                if e["event"] in ("provision", "work") and e["outcome"] == "success"
+            ]
+            if late:
+                problems.append(f"success reported after the runner ended: {late} in {told}")
+    return problems
+
+
+def check_chains(
+    stack: Stack, dag_id: str, run_id: str, created: set[str], max_rounds: int | None = None
+) -> list[ChainCheck]:
+    """Verify every chain of the run; a runner that existed (``created`` lineage keys, or a
+    provision entry naming a runner) has a chain, and its story passes :func:`round_problems`;
+    no try of a task is recorded twice for one event."""
     from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
 
     base = stack.env["AIRFLOW__RUNNERS__EVIDENCE_PATH"]
@@ -93,30 +151,21 @@ def check_chains(stack: Stack, dag_id: str, run_id: str, created: set[str]) -> l
         doubled = [key for key, count in keys.items() if count > 1]
         if doubled:
             check.problems.append(f"entries written twice for one try: {doubled} in {events}")
-        terminal = [i for i, e in enumerate(report.entries) if is_terminal(e)]
-        had_runner = chain.name in created or any(
-            e["event"] == "provision" and e.get("runner") for e in report.entries
-        )
-        if had_runner:
-            if len(terminal) != 1:
-                check.problems.append(f"{len(terminal)} terminal entries (want 1): {events}")
-            if terminal:
-                after = report.entries[terminal[-1] + 1 :]
-                late = [(e["event"], e["outcome"]) for e in after if e["event"] in ("provision", "work")]
-                if late:
-                    check.problems.append(f"entries after the runner ended: {late} in {events}")
+        check.problems += round_problems(report.entries, chain.name in created, max_rounds)
         checks.append(check)
     for key in sorted(created - seen):
         checks.append(ChainCheck(key, [], [], ["no evidence chain for a runner that existed"]))
     return checks
 
 
-def chain_problems(stack: Stack, runs: list[tuple[str, str]], lineages_seen: set[str]) -> list[str]:
+def chain_problems(
+    stack: Stack, runs: list[tuple[str, str]], lineages_seen: set[str], max_rounds: int | None = None
+) -> list[str]:
     problems = []
     for dag_id, run_id in runs:
         key = lineage_of(dag_id, run_id)
         created = {key} if key in lineages_seen else set()
-        for check in check_chains(stack, dag_id, run_id, created):
+        for check in check_chains(stack, dag_id, run_id, created, max_rounds):
             problems += [f"{dag_id}/{run_id} chain {check.lineage_key}: {p}" for p in check.problems]
     return problems
 
@@ -156,10 +205,17 @@ class Cleanup:
     reaped: bool
     reap_output: str
     left_after_reap: list[str]
-    done_at: float | None  # monotonic time everything of the lineages was gone
+    done_at: float | None  # monotonic time everything of the lineages was gone (no reaper needed)
+    reap_s: float = 0.0  # how long the one sweep took
 
-    def seconds_since(self, since: float | None) -> float | None:
-        return None if self.done_at is None or since is None else round(self.done_at - since, 1)
+    def seconds(self, fault_at: float | None, run_end: float | None) -> float | None:
+        """Fault -> nothing left: by the teardown path when no reaper was needed; else the run's
+        end plus one sweep (as if the reaper ran the moment the run ended)."""
+        if fault_at is None or self.left_after_reap:
+            return None
+        if not self.reaped:
+            return None if self.done_at is None else round(max(self.done_at - fault_at, 0.0), 1)
+        return None if run_end is None else round(run_end - fault_at + self.reap_s, 1)
 
 
 def clean_up_many(
@@ -177,12 +233,14 @@ def clean_up_many(
             results[name] = Cleanup([], False, "", [], max(seen, default=census.at))
     if len(results) == len(groups):
         return results
-    output, _ = reap_once(stack)
+    output, reap_s = reap_once(stack)
     after, _ = wait_empty(sampler, everything, settle_s)
     for name, keys in groups.items():
         if name not in results:
             still = after.left(keys, sampler.baseline_pids)
-            results[name] = Cleanup(left[name], True, output, still, None if still else after.at)
+            results[name] = Cleanup(
+                left[name], True, output, still, None if still else after.at, round(reap_s, 1)
+            )
     return results
 
 

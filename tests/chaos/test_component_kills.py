@@ -44,6 +44,7 @@ def _judge(
     runs: list[tuple[str, str]],
     states: dict[tuple[str, str], str],
 ) -> None:
+    run_end = time.monotonic()
     lineages = {lineage_of(*run) for run in runs}
     cleanup = clean_up(stack, sampler, lineages)
     chains = chain_problems(stack, runs, set(sampler.lineages))
@@ -57,7 +58,9 @@ def _judge(
             "left_after_runs": len(cleanup.left_after_runs),
             "reaper_needed": cleanup.reaped,
             "left_after_reap": len(cleanup.left_after_reap),
-            "s_to_cleanup": cleanup.seconds_since(fault_at),
+            "s_fault_to_run_end": round(run_end - fault_at, 1),
+            "s_to_cleanup": cleanup.seconds(fault_at, run_end),
+            "reap_s": cleanup.reap_s,
             "job_starts": sorted(starts.values()),
             "problems": len(chains) + len(failed),
         }

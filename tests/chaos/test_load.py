@@ -36,7 +36,7 @@ def _concurrent_runs(stack: Stack, sampler: Sampler, n: int, m: int, timeout: fl
     cleanup = clean_up(stack, sampler, lineages)
     failed = {run: state for run, state in states.items() if state != "success"}
     why = {run: stack.task_states(*run) for run in list(failed)[:5]}
-    chains = chain_problems(stack, runs, set(sampler.lineages))
+    chains = chain_problems(stack, runs, set(sampler.lineages), max_rounds=1)
     record(
         {
             "fault": f"{n} {DASK_DAG} + {m} chaos_host runs at once",

@@ -33,6 +33,7 @@ from tests.chaos.harness import (
     job_starts,
     lineage_of,
     record,
+    story,
     task_processes,
     wait_until,
 )
@@ -54,6 +55,7 @@ class Scenario:
     expect_killed_entry: bool = False  # the killed try has its own work entry
     run_id: str = ""
     fault_at: float | None = None
+    run_end: float | None = None
     fault_detail: str = ""
     state: str = ""
     task_states: dict[str, str] = field(default_factory=dict)
@@ -204,6 +206,7 @@ def _play(stack: Stack, s: Scenario) -> None:
     except AssertionError as exc:
         s.problems.append(f"fault not injected: {exc}")
     s.state = stack.wait_for_run(s.dag_id, s.run_id, timeout=480)
+    s.run_end = time.monotonic()
     s.task_states = stack.task_states(s.dag_id, s.run_id)
 
 
@@ -250,8 +253,10 @@ def _judge(stack: Stack, s: Scenario, sampler: Sampler, cleanup: Cleanup) -> Non
             "left_after_runs": len(cleanup.left_after_runs),
             "reaper_needed": cleanup.reaped,
             "left_after_reap": len(cleanup.left_after_reap),
-            "s_to_cleanup": cleanup.seconds_since(s.fault_at),
-            "evidence": [(e["event"], e["outcome"], e.get("try_number")) for e in entries],
+            "s_fault_to_run_end": None if s.fault_at is None else round(s.run_end - s.fault_at, 1),
+            "s_to_cleanup": cleanup.seconds(s.fault_at, s.run_end),
+            "reap_s": cleanup.reap_s,
+            "evidence": story(entries),
             "problems": len(s.problems),
         }
     )
