@@ -93,15 +93,11 @@ def test_triggerer_killed_with_provisions_deferred(chaos_stack: Stack, sampler: 
 
 
 def test_scheduler_killed_mid_run(chaos_stack: Stack, sampler: Sampler) -> None:
-    runs = [("chaos_dask", chaos_stack.trigger("chaos_dask", {"work_s": 20})) for _ in range(2)]
-    runs += [("chaos_host", chaos_stack.trigger("chaos_host", {"work_s": 20})) for _ in range(2)]
+    runs = [("chaos_dask", chaos_stack.trigger("chaos_dask", {"work_s": 30})) for _ in range(2)]
+    runs += [("chaos_host", chaos_stack.trigger("chaos_host", {"work_s": 30})) for _ in range(2)]
     wait_until(
-        "a Dask job and a host command to run",
-        lambda: (
-            _in_state(chaos_stack, "chaos_dask", "cluster.work", "running")
-            and _in_state(chaos_stack, "chaos_host", "host.work", "running")
-            and any(job_starts(chaos_stack, run_id) for _, run_id in runs)
-        ),
+        "a Dask job to run",
+        lambda: any(job_starts(chaos_stack, run_id) for _, run_id in runs),
         timeout=300,
         poll=0.3,
     )

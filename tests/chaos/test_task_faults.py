@@ -179,6 +179,7 @@ SCENARIOS = [
         {"work_s": 120},
         fail_run_during_work,
         "failed",
+        expect_killed_entry=True,
     ),
     Scenario(
         "failed_in_work_host",
@@ -187,6 +188,7 @@ SCENARIOS = [
         {"work_s": 120},
         fail_run_during_work,
         "failed",
+        expect_killed_entry=True,
     ),
     Scenario(
         "dagrun_timeout",

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,14 @@ class Stack:
     executor: str = "CeleryExecutor"
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api, timeout=30)
+        """An api-server client that retries a request that timed out or found no server (a
+        loaded machine, a restarting component): every call below is safe to repeat."""
+        return httpx.Client(base_url=self.api, timeout=60, transport=_RetryingTransport())
 
     def log(self, service: str) -> str:
         return (self.home / f"{service}.log").read_text(errors="replace")
 
-    def wait_healthy(self, timeout: float = 90) -> None:
+    def wait_healthy(self, timeout: float = 240) -> None:
         """Wait until the api-server answers its health endpoint."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -108,10 +111,15 @@ class Stack:
         )
 
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        """Trigger a run (its id chosen here, so that a retried POST cannot make a second one)."""
+        run_id = f"manual__{datetime.now(UTC).isoformat()}_{os.urandom(3).hex()}"
         with self.client() as http:
-            response = http.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
-            assert response.status_code in (200, 201), response.text
-            return str(response.json()["dag_run_id"])
+            response = http.post(
+                f"/api/v2/dags/{dag_id}/dagRuns",
+                json={"dag_run_id": run_id, "logical_date": None, "conf": conf},
+            )
+            assert response.status_code in (200, 201, 409), response.text
+            return run_id
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         with self.client() as http:
@@ -195,6 +203,18 @@ class Stack:
 
     def restart(self, service: str) -> None:
         self.start(service)
+
+
+class _RetryingTransport(httpx.HTTPTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(4):
+            try:
+                return super().handle_request(request)
+            except (httpx.TimeoutException, httpx.ConnectError, httpx.RemoteProtocolError):
+                if attempt == 3:
+                    raise
+                time.sleep(2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
 
 def _start(stack: Stack, service: str) -> None:
