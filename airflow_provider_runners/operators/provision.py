@@ -172,9 +172,11 @@ class ProvisionRunnerOperator(BaseOperator):
         backend = get_backend(self.conn_id)
         self._remember(context, backend, lineage)
         if self.spec.runner_class not in backend.runner_classes:
-            raise RunnerSpecError(
-                f"spec.runner_class: {self.spec.runner_class!r} is not served by backend {backend.name!r} "
-                f"(Connection {self.conn_id!r}); it serves: {sorted(backend.runner_classes)}"
+            raise _final(
+                RunnerSpecError(
+                    f"spec.runner_class: {self.spec.runner_class!r} is not served by backend {backend.name!r} "
+                    f"(Connection {self.conn_id!r}); it serves: {sorted(backend.runner_classes)}"
+                )
             )
         resolved = resolve_spec(self.spec, backend=backend.name, catalog_path=self.catalog_path)
         expires_at = datetime.now(UTC) + self.spec.ttl
@@ -190,7 +192,7 @@ class ProvisionRunnerOperator(BaseOperator):
         except BudgetExceededError as exc:
             ti.xcom_push(key=FACTS_XCOM_KEY, value=exc.details)
             if not budget.keep_waiting(ti, self.budget_wait, str(exc)):
-                raise
+                raise _final(exc) from None  # a retry would be refused alike: budget_wait waits
             from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 
             self.defer(
@@ -366,14 +368,14 @@ class ProvisionRunnerOperator(BaseOperator):
             return
         self._killed = True
         backend = self._backend or (self._held[0] if self._held else None)
-        who = self._who
-        if backend is None or who is None:
+        handle = self._held[1] if self._held else None
+        if backend is None:
             self.log.warning(
                 "task killed before it knew its backend: nothing to end here (the teardown "
                 "task and the reaper find the runner by its lineage tag)"
             )
             return
-        handle = self._held[1] if self._held else None
+        who = self._who or {"lineage_key": None}
         _bounded(
             lambda: _end_and_record(backend, handle, who, "provision on_kill"), ON_KILL_BUDGET_S, self.log
         )
@@ -383,7 +385,7 @@ def _end_and_record(backend: Backend, handle: RunnerHandle | None, who: dict[str
     from airflow_provider_runners.lifecycle import end_runners, record_end
 
     results = end_runners(backend, [handle], who["lineage_key"], "provision killed")
-    if results:
+    if results and who.get("dag_id"):
         record_end(
             dag_id=who["dag_id"],
             run_id=who["run_id"],
@@ -416,6 +418,24 @@ def _bounded(work: Callable[[], None], timeout: float, log: Any) -> None:
         log.warning("on_kill: ending the runner takes longer than %.1fs; the reaper finishes it", timeout)
     for exc in errors:
         log.error("on_kill: could not end the runner: %s", exc)
+
+
+def _final(exc: BaseException) -> BaseException:
+    """``exc`` as an error Airflow does not retry (same class name, message and attributes):
+    for refusals a retry would meet again — a budget with no room, a runner class the backend
+    does not serve."""
+    try:
+        from airflow.sdk.exceptions import AirflowFailException
+    except ImportError:  # pragma: no cover - Airflow 3.1 without it in the Task SDK
+        from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
+    cls = type(exc)
+    final_cls: type[BaseException] = type(
+        cls.__name__, (cls, AirflowFailException), {"__module__": cls.__module__}
+    )
+    final = BaseException.__new__(final_cls)
+    final.__dict__.update(exc.__dict__)
+    final.args = exc.args
+    return final.with_traceback(exc.__traceback__)
 
 
 def _with_status(handle: RunnerHandle, status: RunnerStatus) -> RunnerHandle:

@@ -79,3 +79,9 @@ with DAG("runners_test_resumed_after_teardown", schedule=None, start_date=START,
             task_id="job", handle=provision.output, python_callable=count_rows, op_kwargs={"rows": 1000}
         )
     teardown.trigger_rule = "all_done"  # as runner() wires it
+
+# Defers at once (no wait in the task): the trigger's minimum dwell must keep the resume behind
+# the scheduler's processing of the deferring process's exit (tests/e2e/test_deployment.py).
+with DAG("runners_test_deferred", schedule=None, start_date=START, catchup=False):
+    with runner("cluster", spec=SPEC, provision_kwargs={"wait_before_defer": 0}) as h:
+        DaskJobOperator(task_id="job", handle=h, python_callable=count_rows, op_kwargs={"rows": 1000})

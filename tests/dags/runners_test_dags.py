@@ -80,7 +80,10 @@ with DAG("runners_test_double_teardown", schedule=None, start_date=START, catchu
 
 with DAG("runners_test_bad_runtime", schedule=None, start_date=START, catchup=False) as bad_runtime_dag:
     with runner(
-        "cluster", spec={**SPEC, "options": {"memory_limit": "not-a-size"}}, ready_timeout=60
+        "cluster",
+        spec={**SPEC, "options": {"memory_limit": "not-a-size"}},
+        ready_timeout=60,
+        provision_kwargs={"retries": 0},  # each retry would fail alike; one try shows the cleanup
     ) as handle:
         DaskJobOperator(task_id="job", handle=handle, python_callable=count_rows, op_kwargs={"rows": 1000})
 

@@ -169,6 +169,7 @@ def airflow_stack() -> Iterator[Stack]:
     ):
         shutil.copy(REPO / "dags" / name, home / "dags" / name)
     shutil.copy(REPO / "tests" / "dags" / "runners_test_host_dags.py", home / "dags")
+    shutil.copy(REPO / "tests" / "dags" / "runners_leak_test_dags.py", home / "dags")
     database = f"runners_e2e_{os.getpid()}"
     _psql(f"DROP DATABASE IF EXISTS {database}")
     _psql(f"CREATE DATABASE {database}")
