@@ -157,6 +157,7 @@ class ProvisionRunnerOperator(BaseOperator):
     def _remember(self, context: Context, backend: Backend, lineage: Lineage) -> None:
         ti = context["ti"]
         self._backend = backend
+        self._done = self._killed = False  # a fresh start (dag.test() reuses the operator)
         self._who = {
             "dag_id": lineage.dag_id,
             "run_id": lineage.run_id,
