@@ -2,7 +2,7 @@
 
     airflow-runners catalog validate [FILE]
     airflow-runners evidence show   [--dag-id D] [--run-id R] [--base URL] [--json]
-    airflow-runners evidence verify [--dag-id D] [--run-id R] [--base URL]
+    airflow-runners evidence verify [--dag-id D] [--run-id R] [--base URL] [--complete]
     airflow-runners reap [--dry-run] [--conn-id ID ...]   (default: every configured runner Connection)
     airflow-runners demo [--rows N]
 
@@ -61,7 +61,7 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
         return 1
     failed = 0
     for chain in chains:
-        report = verify_chain(chain)
+        report = verify_chain(chain, complete=bool(getattr(args, "complete", False)))
         if report.ok:
             _print(f"OK    {chain}  ({len(report.entries)} entries)")
         else:
@@ -79,8 +79,11 @@ def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
     by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for entry in entries:
         by_event[entry["event"]].append(entry)
-    # the reaper's entry ends a runner too; the latest end has the whole lifetime
-    teardown = sorted([*by_event.get("teardown", []), *by_event.get("reap", [])], key=lambda e: e["seq"])
+    # the reaper's entry and an "end" entry end a runner too; the latest end has the whole lifetime
+    teardown = sorted(
+        [*by_event.get("teardown", []), *by_event.get("reap", []), *by_event.get("end", [])],
+        key=lambda e: e["seq"],
+    )
     cost = next((e["cost"]["usd"] for e in reversed(teardown) if e.get("cost")), None)
     if cost is None:
         cost = sum((e.get("cost") or {}).get("usd", 0.0) for e in by_event.get("work", []))
@@ -94,7 +97,8 @@ def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
         "pipeline": (runner.get("tags") or {}).get("pipeline"),
         "entries": len(entries),
         "failures": sum(1 for e in entries if e.get("outcome") != "success"),
-        "torn_down": any(e.get("outcome") == "success" for e in teardown),
+        "torn_down": any(e.get("outcome") == "success" for e in teardown)
+        or any(e.get("terminal") for e in entries),
         "usd": round(cost or 0.0, 6),
         "steps": [
             {
@@ -207,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--base", help="ledger base URL (default: [runners] evidence_path)")
         if name == "show":
             cmd.add_argument("--json", action="store_true")
+        else:
+            cmd.add_argument(
+                "--complete",
+                action="store_true",
+                help="also require every round of a chain to end with exactly one terminal entry "
+                "(for DAG runs that have ended; docs/evidence.md)",
+            )
         cmd.set_defaults(func=func)
 
     reap = sub.add_parser(

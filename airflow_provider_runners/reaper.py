@@ -28,7 +28,12 @@ One :func:`sweep`:
 3. tears each reaped runner down (idempotent), marks its registry record ended, and appends a
    ``reap`` entry with the reason, the teardown result and the lifetime cost to the runner's
    evidence chain;
-4. reconciles the registry: records of a listed backend that it no longer lists are ended.
+4. reconciles the registry: records of a listed backend that it no longer lists are ended, and
+   — the runner ended by its own backstop (ttl, idle timeout) or by hand, with nobody of ours
+   recording it — an ``end`` entry (``by: backstop``) closes its evidence chain.
+
+A ``reap`` entry and a backstop ``end`` entry are terminal: written once per round of the chain
+(docs/evidence.md), so a runner another ender already recorded is not recorded twice.
 
 ``dry_run=True`` only reports: no teardown, no registry write, no evidence.
 
@@ -343,8 +348,13 @@ def _record_evidence(
         "timings": {"ended_at": now.isoformat()},
         "cost": _cost("teardown", handle, {}, now),
     }
+    from airflow_provider_runners.evidence.ledger import event_key
+
+    key = event_key(dag_id, run_id, "reaper", -1, handle.resource_id, "reap")
     try:
-        entry = append(dag_id, run_id, handle.lineage_key, "reap", payload)
+        entry = append(
+            dag_id, run_id, handle.lineage_key, "reap", payload, event_key=key, terminal=outcome == "success"
+        )
     except Exception as exc:  # the teardown happened: say the entry is missing
         log.exception("reaper: evidence for %s not written", handle.resource_id)
         return f"not written: {exc}"
@@ -361,12 +371,31 @@ def _reconcile(
 ) -> None:
     """End registry records of this backend that it no longer lists (the runner is gone)."""
     for record in records.values():
-        if (
+        gone = (
             record.status in ("running", "draining", "idle")
             and record.conn_id == conn_id
             and record.backend == backend.name
             and record.resource_id
             and record.resource_id not in listed
             and record.last_heartbeat < before
-        ):
-            quietly(registry.end, record.key, "gone: not listed by its backend")
+        )
+        if gone and quietly(registry.end, record.key, "gone: not listed by its backend") and record.dag_id:
+            _record_backstop_end(record)
+
+
+def _record_backstop_end(record: RunnerRecord) -> None:
+    """The runner of ``record`` is gone and nobody of ours ended it (its registry record was still
+    live): it ended by its own backstop (ttl / idle timeout) or by hand. Close its chain."""
+    from airflow_provider_runners.lifecycle import record_end
+
+    record_end(
+        dag_id=record.dag_id,
+        run_id=record.run_id,
+        lineage_key=record.key,
+        by="backstop",
+        reason="no longer listed by its backend: ended by its ttl / idle timeout backstop, or by hand",
+        results=[{"resource_id": record.resource_id, "existed": False, "message": "gone before the sweep"}],
+        task_id=record.task_id or "reaper",
+        map_index=record.map_index,
+        try_number=record.resource_id,
+    )

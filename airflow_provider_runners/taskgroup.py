@@ -6,9 +6,17 @@
         DaskJobOperator(task_id="aggregate", handle=handle, python_callable=aggregate)
 
 makes a task group ``cluster`` holding ``provision`` (a setup task), the work, and
-``teardown`` (a teardown task, trigger rule ALL_DONE_SETUP_SUCCESS). So the teardown runs
-whenever the provision succeeded — also when the work failed, and when the DAG run is
-marked failed or success — and clearing a work task clears provision and teardown with it.
+``teardown`` (a teardown task, trigger rule ``all_done``). So the teardown runs once the
+provision and the work are done, whatever their outcome — also when the provision *failed*
+after creating something (its handle is in XCom, or the runner carries its lineage tag), and
+when the work failed — and clearing a work task clears provision and teardown with it (that
+comes from the setup/teardown marks, not the trigger rule). A DAG with ``fail_fast=True``
+accepts only ``all_success`` / ``all_done_setup_success``: there the teardown keeps Airflow's
+``all_done_setup_success``, and a failed provision is cleaned up by its own failure callback
+and the reaper (docs/architecture.md).
+
+The provision gets retries with exponential backoff by default (``PROVISION_RETRY_DEFAULTS`` in
+operators/provision.py): a retry adopts the runner an earlier try made.
 Every task inside also gets evidence callbacks, so each records a ``work`` entry.
 """
 
@@ -26,6 +34,13 @@ from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
 from airflow_provider_runners.operators.teardown import TeardownRunnerOperator
 from airflow_provider_runners.specs import RunnerSpec
+
+try:  # Airflow >= 3.1 exports it from the Task SDK
+    from airflow.sdk import TriggerRule
+
+    _ALL_DONE: Any = TriggerRule.ALL_DONE
+except ImportError:  # pragma: no cover
+    _ALL_DONE = "all_done"
 
 
 @contextmanager
@@ -57,6 +72,10 @@ def runner(
         )
         with teardown.as_teardown(setups=provision):
             yield provision.output
+        if not getattr(provision.get_dag(), "fail_fast", False):
+            # all_done_setup_success would skip the teardown (upstream_failed) when the provision
+            # failed — exactly when it may have left a runner behind.
+            teardown.trigger_rule = dict(teardown_kwargs or {}).get("trigger_rule", _ALL_DONE)
         for task in group.children.values():
             if task is provision or task is teardown or isinstance(task, TaskGroup):
                 continue

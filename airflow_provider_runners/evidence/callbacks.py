@@ -5,6 +5,13 @@ exists) and the facts they gathered (``runner_facts``). The callbacks below run 
 task ends, whatever the outcome, read those XComs and append one redacted entry to the
 runner's chain in the ledger. Writing evidence never fails the task: a ledger error is
 logged loudly instead.
+
+Each entry carries the event key (dag, run, task, map index, try, event): Airflow may run a
+callback twice (in the task, then in the dag-processor after a heartbeat timeout), and the
+ledger writes the first one only. The teardown task's success entry, and a provision's final
+failure entry once its cleanup ended everything, are *terminal* (docs/evidence.md). A provision's
+final failure callback is also a cleanup point: it tears down every runner of the lineage, also
+when the dag-processor runs it for a task that was failed from outside (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from airflow_provider_runners.lineage import Lineage, sibling_map_index
 
 log = logging.getLogger(__name__)
 _NO_MINIMUM = BillingRule(minimum_seconds=0)
+#: XCom key a work task pushes when it starts: its try number, for the teardown task to record
+#: a try that was killed before its own callback could (SIGKILL, OOM).
+WORK_TRY_XCOM_KEY = "runner_work_try"
 
 
 def _pull(ti: Any, task_id: str, key: str, map_index: int | None = None) -> Any:
@@ -72,12 +82,16 @@ class EvidenceCallback:
                     continue
         return None
 
-    def record(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_runners.evidence.ledger import append
+    def record(self, context: Any) -> dict[str, Any] | None:
+        from airflow_provider_runners.evidence.ledger import append, chain_dir, event_key, ledger_root
 
         ti = context["ti"]
         handle = self._handle(context)
         facts = _pull(ti, ti.task_id, FACTS_XCOM_KEY) or {}
+        cleanup: list[dict[str, Any]] | None = None
+        if self.event == "provision" and self.outcome == "failed":
+            cleanup = self._end_lineage(context, handle)
+            facts = {**facts, "lineage_cleanup": cleanup}
         now = datetime.now(UTC)
         started = getattr(ti, "start_date", None)
         timings: dict[str, Any] = {"ended_at": now.isoformat()}
@@ -108,7 +122,42 @@ class EvidenceCallback:
                 "where": "".join(traceback.format_exception_only(type(exc), exc))[-500:],
             }
         lineage_key = handle.lineage_key if handle else self._fallback_lineage(context)
-        entry = append(ti.dag_id, ti.run_id, lineage_key, self.event, payload)
+        if self.event == "teardown" and handle is None:
+            chain = chain_dir(ledger_root(), ti.dag_id, ti.run_id, lineage_key)
+            if not chain.exists():  # the provision never ran (skipped): no runner story to end
+                log.info("evidence: nothing was provisioned for %s: no teardown entry", lineage_key)
+                return None
+        terminal = (self.event == "teardown" and self.outcome == "success") or (
+            cleanup is not None and all(r.get("error") is None for r in cleanup)
+        )
+        key = event_key(
+            ti.dag_id,
+            ti.run_id,
+            ti.task_id,
+            getattr(ti, "map_index", -1),
+            getattr(ti, "try_number", None),
+            self.event,
+        )
+        entry = append(
+            ti.dag_id, ti.run_id, lineage_key, self.event, payload, event_key=key, terminal=terminal
+        )
+        if cleanup and terminal and not entry.get("terminal"):
+            # this try's entry was already written (by the task itself, as a success): the end
+            # of the runner still gets its own record
+            from airflow_provider_runners.lifecycle import record_end
+
+            record_end(
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                lineage_key=lineage_key,
+                by="provision failure",
+                reason=str(context.get("exception") or "provision failed"),
+                results=cleanup,
+                task_id=ti.task_id,
+                map_index=getattr(ti, "map_index", -1),
+                try_number=getattr(ti, "try_number", None),
+                handle=handle,
+            )
         log.info(
             "evidence: %s/%s recorded as seq %s (%s)", self.event, self.outcome, entry["seq"], lineage_key
         )
@@ -116,6 +165,25 @@ class EvidenceCallback:
 
     def _fallback_lineage(self, context: Any) -> str:
         return Lineage.from_context(context, task_id=self.provision_task_id).key
+
+    def _end_lineage(self, context: Any, handle: RunnerHandle | None) -> list[dict[str, Any]]:
+        """A provision failed for good (no retry follows): tear down every runner of its lineage.
+
+        Runs wherever Airflow runs the failure callback — in the task after it raised, or in the
+        dag-processor for a task failed from outside (heartbeat timeout, executor state
+        mismatch), where the operator's own cleanup never ran."""
+        from airflow_provider_runners.backends.registry import get_backend
+        from airflow_provider_runners.lifecycle import end_runners
+
+        task = context.get("task")
+        conn_id = handle.conn_id if handle else getattr(task, "conn_id", None)
+        if not conn_id:
+            return []
+        try:
+            backend = get_backend(conn_id)
+        except Exception as exc:  # noqa: BLE001 - reported in the entry; the reaper remains
+            return [{"resource_id": None, "existed": None, "message": f"backend: {exc}", "error": str(exc)}]
+        return end_runners(backend, [handle], Lineage.from_context(context).key, "provision failed")
 
 
 def _runner_summary(handle: RunnerHandle | None) -> dict[str, Any] | None:
@@ -167,15 +235,113 @@ def _cost(
     return {"basis": "work window", **estimate_cost(timings.get("duration_s", 0.0), rate, window, vcpus)}
 
 
+class WorkStarted:
+    """``on_execute_callback`` of a work task: push this try's number (XCom ``runner_work_try``),
+    so that the teardown task can record a try that was killed before its callbacks ran."""
+
+    def __repr__(self) -> str:
+        return "WorkStarted()"
+
+    def __call__(self, context: Any) -> None:
+        try:
+            ti = context["ti"]
+            ti.xcom_push(key=WORK_TRY_XCOM_KEY, value=getattr(ti, "try_number", None))
+        except Exception:
+            log.exception("evidence: could not note the start of this work try")
+
+
+def record_unrecorded_work(
+    context: Any,
+    provision_task_id: str,
+    handle: RunnerHandle | None,
+    lineage_key: str,
+) -> list[dict[str, Any]]:
+    """Called by the teardown task: append a ``work`` entry for every failed work task of the
+    group whose last try left none (killed with SIGKILL, out of memory, its worker died: no
+    callback ran). Keyed like the task's own entry, so a callback that still runs later (the
+    dag-processor's, after a heartbeat timeout) does not write a second one."""
+    from airflow_provider_runners.evidence.ledger import (
+        append,
+        chain_dir,
+        event_key,
+        ledger_root,
+        read_entries,
+    )
+
+    ti, task = context["ti"], context.get("task")
+    work_ids = sorted(set(getattr(task, "upstream_task_ids", ())) - {provision_task_id})
+    if not work_ids:
+        return []
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = RuntimeTaskInstance.get_task_states(dag_id=ti.dag_id, task_ids=work_ids, run_ids=[ti.run_id])
+    except Exception as exc:  # noqa: BLE001 - not in a task runner (or an older Airflow): skip
+        log.info("evidence: cannot read the work tasks' states (%s): killed tries not checked", exc)
+        return []
+    recorded = {
+        e.get("event_key") for e in read_entries(chain_dir(ledger_root(), ti.dag_id, ti.run_id, lineage_key))
+    }
+    written = []
+    for name, state in sorted((states.get(ti.run_id) or {}).items()):
+        if str(getattr(state, "value", state)) != "failed":
+            continue
+        task_id, map_index = _split_state_name(name, work_ids)
+        if task_id is None:
+            continue
+        try_number = _pull(ti, task_id, WORK_TRY_XCOM_KEY, map_index)
+        if try_number is None:
+            continue  # it never started (or an older version ran it): nothing to say about a try
+        key = event_key(ti.dag_id, ti.run_id, task_id, map_index, try_number, "work")
+        if key in recorded:
+            continue
+        now = datetime.now(UTC)
+        payload = {
+            "outcome": "failed",
+            "task_id": task_id,
+            "map_index": map_index,
+            "try_number": try_number,
+            "runner": _runner_summary(handle),
+            "facts": {"noticed_by": ti.task_id},
+            "timings": {"ended_at": now.isoformat()},
+            "cost": _cost("work", handle, {}, now),
+            "error": {
+                "type": "TaskKilled",
+                "message": f"{task_id} try {try_number} ended failed without recording evidence "
+                "(killed: SIGKILL, out of memory, or its worker died); noticed by the teardown task",
+            },
+        }
+        written.append(append(ti.dag_id, ti.run_id, lineage_key, "work", payload, event_key=key))
+    return written
+
+
+def _split_state_name(name: str, task_ids: list[str]) -> tuple[str | None, int]:
+    """``get_task_states`` names a mapped instance ``<task_id>_<map_index>``."""
+    if name in task_ids:
+        return name, -1
+    head, _, tail = name.rpartition("_")
+    if head in task_ids and tail.isdigit():
+        return head, int(tail)
+    return None, -1
+
+
 def add_evidence_callbacks(task: Any, event: str, provision_task_id: str | None = None) -> None:
-    """Append evidence callbacks for success, failure and retry to ``task`` (keeps existing ones)."""
+    """Append evidence callbacks for success, failure and retry to ``task`` (keeps existing ones);
+    a work task also gets :class:`WorkStarted` as an ``on_execute_callback``."""
     slots: dict[str, str] = {
         "on_success_callback": "success",
         "on_failure_callback": "failed",
         "on_retry_callback": "up_for_retry",
     }
+    if event == "work":
+        existing_start = getattr(task, "on_execute_callback", None)
+        starts = (
+            existing_start if isinstance(existing_start, list) else [existing_start] if existing_start else []
+        )
+        if not any(isinstance(c, WorkStarted) for c in starts):
+            task.on_execute_callback = [*starts, WorkStarted()]
     for attr, outcome in slots.items():
-        callback = EvidenceCallback(event, outcome, provision_task_id)
+        callback: Callable[..., Any] = EvidenceCallback(event, outcome, provision_task_id)
         existing = getattr(task, attr, None)
         if existing is None:
             merged: list[Callable[..., Any]] = [callback]

@@ -18,6 +18,19 @@ retention; the chain makes the tampering visible, the bucket makes it impossible
 
 Entries are created with exclusive-create where the store supports it, so two tasks
 appending to the same chain at once get consecutive numbers instead of overwriting.
+
+**Once per event.** An append may carry an ``event_key`` (:func:`event_key`: dag, run, task,
+map index, try, event): if an entry with that key is already in the chain, nothing is written
+and that entry is returned — a callback run twice (Airflow may run a failure callback both in
+the task and in the dag-processor) records one entry.
+
+**One end per round.** An entry that records the end of the lineage's runner is written with
+``terminal=True`` (the teardown task, the reaper, a kill, a failed last provision, the backstop
+observed afterwards). A chain is a sequence of *rounds*; a round ends at its terminal entry, and
+a ``provision`` entry after a terminal entry starts the next round (a retry or a cleared task
+making a new runner). A second terminal append in a round that already ended writes nothing and
+returns the first: whoever ends the runner, the chain says so once. :func:`completeness_problems`
+checks that every round has exactly one terminal entry (``evidence verify --complete``).
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -41,6 +55,7 @@ from airflow_provider_runners.exceptions import EvidenceError
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+log = logging.getLogger(__name__)
 SCHEMA = "airflow-provider-runners/evidence/v1"
 _ENTRY_RE = re.compile(r"^(\d{6})-([a-z_]+)\.json$")
 _SAFE_RE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -103,8 +118,51 @@ def _entries(chain: ObjectStoragePath) -> list[tuple[int, ObjectStoragePath]]:
 
 #: Fields the ledger owns; a payload cannot set them.
 CHAIN_FIELDS = frozenset(
-    {"schema", "seq", "prev_hash", "recorded_at", "lineage_key", "dag_id", "run_id", "event", "hash"}
+    {
+        "schema",
+        "seq",
+        "prev_hash",
+        "recorded_at",
+        "lineage_key",
+        "dag_id",
+        "run_id",
+        "event",
+        "hash",
+        "event_key",
+        "terminal",
+    }
 )
+
+
+def event_key(
+    dag_id: str, run_id: str, task_id: str, map_index: int | None, try_number: Any, event: str
+) -> str:
+    """The idempotency key of one event of one task try: at most one entry per key and chain."""
+    index = -1 if map_index is None else int(map_index)
+    return "|".join((dag_id, run_id, task_id, str(index), str(try_number), event))
+
+
+def round_end(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The terminal entry that ended the chain's current round, or None while the round is open.
+
+    A ``provision`` entry after the last terminal entry opens a new round."""
+    for entry in reversed(entries):
+        if entry.get("terminal"):
+            return entry
+        if entry.get("event") == "provision":
+            return None
+    return None
+
+
+def read_entries(chain: ObjectStoragePath) -> list[dict[str, Any]]:
+    """Every entry of ``chain`` in order (unreadable ones skipped)."""
+    found = []
+    for _, path in _entries(chain):
+        try:
+            found.append(_read_entry(path))
+        except EvidenceError:
+            continue
+    return found
 
 
 def append(
@@ -114,8 +172,16 @@ def append(
     event: str,
     payload: dict[str, Any],
     base_url: str | None = None,
+    *,
+    event_key: str | None = None,
+    terminal: bool = False,
 ) -> dict[str, Any]:
     """Append one redacted entry to the chain of ``lineage_key``; return the entry written.
+
+    With ``event_key``: if the chain already holds an entry with that key, write nothing and
+    return it. With ``terminal=True``: if the current round already ended, write nothing and
+    return the entry that ended it. Both checks run under the chain's lock (see the module
+    docstring).
 
     Raises ValueError if ``payload`` sets a field the ledger owns (``CHAIN_FIELDS``), and
     EvidenceError if no sequence number could be claimed.
@@ -129,6 +195,21 @@ def append(
     with _chain_lock(chain):
         for _ in range(_MAX_APPEND_TRIES):
             existing = _entries(chain)
+            if event_key is not None or terminal:
+                earlier = [_read_entry(path) for _, path in existing]
+                same = next((e for e in earlier if event_key and e.get("event_key") == event_key), None)
+                if same is not None:
+                    log.info("evidence: %s already recorded as seq %s", event_key, same.get("seq"))
+                    return same
+                ended = round_end(earlier) if terminal else None
+                if ended is not None:
+                    log.info(
+                        "evidence: %s not recorded: the runner's end is already seq %s (%s)",
+                        event,
+                        ended.get("seq"),
+                        ended.get("event"),
+                    )
+                    return ended
             seq, prev_hash = (
                 (existing[-1][0] + 1, _read_entry(existing[-1][1])["hash"]) if existing else (1, None)
             )
@@ -143,6 +224,10 @@ def append(
                 "event": event,
                 **body,
             }
+            if event_key is not None:
+                entry["event_key"] = event_key
+            if terminal:
+                entry["terminal"] = True
             entry["hash"] = entry_hash(entry)
             target = chain / f"{seq:06d}-{safe_part(event)}.json"
             if _create_exclusive(target, json.dumps(entry, indent=1, sort_keys=True, default=str).encode()):
@@ -241,8 +326,35 @@ class ChainReport:
         return not self.problems
 
 
-def verify_chain(chain: ObjectStoragePath) -> ChainReport:
-    """Recompute hashes and links; report every problem found (empty list: intact)."""
+def completeness_problems(entries: list[dict[str, Any]]) -> list[str]:
+    """Every round of the chain must end with exactly one terminal entry (see the module
+    docstring). Entries recorded after the terminal entry of their round (a late callback)
+    are allowed; a second terminal entry, or a round without one, is a problem."""
+    problems: list[str] = []
+    rounds: list[list[dict[str, Any]]] = [[]]
+    for entry in entries:
+        if entry.get("event") == "provision" and any(e.get("terminal") for e in rounds[-1]):
+            rounds.append([])
+        rounds[-1].append(entry)
+    for entries_of_round in rounds:
+        if not entries_of_round:
+            continue
+        first = entries_of_round[0].get("seq")
+        ends = [e.get("seq") for e in entries_of_round if e.get("terminal")]
+        if not ends:
+            problems.append(f"round from seq {first}: no terminal entry (nobody recorded the runner's end)")
+        elif len(ends) > 1:
+            problems.append(
+                f"round from seq {first}: {len(ends)} terminal entries (seq {ends}); expected one"
+            )
+    return problems
+
+
+def verify_chain(chain: ObjectStoragePath, complete: bool = False) -> ChainReport:
+    """Recompute hashes and links; report every problem found (empty list: intact).
+
+    ``complete=True`` also requires every round to end with exactly one terminal entry
+    (:func:`completeness_problems`) — for DAG runs that have ended."""
     report = ChainReport(path=str(chain))
     prev_hash: str | None = None
     expected_seq = 1
@@ -266,6 +378,8 @@ def verify_chain(chain: ObjectStoragePath) -> ChainReport:
         prev_hash = entry.get("hash")
         expected_seq = seq + 1
     report.problems.extend(_head_problems(chain, expected_seq - 1, prev_hash, bool(report.entries)))
+    if complete and report.entries:
+        report.problems.extend(completeness_problems(report.entries))
     if not report.entries and not report.problems:
         report.problems.append("no entries")
     return report

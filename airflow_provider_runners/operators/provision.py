@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,36 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 PROGRESS_EVERY_S = 30.0
+#: How long on_kill may spend ending the runner: Airflow's supervisor escalates SIGTERM to
+#: SIGKILL after 5 s.
+ON_KILL_BUDGET_S = 4.5
+
+
+def _backoff_multiplier() -> Any:
+    """``retry_exponential_backoff`` meaning "double the delay each retry" on every Airflow we
+    support: a float multiplier since Airflow 3.2 (``True`` would be a multiplier of 1 there),
+    a bool before (a float is refused by 3.1's argument type check)."""
+    try:
+        from airflow.sdk.bases.operator import BASEOPERATOR_ARGS_EXPECTED_TYPES
+
+        expected = BASEOPERATOR_ARGS_EXPECTED_TYPES.get("retry_exponential_backoff", bool)
+    except ImportError:  # pragma: no cover - layout of another Airflow release
+        return True
+    types = expected if isinstance(expected, tuple) else (expected,)
+    return 2.0 if float in types else True
+
+
+#: Retry defaults of a provision (each applies unless given, also through ``default_args``).
+#: A retry adopts the runner an earlier try made (``lifecycle.acquire``), so retrying is cheap —
+#: and it is what keeps a run alive when Airflow fails a deferred task that its trigger had
+#: already resumed (the executor's stale "success" from the process that exited on defer():
+#: apache/airflow #66374, #71580).
+PROVISION_RETRY_DEFAULTS: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": _backoff_multiplier(),
+    "max_retry_delay": timedelta(minutes=5),
+}
 
 
 class ProvisionRunnerOperator(BaseOperator):
@@ -47,6 +78,20 @@ class ProvisionRunnerOperator(BaseOperator):
     :param budget_wait: when the runner would exceed a $/hour budget (``cost/budget.py``), wait
         up to this long (deferred, re-checking every ``budget_poll_interval``) for room instead
         of failing at once. Nothing is created while waiting.
+    :param wait_before_defer: with ``deferrable=True``, first wait this long in the task (a fast
+        runner — local_dask — is ready within seconds, and the task then never defers).
+    :param min_deferral: once deferred, the trigger reports readiness no sooner than this many
+        seconds after the deferral, so that Airflow has processed the exit of the deferring
+        process before the task resumes (a resume that overtakes it is failed by the scheduler:
+        apache/airflow #66374, #67287, #71580, #72716).
+
+    Retries default to ``PROVISION_RETRY_DEFAULTS`` (3, from 10 s, doubling, at most 5 min).
+
+    Whoever learns that the provision failed ends its runner (docs/architecture.md, "A failed
+    provision leaves nothing behind"): this operator before it fails; ``on_kill`` — by the
+    handle it knows or the lineage tag, at any point before it returned the handle; the
+    trigger's ``on_kill``; the final failure callback (also when the dag-processor runs it);
+    the teardown task (trigger rule ``all_done``); the reaper.
     """
 
     template_fields = ("conn_id",)
@@ -63,8 +108,14 @@ class ProvisionRunnerOperator(BaseOperator):
         catalog_path: str | None = None,
         budget_wait: timedelta | float | None = None,
         budget_poll_interval: float = 60.0,
+        wait_before_defer: timedelta | float = timedelta(seconds=20),
+        min_deferral: float = 10.0,
         **kwargs: Any,
     ) -> None:
+        defaults = kwargs.get("default_args") or {}
+        for name, value in PROVISION_RETRY_DEFAULTS.items():
+            if name not in kwargs and name not in defaults:
+                kwargs[name] = value
         super().__init__(**kwargs)
         self.spec = RunnerSpec.parse(spec)
         self.catalog_path = catalog_path
@@ -77,7 +128,15 @@ class ProvisionRunnerOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.budget_wait = budget.as_timedelta(budget_wait)
         self.budget_poll_interval = budget_poll_interval
+        self.wait_before_defer = budget.as_timedelta(wait_before_defer) or timedelta(0)
+        self.min_deferral = float(min_deferral)
         self._held: tuple[Backend, RunnerHandle] | None = None
+        # What on_kill needs, gathered while nothing blocks (on_kill runs in a signal handler,
+        # where asking Airflow for a Connection or an XCom could deadlock).
+        self._backend: Backend | None = None
+        self._who: dict[str, Any] | None = None
+        self._done = False
+        self._killed = False
         add_evidence_callbacks(self, "provision")
 
     # -- run ---------------------------------------------------------------------------------
@@ -95,14 +154,30 @@ class ProvisionRunnerOperator(BaseOperator):
             labels["cost-center"] = tags.cost_center
         return labels
 
+    def _remember(self, context: Context, backend: Backend, lineage: Lineage) -> None:
+        ti = context["ti"]
+        self._backend = backend
+        self._done = self._killed = False  # a fresh start (dag.test() reuses the operator)
+        self._who = {
+            "dag_id": lineage.dag_id,
+            "run_id": lineage.run_id,
+            "task_id": lineage.task_id,
+            "map_index": lineage.map_index,
+            "try_number": getattr(ti, "try_number", None),
+            "lineage_key": lineage.key,
+        }
+
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
         lineage = Lineage.from_context(context)
         backend = get_backend(self.conn_id)
+        self._remember(context, backend, lineage)
         if self.spec.runner_class not in backend.runner_classes:
-            raise RunnerSpecError(
-                f"spec.runner_class: {self.spec.runner_class!r} is not served by backend {backend.name!r} "
-                f"(Connection {self.conn_id!r}); it serves: {sorted(backend.runner_classes)}"
+            raise _final(
+                RunnerSpecError(
+                    f"spec.runner_class: {self.spec.runner_class!r} is not served by backend {backend.name!r} "
+                    f"(Connection {self.conn_id!r}); it serves: {sorted(backend.runner_classes)}"
+                )
             )
         resolved = resolve_spec(self.spec, backend=backend.name, catalog_path=self.catalog_path)
         expires_at = datetime.now(UTC) + self.spec.ttl
@@ -118,7 +193,7 @@ class ProvisionRunnerOperator(BaseOperator):
         except BudgetExceededError as exc:
             ti.xcom_push(key=FACTS_XCOM_KEY, value=exc.details)
             if not budget.keep_waiting(ti, self.budget_wait, str(exc)):
-                raise
+                raise _final(exc) from None  # a retry would be refused alike: budget_wait waits
             from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 
             self.defer(
@@ -126,6 +201,7 @@ class ProvisionRunnerOperator(BaseOperator):
                 method_name="execute_after_budget_wait",
             )
         handle, acquisition = acquire(backend, request)
+        self._held = (backend, handle)  # from here on, on_kill ends it
         nodes = int(handle.details.get("nodes") or 1)  # machines billed at the profile's price
         handle = handle.evolve(details={**_pricing(resolved, nodes), "acquisition": acquisition})
         self._held = (backend, handle)
@@ -146,29 +222,50 @@ class ProvisionRunnerOperator(BaseOperator):
             self._fail(context, backend, handle, acquisition, f"{status.state.value}: {status.message}")
         deadline = datetime.now(UTC) + self.ready_timeout
         if self.deferrable:
+            # A fast runner is ready within seconds: wait for it here and never defer (a fast
+            # trigger is what loses the race with the executor's stale event, see min_deferral).
+            until = min(deadline, datetime.now(UTC) + self.wait_before_defer)
+            ready = self._wait_in_task(context, backend, handle, acquisition, deadline, until=until)
+            if ready is not None:
+                return ready
             from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
 
+            not_before = datetime.now(UTC) + timedelta(seconds=self.min_deferral)
             self.defer(
                 trigger=RunnerReadyTrigger(
                     conn_id=self.conn_id,
                     handle=handle.to_xcom(),
                     deadline=deadline.isoformat(),
                     poll_interval=self.poll_interval,
+                    not_before=not_before.isoformat(),
+                    provision_ti=self._who,
                 ),
                 method_name="execute_complete",
             )
-        return self._wait_in_task(context, backend, handle, acquisition, deadline)
+        result = self._wait_in_task(context, backend, handle, acquisition, deadline)
+        assert result is not None  # without `until`, it returns only when ready (or raises)
+        return result
 
     def execute_after_budget_wait(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Resumed after waiting for budget room: check again from the start."""
         return self.execute(context)
 
     def _wait_in_task(
-        self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str, deadline: datetime
-    ) -> dict[str, Any]:
+        self,
+        context: Context,
+        backend: Backend,
+        handle: RunnerHandle,
+        acquisition: str,
+        deadline: datetime,
+        until: datetime | None = None,
+    ) -> dict[str, Any] | None:
+        """Poll until ready (return the handle), broken or past ``deadline`` (fail), or past
+        ``until`` (return None: the caller defers)."""
         interval = self.poll_interval or backend.poll_interval
         started = last_progress = time.monotonic()
         while True:
+            if until is not None and datetime.now(UTC) >= until:
+                return None
             status = backend.status(handle)
             if status.state is RunnerState.READY:
                 return self._finish(context, backend, _with_status(handle, status), acquisition)
@@ -193,15 +290,32 @@ class ProvisionRunnerOperator(BaseOperator):
         acquisition = str(handle.details.get("acquisition", "created"))
         backend = get_backend(self.conn_id)
         self._held = (backend, handle)
+        self._remember(context, backend, Lineage.from_context(context))
         if event["status"] != "ready":
             self._fail(
                 context, backend, handle, acquisition, f"{event['status']}: {event.get('message', '')}"
+            )
+        # The event may be old (a triggerer restart, a slow resume): the runner may have been
+        # ended meanwhile (a kill, the failure callback of a try Airflow failed, the reaper).
+        # Never report a runner ready that is not.
+        status = backend.status(handle)
+        if status.state is not RunnerState.READY:
+            self._fail(
+                context,
+                backend,
+                handle,
+                acquisition,
+                f"ready when the trigger fired, {status.state.value} when the task resumed: {status.message}",
             )
         return self._finish(context, backend, handle, acquisition)
 
     def _finish(
         self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str
     ) -> dict[str, Any]:
+        if self._killed:
+            raise ProvisionError(
+                f"runner {handle.resource_id}: the task was killed while it waited; torn down"
+            )
         ready_in = (datetime.now(UTC) - handle.created_at).total_seconds()
         facts = {"acquisition": acquisition, "ready_in_s": round(ready_in, 3), **backend.describe(handle)}
         facts.update(self._governance())
@@ -210,6 +324,7 @@ class ProvisionRunnerOperator(BaseOperator):
         ti.xcom_push(key=FACTS_XCOM_KEY, value=facts)
         self.log.info("runner %s ready in %.1fs at %s", handle.resource_id, ready_in, handle.endpoints)
         self._held = None
+        self._done = True  # the runner is the DAG's now: the teardown task ends it
         return handle.to_xcom()
 
     def _governance(self) -> dict[str, Any]:
@@ -244,11 +359,84 @@ class ProvisionRunnerOperator(BaseOperator):
         )
 
     def on_kill(self) -> None:
-        if self._held is not None:
-            backend, handle = self._held
-            result = backend.teardown(handle)
-            budget.release(handle, "provision killed")
-            self.log.info("task killed: tore down runner %s (%s)", handle.resource_id, result.message)
+        """The task is being killed (marked failed / success, cleared, its DAG run stopped, or
+        Airflow failed it while it ran): end every runner of this task instance — the one this
+        process holds, and any other still carrying the lineage tag (an earlier try's, or one
+        created just before the handle was known) — and record the end. Does nothing once the
+        provision has returned its handle (the runner is then the work's and the teardown's).
+        Bounded by ``ON_KILL_BUDGET_S``: Airflow escalates to SIGKILL soon after."""
+        if self._done:
+            return
+        self._killed = True
+        backend = self._backend or (self._held[0] if self._held else None)
+        handle = self._held[1] if self._held else None
+        if backend is None:
+            self.log.warning(
+                "task killed before it knew its backend: nothing to end here (the teardown "
+                "task and the reaper find the runner by its lineage tag)"
+            )
+            return
+        who = self._who or {"lineage_key": None}
+        _bounded(
+            lambda: _end_and_record(backend, handle, who, "provision on_kill"), ON_KILL_BUDGET_S, self.log
+        )
+
+
+def _end_and_record(backend: Backend, handle: RunnerHandle | None, who: dict[str, Any], by: str) -> None:
+    from airflow_provider_runners.lifecycle import end_runners, record_end
+
+    results = end_runners(backend, [handle], who["lineage_key"], "provision killed")
+    if results and who.get("dag_id"):
+        record_end(
+            dag_id=who["dag_id"],
+            run_id=who["run_id"],
+            lineage_key=who["lineage_key"],
+            by=by,
+            reason="the provision task was killed",
+            results=results,
+            task_id=who["task_id"],
+            map_index=who["map_index"],
+            try_number=who["try_number"],
+            handle=handle,
+        )
+
+
+def _bounded(work: Callable[[], None], timeout: float, log: Any) -> None:
+    """Run ``work`` in a thread for at most ``timeout`` seconds (it goes on while the process
+    lives). A signal handler must not block on a lock the interrupted code may hold."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="runner-on-kill", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        log.warning("on_kill: ending the runner takes longer than %.1fs; the reaper finishes it", timeout)
+    for exc in errors:
+        log.error("on_kill: could not end the runner: %s", exc)
+
+
+def _final(exc: BaseException) -> BaseException:
+    """``exc`` as an error Airflow does not retry (same class name, message and attributes):
+    for refusals a retry would meet again — a budget with no room, a runner class the backend
+    does not serve."""
+    try:
+        from airflow.sdk.exceptions import AirflowFailException
+    except ImportError:  # pragma: no cover - Airflow 3.1 without it in the Task SDK
+        from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
+    cls = type(exc)
+    final_cls: type[BaseException] = type(
+        cls.__name__, (cls, AirflowFailException), {"__module__": cls.__module__}
+    )
+    final = BaseException.__new__(final_cls)
+    final.__dict__.update(exc.__dict__)
+    final.args = exc.args
+    return final.with_traceback(exc.__traceback__)
 
 
 def _with_status(handle: RunnerHandle, status: RunnerStatus) -> RunnerHandle:

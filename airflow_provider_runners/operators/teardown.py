@@ -8,14 +8,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
-from airflow_provider_runners.cost import budget
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
-from airflow_provider_runners.exceptions import RunnerNotFoundError
+from airflow_provider_runners.exceptions import RunnerError
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.lifecycle import end_runners
 from airflow_provider_runners.lineage import Lineage, sibling_map_index
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+
+class RunnerTeardownError(RunnerError, RuntimeError):
+    """A runner could not be torn down (it may still bill; the reaper and its ttl remain)."""
 
 
 class TeardownRunnerOperator(BaseOperator):
@@ -28,7 +32,13 @@ class TeardownRunnerOperator(BaseOperator):
     * any runner still tagged with that provision task instance's lineage key — this catches
       one created by a try that died before it could push its handle.
 
-    Running it twice, or after the backstop already ended the runner, succeeds.
+    Running it twice, or after the backstop already ended the runner, succeeds. A teardown
+    call that fails fails the task (the runner may still bill; a retry, the reaper or its ttl
+    end it). In ``runner(...)`` it runs whenever the provision is done — also when the
+    provision failed after creating something (trigger rule ``all_done``, docs/architecture.md).
+
+    Before its own entry it also writes the evidence entry of a work task whose last try was
+    killed before its callbacks ran (docs/evidence.md); its success entry ends the chain.
     """
 
     template_fields = ("handle", "conn_id")
@@ -50,7 +60,7 @@ class TeardownRunnerOperator(BaseOperator):
         self.provision_task_id = provision_task_id
         add_evidence_callbacks(self, "teardown", provision_task_id)
 
-    def _handles(self, context: Context, backend: Any) -> dict[str, RunnerHandle]:
+    def _handles(self, context: Context) -> list[RunnerHandle]:
         found: dict[str, RunnerHandle] = {}
         candidates: list[Any] = [self.handle]
         if self.provision_task_id:
@@ -67,39 +77,37 @@ class TeardownRunnerOperator(BaseOperator):
                 continue
             handle = RunnerHandle.from_xcom(value)
             found.setdefault(handle.resource_id, handle)
-        if self.provision_task_id:
-            key = Lineage.from_context(context, task_id=self.provision_task_id).key
-            orphan = backend.find(key)
-            if orphan is not None and orphan.resource_id not in found:
-                self.log.warning(
-                    "found runner %s by its lineage tag only: tearing it down too", orphan.resource_id
-                )
-                found[orphan.resource_id] = orphan
-        return found
+        return list(found.values())
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         backend = get_backend(self.conn_id)
-        handles = self._handles(context, backend)
-        results = []
-        for handle in handles.values():
-            try:
-                result = backend.teardown(handle)
-                entry = {
-                    "resource_id": handle.resource_id,
-                    "existed": result.existed,
-                    "message": result.message,
-                }
-                entry.update(result.details)
-            except RunnerNotFoundError as exc:
-                entry = {
-                    "resource_id": handle.resource_id,
-                    "existed": False,
-                    "message": f"already gone: {exc}",
-                }
-            budget.release(handle, "teardown")  # registry: ended (gone either way)
-            self.log.info("teardown %s: %s", handle.resource_id, entry["message"])
-            results.append(entry)
+        handles = self._handles(context)
+        lineage_key = (
+            Lineage.from_context(context, task_id=self.provision_task_id).key
+            if self.provision_task_id
+            else None
+        )
+        if self.provision_task_id:
+            from airflow_provider_runners.evidence.callbacks import record_unrecorded_work
+
+            try:  # before our own (terminal) entry: a killed work task's try gets its entry
+                record_unrecorded_work(
+                    context,
+                    self.provision_task_id,
+                    handles[0] if handles else None,
+                    handles[0].lineage_key if handles else str(lineage_key),
+                )
+            except Exception:
+                self.log.exception("evidence: could not check the work tasks for unrecorded tries")
+        results = end_runners(backend, handles, lineage_key, "teardown")
+        for entry in results:
+            self.log.info("teardown %s: %s", entry["resource_id"], entry["message"])
         if not results:
             self.log.info("nothing to tear down: no runner was created for this provision")
         context["ti"].xcom_push(key=FACTS_XCOM_KEY, value={"teardown": results})
+        failed = [r for r in results if "error" in r]
+        if failed:
+            raise RunnerTeardownError(
+                f"could not tear down {[r['resource_id'] for r in failed]}: {[r['message'] for r in failed]}"
+            )
         return results

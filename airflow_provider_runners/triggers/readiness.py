@@ -23,7 +23,15 @@ class RunnerReadyTrigger(BaseTrigger):
     Yields exactly one event ``{"status": "ready"|"failed"|"timeout", "handle": {...}, "message": str}``.
     It has no side effects while waiting, so running it twice (triggerer failover) is safe.
     Only a user killing the task (mark failed / success, clear; Airflow >= 3.3) tears the
-    runner down, in :meth:`on_kill`; a triggerer restart does not.
+    runner down, in :meth:`on_kill`, which also records the end in the evidence chain; a
+    triggerer restart does not.
+
+    ``not_before``: a "ready" event is not yielded before this time (ISO 8601). A trigger that
+    fires within a second of the deferral can resume the task before the scheduler has
+    processed the exit of the process that deferred, and the scheduler then fails the resumed
+    task ("state mismatch": apache/airflow #66374, #67287, #71580, #72716). Failures and
+    timeouts are not delayed. ``provision_ti``: the provision task instance (dag_id, run_id, task_id,
+    map_index, try_number, lineage_key), for the evidence entry of :meth:`on_kill`.
     """
 
     def __init__(
@@ -32,12 +40,16 @@ class RunnerReadyTrigger(BaseTrigger):
         handle: dict[str, Any],
         deadline: str,
         poll_interval: float | None = None,
+        not_before: str | None = None,
+        provision_ti: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.conn_id = conn_id
         self.handle = handle
         self.deadline = deadline
         self.poll_interval = poll_interval
+        self.not_before = not_before
+        self.provision_ti = provision_ti
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -47,6 +59,8 @@ class RunnerReadyTrigger(BaseTrigger):
                 "handle": self.handle,
                 "deadline": self.deadline,
                 "poll_interval": self.poll_interval,
+                "not_before": self.not_before,
+                "provision_ti": self.provision_ti,
             },
         )
 
@@ -85,6 +99,7 @@ class RunnerReadyTrigger(BaseTrigger):
                 return
             last_message = status.message
             if status.state is RunnerState.READY:
+                await self._dwell()
                 ready = handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
                 yield TriggerEvent({"status": "ready", "handle": ready.to_xcom(), "message": status.message})
                 return
@@ -116,9 +131,42 @@ class RunnerReadyTrigger(BaseTrigger):
                     now - started,
                 )
 
+    async def _dwell(self) -> None:
+        """Wait until ``not_before`` (see the class docstring)."""
+        if not self.not_before:
+            return
+        wait = (datetime.fromisoformat(self.not_before) - datetime.now(UTC)).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
     async def on_kill(self) -> None:
-        """A user killed the deferred provision task: end the runner it was waiting for."""
+        """A user killed the deferred provision task: end the runner it was waiting for (and
+        any other runner of its lineage), and record that end — once — in its evidence chain."""
+        from airflow_provider_runners.lifecycle import end_runners, record_end
+
         handle = RunnerHandle.from_xcom(self.handle)
         backend = await self._backend()
-        result = await asyncio.to_thread(backend.teardown, handle)
-        self.log.info("task killed: tore down runner %s (%s)", handle.resource_id, result.message)
+        results = await asyncio.to_thread(
+            end_runners, backend, [handle], handle.lineage_key, "provision killed"
+        )
+        self.log.info("task killed: ended runner %s (%s)", handle.resource_id, results)
+        who = self.provision_ti or {}
+        if not who.get("dag_id") or not who.get("run_id"):
+            self.log.warning(
+                "no task identity in this trigger (deferred by an older version): end not recorded"
+            )
+            return
+        await asyncio.to_thread(
+            lambda: record_end(
+                dag_id=who["dag_id"],
+                run_id=who["run_id"],
+                lineage_key=handle.lineage_key,
+                by="trigger on_kill",
+                reason="the deferred provision task was killed (marked failed / success, cleared)",
+                results=results,
+                task_id=who.get("task_id") or "provision",
+                map_index=who.get("map_index", -1),
+                try_number=who.get("try_number"),
+                handle=handle,
+            )
+        )

@@ -70,7 +70,8 @@ with DAG("runners_test_secret", schedule=None, start_date=START, catchup=False) 
         DaskJobOperator(task_id="use_secret", handle=handle, python_callable=read_secret)
 
 with DAG("runners_test_abandoned", schedule=None, start_date=START, catchup=False) as abandoned_dag:
-    ProvisionRunnerOperator(task_id="provision", spec={**SPEC, "ttl": "6s"})
+    # ttl long enough for a loaded machine to start the cluster, short enough to watch it end
+    ProvisionRunnerOperator(task_id="provision", spec={**SPEC, "ttl": "25s"}, retries=0, min_deferral=0)
 
 with DAG("runners_test_double_teardown", schedule=None, start_date=START, catchup=False) as double_dag:
     with runner("cluster", spec=SPEC) as handle:
@@ -80,7 +81,10 @@ with DAG("runners_test_double_teardown", schedule=None, start_date=START, catchu
 
 with DAG("runners_test_bad_runtime", schedule=None, start_date=START, catchup=False) as bad_runtime_dag:
     with runner(
-        "cluster", spec={**SPEC, "options": {"memory_limit": "not-a-size"}}, ready_timeout=60
+        "cluster",
+        spec={**SPEC, "options": {"memory_limit": "not-a-size"}},
+        ready_timeout=60,
+        provision_kwargs={"retries": 0},  # each retry would fail alike; one try shows the cleanup
     ) as handle:
         DaskJobOperator(task_id="job", handle=handle, python_callable=count_rows, op_kwargs={"rows": 1000})
 

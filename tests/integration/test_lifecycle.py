@@ -169,7 +169,7 @@ def test_abandoned_runner_ends_itself_by_its_ttl_backstop(dagbag: Any) -> None:
     values = {(task, key): value for task, key, value in xcoms("runners_test_abandoned", dr.run_id)}
     handle = RunnerHandle.from_xcom(values[("provision", HANDLE_XCOM_KEY)])
     assert get_backend().status(handle).state.value == "ready"  # nobody tears it down...
-    assert wait_for(lambda: _state(handle)["status"] == "stopped", timeout=30)  # ...it ends itself
+    assert wait_for(lambda: _state(handle)["status"] == "stopped", timeout=60)  # ...it ends itself
     assert _state(handle)["stop_reason"] == "ttl-expired"
     assert get_backend().status(handle).state.value == "gone"
 

@@ -49,6 +49,7 @@ E2E_DAG_FILES = (
     "dags/extract_job.py",
     "dags/hil_bench_suite.py",
     "tests/dags/runners_test_host_dags.py",
+    "tests/dags/runners_leak_test_dags.py",
 )
 
 

@@ -367,3 +367,123 @@ def test_default_base_comes_from_config(base: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AIRFLOW__RUNNERS__EVIDENCE_PATH", base)
     append(DAG, RUN, KEY, "provision", {}, base_url=None)
     assert [c.name for c in iter_chains(base_url=base)] == [KEY]
+
+
+# -- once per event, one end per round ----------------------------------------------------------
+def _entry(base: str, event: str, key: str | None = None, terminal: bool = False, **payload: Any) -> Any:
+    return append(
+        DAG,
+        RUN,
+        KEY,
+        event,
+        {"outcome": "success", **payload},
+        base_url=base,
+        event_key=key,
+        terminal=terminal,
+    )
+
+
+def test_an_event_key_is_written_once(base: str) -> None:
+    key = ledger.event_key(DAG, RUN, "cluster.job", -1, 1, "work")
+    first = _entry(base, "work", key, outcome="failed")
+    again = _entry(base, "work", key, outcome="failed")  # the same callback, run a second time
+    assert again == first
+    assert [p.name for p in sorted(local_dir(base).glob("*.json"))] == ["000001-work.json"]
+    assert first["event_key"] == key
+    other_try = _entry(base, "work", ledger.event_key(DAG, RUN, "cluster.job", -1, 2, "work"))
+    assert other_try["seq"] == 2
+    assert verify_chain(chain_of(base)).ok
+
+
+def test_event_key_names_dag_run_task_map_index_try_and_event() -> None:
+    keys = {
+        ledger.event_key("d", "r", "t", -1, 1, "work"),
+        ledger.event_key("d", "r", "t", 0, 1, "work"),
+        ledger.event_key("d", "r", "t", -1, 2, "work"),
+        ledger.event_key("d", "r", "t", -1, 1, "provision"),
+        ledger.event_key("d", "r2", "t", -1, 1, "work"),
+        ledger.event_key("d2", "r", "t", -1, 1, "work"),
+        ledger.event_key("d", "r", "t2", -1, 1, "work"),
+    }
+    assert len(keys) == 7
+    assert ledger.event_key("d", "r", "t", None, 1, "work") == ledger.event_key("d", "r", "t", -1, 1, "work")
+
+
+def test_a_second_terminal_entry_in_a_round_is_not_written(base: str) -> None:
+    _entry(base, "provision")
+    end = _entry(base, "end", terminal=True, by="trigger on_kill")
+    teardown = _entry(base, "teardown", terminal=True)  # the teardown task, after the kill
+    assert teardown == end
+    entries = verify_chain(chain_of(base), complete=True)
+    assert entries.ok, entries.problems
+    assert [(e["event"], e.get("terminal", False)) for e in entries.entries] == [
+        ("provision", False),
+        ("end", True),
+    ]
+
+
+def test_a_provision_after_the_end_opens_a_new_round(base: str) -> None:
+    _entry(base, "provision", outcome="up_for_retry")
+    _entry(base, "end", terminal=True)
+    _entry(base, "provision")  # the retry made a new runner
+    _entry(base, "work")
+    assert verify_chain(chain_of(base), complete=True).problems == [
+        "round from seq 3: no terminal entry (nobody recorded the runner's end)"
+    ]
+    teardown = _entry(base, "teardown", terminal=True)
+    assert teardown["seq"] == 5
+    assert teardown["terminal"] is True
+    assert verify_chain(chain_of(base), complete=True).ok
+
+
+def test_a_late_entry_after_the_end_is_kept_and_the_round_stays_complete(base: str) -> None:
+    _entry(base, "provision")
+    _entry(base, "teardown", terminal=True)
+    late = _entry(base, "work", outcome="failed")  # a callback the dag-processor ran late
+    assert late["seq"] == 3
+    assert verify_chain(chain_of(base), complete=True).ok
+
+
+def test_completeness_is_checked_only_when_asked(base: str) -> None:
+    build_chain(base)  # entries without terminal marks: an intact chain, of an unfinished story
+    assert verify_chain(chain_of(base)).ok
+    assert verify_chain(chain_of(base), complete=True).problems == [
+        "round from seq 1: no terminal entry (nobody recorded the runner's end)"
+    ]
+
+
+def test_two_terminal_entries_are_reported(base: str) -> None:
+    _entry(base, "provision")
+    _entry(base, "teardown", terminal=True)
+    # written by hand around the ledger's check (an old version, or a forged chain)
+    forged = {**_entry(base, "work"), "event": "reap", "terminal": True}
+    path = entry_file(base, 3)
+    forged["hash"] = entry_hash(forged)
+    path.write_text(json.dumps(forged))
+    (local_dir(base) / "HEAD").write_text(json.dumps({"seq": 3, "hash": forged["hash"]}))
+    assert verify_chain(chain_of(base), complete=True).problems == [
+        "round from seq 1: 2 terminal entries (seq [2, 3]); expected one"
+    ]
+
+
+def test_terminal_and_event_key_fields_belong_to_the_ledger(base: str) -> None:
+    for field in ("terminal", "event_key"):
+        with pytest.raises(ValueError, match=field):
+            append(DAG, RUN, KEY, "work", {field: True}, base_url=base)
+
+
+def test_concurrent_duplicate_appends_write_one_entry(tmp_path: Path) -> None:
+    base = "file://" + str(tmp_path)
+    key = ledger.event_key(DAG, RUN, "cluster.provision", -1, 1, "provision")
+    results: list[dict[str, Any]] = []
+
+    def write() -> None:
+        results.append(_entry(base, "provision", key, terminal=True, outcome="failed"))
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(list(local_dir(base).glob("*.json"))) == 1
+    assert {r["seq"] for r in results} == {1}

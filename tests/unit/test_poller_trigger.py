@@ -150,12 +150,25 @@ async def wait_until_settled(poller: SharedStatusPoller, handle: RunnerHandle) -
             return status
 
 
-def trigger(handle: RunnerHandle | None = None, deadline: datetime | None = None) -> RunnerReadyTrigger:
+PROVISION_TI = {
+    "dag_id": "etl",
+    "run_id": "manual__1",
+    "task_id": "cluster.provision",
+    "map_index": -1,
+    "try_number": 1,
+    "lineage_key": "rl" + f"{0:026d}",
+}
+
+
+def trigger(
+    handle: RunnerHandle | None = None, deadline: datetime | None = None, **kwargs: Any
+) -> RunnerReadyTrigger:
     return RunnerReadyTrigger(
         conn_id="runners_fake_test",
         handle=(handle or make_handle()).to_xcom(),
         deadline=(deadline or datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
         poll_interval=INTERVAL,
+        **kwargs,
     )
 
 
@@ -262,7 +275,7 @@ async def test_missing_status_is_an_error_for_that_waiter_only() -> None:
 
 # -- RunnerReadyTrigger ------------------------------------------------------------------------
 def test_trigger_serializes_into_an_equal_trigger() -> None:
-    original = trigger()
+    original = trigger(not_before=CREATED.isoformat(), provision_ti=PROVISION_TI)
     classpath, kwargs = original.serialize()
     assert classpath == "airflow_provider_runners.triggers.readiness.RunnerReadyTrigger"
     assert json.loads(json.dumps(kwargs)) == kwargs  # stored as JSON in the trigger table
@@ -271,6 +284,15 @@ def test_trigger_serializes_into_an_equal_trigger() -> None:
     assert rebuilt.serialize() == (classpath, kwargs)
     assert RunnerHandle.from_xcom(rebuilt.handle) == make_handle()
     assert rebuilt.poll_interval == INTERVAL
+    assert rebuilt.not_before == CREATED.isoformat()
+    assert rebuilt.provision_ti == PROVISION_TI
+
+
+def test_a_trigger_serialized_by_an_older_version_still_loads() -> None:
+    old = {"conn_id": "runners_fake_test", "handle": make_handle().to_xcom(), "deadline": CREATED.isoformat()}
+    rebuilt = RunnerReadyTrigger(**old)
+    assert rebuilt.not_before is None
+    assert rebuilt.provision_ti is None
 
 
 @pytest.mark.asyncio
@@ -380,3 +402,49 @@ async def test_trigger_with_an_undefined_connection_fails_with_one_event() -> No
 async def test_on_kill_tears_the_runner_down() -> None:
     await trigger().on_kill()
     assert FakeBackend.teardowns == 1
+
+
+@pytest.mark.asyncio
+async def test_a_ready_event_waits_for_not_before() -> None:
+    """The minimum dwell: a runner ready at once is reported no sooner than not_before."""
+    FakeBackend.reset(pending_polls=0)
+    started = time.monotonic()
+    events = await asyncio.wait_for(
+        events_of(trigger(not_before=(datetime.now(UTC) + timedelta(seconds=0.6)).isoformat())), 10
+    )
+    assert [e.payload["status"] for e in events] == ["ready"]
+    assert time.monotonic() - started >= 0.5
+    assert FakeBackend.calls == 1  # it dwelt without polling again
+
+
+@pytest.mark.asyncio
+async def test_a_failure_is_not_delayed_by_not_before() -> None:
+    FakeBackend.reset(pending_polls=0, final=RunnerState.FAILED)
+    events = await asyncio.wait_for(
+        events_of(trigger(not_before=(datetime.now(UTC) + timedelta(hours=1)).isoformat())), 10
+    )
+    assert [e.payload["status"] for e in events] == ["failed"]
+
+
+@pytest.mark.asyncio
+async def test_on_kill_records_the_end_once(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
+
+    monkeypatch.setenv("AIRFLOW__RUNNERS__EVIDENCE_PATH", "file://" + str(tmp_path))
+    monkeypatch.setenv("AIRFLOW__RUNNERS__REGISTRY", "none")
+    killed = trigger(provision_ti=PROVISION_TI)
+    await killed.on_kill()
+    await killed.on_kill()  # the triggerer may cancel it twice: one entry
+    assert FakeBackend.teardowns == 2  # teardown is idempotent; the record is not repeated
+    (chain,) = list(iter_chains("etl", "manual__1"))
+    report = verify_chain(chain, complete=True)
+    assert report.ok, report.problems
+    (end,) = report.entries
+    assert (end["event"], end["by"], end["terminal"], end["task_id"]) == (
+        "end",
+        "trigger on_kill",
+        True,
+        "cluster.provision",
+    )
+    assert end["lineage_key"] == make_handle().lineage_key
+    assert end["facts"]["teardown"][0]["existed"] is True

@@ -249,3 +249,68 @@ def test_configured_connections_come_from_env_and_config(monkeypatch: pytest.Mon
     } <= set(ids)
     assert "aws_default" not in ids
     assert "broken_json" not in ids
+
+
+def _vanished(fleet: dict[str, Any], run_id: str) -> Lineage:
+    lineage = Lineage("etl", run_id, "cluster.provision")
+    fleet["registry"].put(
+        RunnerRecord(
+            key=lineage.key,
+            backend="cloudy",
+            conn_id="runners_cloudy",
+            status="running",
+            resource_id=f"i-{run_id}",
+            dag_id=lineage.dag_id,
+            run_id=lineage.run_id,
+            task_id=lineage.task_id,
+            expires_at=time.time() + 3600,
+            last_heartbeat=NOW.timestamp() - 3600,
+        )
+    )
+    return lineage
+
+
+def test_a_runner_ended_by_its_backstop_gets_one_end_entry(fleet: dict[str, Any]) -> None:
+    """Gone from the backend, its record still live: nobody of ours ended it (ttl / idle)."""
+    from airflow_provider_runners.evidence.ledger import append
+
+    lineage = _vanished(fleet, "manual__backstop")
+    append("etl", "manual__backstop", lineage.key, "provision", {"outcome": "success"})
+    run_sweep(fleet)
+    run_sweep(fleet)  # the record is ended now: nothing more
+    (chain,) = [c for c in iter_chains() if c.parent.name == "manual__backstop"]
+    report = verify_chain(chain, complete=True)
+    assert report.ok, report.problems
+    assert [(e["event"], e.get("by"), bool(e.get("terminal"))) for e in report.entries] == [
+        ("provision", None, False),
+        ("end", "backstop", True),
+    ]
+    assert fleet["registry"].get(lineage.key).status == "ended"
+
+
+def test_the_backstop_entry_is_not_written_when_the_end_is_already_recorded(fleet: dict[str, Any]) -> None:
+    from airflow_provider_runners.evidence.ledger import append
+
+    lineage = _vanished(fleet, "manual__ended")
+    append("etl", "manual__ended", lineage.key, "provision", {"outcome": "success"})
+    append(
+        "etl",
+        "manual__ended",
+        lineage.key,
+        "end",
+        {"outcome": "success", "by": "trigger on_kill"},
+        terminal=True,
+    )
+    run_sweep(fleet)
+    (chain,) = [c for c in iter_chains() if c.parent.name == "manual__ended"]
+    assert [e["event"] for e in verify_chain(chain, complete=True).entries] == ["provision", "end"]
+
+
+def test_a_reap_entry_is_terminal_and_written_once_per_runner(fleet: dict[str, Any]) -> None:
+    run_sweep(fleet)
+    run_sweep(fleet)  # a backend that still lists the runner (slow to delete): reaped again
+    assert CloudyBackend.torn_down.count("i-ended") == 2
+    (chain,) = [c for c in iter_chains() if c.parent.name == "manual__old"]
+    report = verify_chain(chain, complete=True)
+    assert report.ok, report.problems
+    assert [(e["event"], e["terminal"]) for e in report.entries] == [("reap", True)]

@@ -263,6 +263,18 @@ def test_cli_verify_intact_then_tampered(
     assert "1 of 2 chains intact" in out
 
 
+def test_cli_verify_complete_requires_one_terminal_entry_per_round(
+    base: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_runner(base)  # provision, work, teardown written without a terminal mark
+    assert main(["evidence", "verify", "--base", base]) == 0
+    assert main(["evidence", "verify", "--base", base, "--complete"]) == 1
+    assert "round from seq 1: no terminal entry" in capsys.readouterr().out
+    append(DAG, RUN, KEY, "end", {"outcome": "success", "by": "backstop"}, base_url=base, terminal=True)
+    assert main(["evidence", "verify", "--base", base, "--complete"]) == 0
+    assert "1 of 1 chains intact" in capsys.readouterr().out
+
+
 def test_cli_verify_filters_by_dag(base: str, capsys: pytest.CaptureFixture[str]) -> None:
     record_runner(base)
     record_runner(base, dag="other_dag")
