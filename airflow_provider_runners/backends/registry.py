@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from airflow_provider_runners.backends.base import Backend, ConnectionConfig
+from airflow_provider_runners.connections import connection_extra
 from airflow_provider_runners.exceptions import BackendNotFoundError
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ def connection_config(conn_id: str) -> ConnectionConfig:
             f"{sorted(backend_classes())}, or use one of the embedded local ones: "
             f"{sorted(EMBEDDED_CONNECTIONS)}"
         )
-    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    # Not conn.extra_dejson: it logs a malformed extra and returns {} (docs/architecture.md).
+    extra = connection_extra(conn_id, getattr(conn, "extra", None))
     return ConnectionConfig(
         conn_id=conn_id,
         conn_type=conn.conn_type or "",
@@ -101,7 +103,7 @@ def connection_config(conn_id: str) -> ConnectionConfig:
         login=conn.login,
         password=conn.password,
         schema=conn.schema,
-        extra=dict(extra or {}),
+        extra=extra,
     )
 
 

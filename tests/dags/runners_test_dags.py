@@ -87,3 +87,8 @@ with DAG("runners_test_bad_runtime", schedule=None, start_date=START, catchup=Fa
 with DAG("runners_test_sync_wait", schedule=None, start_date=START, catchup=False) as sync_dag:
     with runner("cluster", spec=SPEC, deferrable=False) as handle:
         DaskJobOperator(task_id="job", handle=handle, python_callable=count_rows, op_kwargs={"rows": 1000})
+
+with DAG("runners_test_bad_extra", schedule=None, start_date=START, catchup=False) as bad_extra_dag:
+    # AIRFLOW_CONN_RUNNERS_BAD_EXTRA is set by tests/integration/test_connections.py (malformed extra)
+    with runner("cluster", conn_id="runners_bad_extra", spec=SPEC) as handle:
+        DaskJobOperator(task_id="job", handle=handle, python_callable=count_rows, op_kwargs={"rows": 1000})
