@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_runners.backends.registry import mask_runner_connection
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import ProvisionError
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
@@ -58,6 +59,9 @@ class DaskJobOperator(BaseOperator):
             raise ProvisionError(
                 f"runner {handle.resource_id} has no 'scheduler' endpoint; is it a dask_cluster, and ready?"
             )
+        # This task process never built the backend: register the Connection's secrets
+        # (worker_env) with its own log masker before the job can print them.
+        mask_runner_connection(handle.conn_id)
         from distributed import Client
 
         from airflow_provider_runners.dask_modules import ship_modules

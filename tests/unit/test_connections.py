@@ -72,3 +72,32 @@ def test_secret_references_to_a_malformed_extra_fail_clearly(monkeypatch: pytest
     refs = parse_secret_env({"KEY": "conn:erp_typo#extra.api_key"})
     with pytest.raises(ConnectionExtraError, match="Connection 'erp_typo': extra is not valid JSON"):
         resolve_on_worker(refs)
+
+
+def test_secret_extra_values_are_masked_whatever_their_key_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow masks a value inside an extra only when its key looks secret (``*_TOKEN``); a
+    worker_env value under ``WAREHOUSE_URL`` must be masked too, in every process that reads it."""
+    from airflow.sdk._shared.secrets_masker import redact
+
+    from airflow_provider_runners.backends.registry import mask_runner_connection
+    from airflow_provider_runners.connections import secret_values
+
+    env = {"WAREHOUSE_URL": "whs-unit-SECRET-1c4d", "ETL_API_TOKEN": "tok-unit-SECRET-88e1", "N": 123456}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RUNNERS_MASK_TEST",
+        json.dumps(
+            {"conn_type": "runners_local_dask", "extra": {"worker_env": env, "state_dir": "/tmp/sd-x"}}
+        ),
+    )
+    assert sorted(secret_values({"worker_env": env, "state_dir": "/x"}, ["worker_env"])) == sorted(
+        ["whs-unit-SECRET-1c4d", "tok-unit-SECRET-88e1", "123456"]
+    )
+    mask_runner_connection("runners_mask_test")
+    line = "url=whs-unit-SECRET-1c4d token=tok-unit-SECRET-88e1 n=123456 dir=/tmp/sd-x"
+    assert redact(line) == "url=*** token=*** n=*** dir=/tmp/sd-x"  # state_dir is not a secret
+
+
+def test_masking_an_undefined_embedded_connection_is_a_no_op() -> None:
+    from airflow_provider_runners.backends.registry import mask_runner_connection
+
+    mask_runner_connection("runners_default")  # no Connection defined: no secrets, no error
