@@ -34,4 +34,9 @@ def print_worker_env(client: Any) -> dict[str, int]:
 
 with DAG("runners_test_worker_env_masked", schedule=None, start_date=START, catchup=False) as masked_dag:
     with runner("cluster", conn_id="runners_dask_secret", spec=SPEC) as handle:
+        # on the cluster (re-attach, the default): the job's output is forwarded to the task log
         DaskJobOperator(task_id="print_env", handle=handle, python_callable=print_worker_env)
+        # in the task process: the job prints straight into the task log
+        DaskJobOperator(
+            task_id="print_env_in_process", handle=handle, python_callable=print_worker_env, reattach=False
+        )

@@ -69,8 +69,11 @@ class Stack:
     def log(self, service: str) -> str:
         return (self.home / f"{service}.log").read_text(errors="replace")
 
-    def wait_healthy(self, timeout: float = 90) -> None:
-        """Wait until the api-server answers its health endpoint."""
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        """Wait until the api-server answers its health endpoint (``RUNNERS_E2E_STARTUP_TIMEOUT``
+        seconds, default 90: a machine shared with other test sessions may need more)."""
+        if timeout is None:
+            timeout = float(os.environ.get("RUNNERS_E2E_STARTUP_TIMEOUT", "90"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -128,18 +128,22 @@ def test_worker_env_is_masked_in_the_work_tasks_own_log(airflow_stack: Stack) ->
     states = airflow_stack.task_states(dag_id, run_id)
     assert state == "success", states
     run_logs = airflow_stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
-    work_log = "".join(p.read_text() for p in (run_logs / "task_id=cluster.print_env").rglob("*.log"))
-    for key in DASK_ENV_SECRETS:
-        assert f"worker_env {key}=***" in work_log, work_log[-3000:]  # printed, masked
-        assert f"worker_env {key}=*** (logged)" in work_log, work_log[-3000:]
+    for task_id in ("cluster.print_env", "cluster.print_env_in_process"):
+        work_log = "".join(p.read_text() for p in (run_logs / f"task_id={task_id}").rglob("*.log"))
+        for key in DASK_ENV_SECRETS:
+            assert f"worker_env {key}=***" in work_log, (task_id, work_log[-3000:])  # printed, masked
+            assert f"worker_env {key}=*** (logged)" in work_log, (task_id, work_log[-3000:])
     everything = {p: p.read_text(errors="replace") for p in airflow_stack.home.rglob("*.log")}
     for path, text in everything.items():
         for value in DASK_ENV_SECRETS.values():
             assert value not in text, f"worker_env value leaked into {path}"
     entries = _verify(airflow_stack, dag_id, run_id)
-    work = [e for e in entries if e["event"] == "work"]
-    lengths = {k: len(v) for k, v in DASK_ENV_SECRETS.items()}
-    assert work[0]["facts"]["result"] == {f"{k}_len": n for k, n in lengths.items()}  # the job saw them
+    work = {e["task_id"]: e["facts"] for e in entries if e["event"] == "work"}
+    lengths = {f"{k}_len": len(v) for k, v in DASK_ENV_SECRETS.items()}
+    assert work["cluster.print_env"]["result"] == lengths  # the job saw them
+    assert work["cluster.print_env"]["computation"]["mode"] == "published"
+    assert work["cluster.print_env_in_process"]["result"] == lengths
+    assert work["cluster.print_env_in_process"]["computation"]["mode"] == "in_process"
     assert not local_dask_daemons(airflow_stack.home)
 
 
