@@ -6,6 +6,7 @@ The hierarchy is shallow on purpose::
     ├── RunnerSpecError(RunnerError, ValueError)   bad input, raised at DAG parse time; nothing created
     │   └── CatalogError                           the catalog file itself is invalid
     ├── BackendNotFoundError(RunnerError, LookupError)  no backend for a Connection's conn_type
+    ├── ConnectionExtraError(RunnerError, ValueError)   a Connection's extra is not a JSON object
     ├── MissingExtraError(RunnerError, ImportError)     an optional SDK is not installed
     ├── ProvisionError(RunnerError, RuntimeError)       the runner could not be made ready
     │   └── BudgetExceededError                        a $/hour budget has no room: nothing created
@@ -40,6 +41,13 @@ class CatalogError(RunnerSpecError):
 
 class BackendNotFoundError(RunnerError, LookupError):
     """No backend is registered for a Connection's conn_type."""
+
+
+class ConnectionExtraError(RunnerError, ValueError):
+    """A Connection's extra is malformed JSON or not a JSON object.
+
+    The message names the Connection and the JSON error (line, column), never the extra's text.
+    """
 
 
 class MissingExtraError(RunnerError, ImportError):

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from airflow_provider_runners.connections import connection_extra
 from airflow_provider_runners.exceptions import RunnerSpecError
 
 KINDS = ("conn", "var", "aws-sm", "ssm", "k8s-secret")
@@ -107,7 +108,7 @@ def resolve_on_worker(refs: Mapping[str, SecretRef]) -> dict[str, str]:
             conn = BaseHook.get_connection(ref.name)
             key = ref.key or "password"
             raw = (
-                conn.extra_dejson.get(key.removeprefix("extra."))
+                connection_extra(ref.name, conn.extra).get(key.removeprefix("extra."))
                 if key.startswith("extra.")
                 else getattr(conn, key)
             )

@@ -84,7 +84,11 @@ with DAG(
     )
 
     with runner("local", spec=LOCAL_SPEC) as local:
-        DaskJobOperator(task_id="drain", handle=local, python_callable=drain, op_kwargs={"queue": QUEUE})
+        # drain claims jobs from a queue on this Airflow worker and reads the runner registry: it
+        # needs the worker's local state, so it runs in the task process (no re-attach).
+        DaskJobOperator(
+            task_id="drain", handle=local, python_callable=drain, op_kwargs={"queue": QUEUE}, reattach=False
+        )
 
     @task_group
     def cloud(launch: dict[str, Any]) -> None:
@@ -94,6 +98,7 @@ with DAG(
                 handle=handle,
                 python_callable=drain,
                 op_kwargs={"queue": QUEUE, "handle": handle, "launch": launch},
+                reattach=False,
             )
 
     bursts = cloud.expand(launch=plan.output)

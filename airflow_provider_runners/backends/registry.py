@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from airflow_provider_runners.backends.base import Backend, ConnectionConfig
+from airflow_provider_runners.connections import connection_extra, mask_connection_secrets
 from airflow_provider_runners.exceptions import BackendNotFoundError
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ def connection_config(conn_id: str) -> ConnectionConfig:
             f"{sorted(backend_classes())}, or use one of the embedded local ones: "
             f"{sorted(EMBEDDED_CONNECTIONS)}"
         )
-    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    # Not conn.extra_dejson: it logs a malformed extra and returns {} (docs/architecture.md).
+    extra = connection_extra(conn_id, getattr(conn, "extra", None))
     return ConnectionConfig(
         conn_id=conn_id,
         conn_type=conn.conn_type or "",
@@ -101,7 +103,7 @@ def connection_config(conn_id: str) -> ConnectionConfig:
         login=conn.login,
         password=conn.password,
         schema=conn.schema,
-        extra=dict(extra or {}),
+        extra=extra,
     )
 
 
@@ -125,17 +127,20 @@ def get_backend(conn_id: str = DEFAULT_CONN_ID) -> Backend:
 
 
 def _mask_secrets(config: ConnectionConfig, cls: type[Backend]) -> None:
-    """Register the Connection's secret values with Airflow's log masker."""
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover
-        return
-    if config.password:
-        mask_secret(config.password)
-    for name in cls.secret_extra_fields:
-        value = config.extra.get(name)
-        if value:
-            mask_secret(value)
+    """Register the Connection's secret values with Airflow's log masker (in this process)."""
+    mask_connection_secrets(config.password, config.extra, cls.secret_extra_fields)
+
+
+def mask_runner_connection(conn_id: str) -> None:
+    """Register the secrets of runner Connection ``conn_id`` with the log masker of this process.
+
+    For tasks that use a runner without building its backend (``DaskJobOperator``): on a real
+    deployment each task is its own process, and only the process that registered a value masks
+    it. An undefined embedded Connection has no secrets; an unknown conn_type masks the password.
+    """
+    config = connection_config(conn_id)
+    cls = backend_classes().get(config.conn_type)
+    mask_connection_secrets(config.password, config.extra, cls.secret_extra_fields if cls else ())
 
 
 def configured_conn_ids(extra: Iterable[str] = (), use_db: bool = True) -> tuple[list[str], list[str]]:

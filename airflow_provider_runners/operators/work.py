@@ -9,9 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_runners.backends.registry import mask_runner_connection
+from airflow_provider_runners.dask_jobs import AttachedJob, picklable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import ProvisionError
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.lineage import Lineage
 from airflow_provider_runners.runtime import runtime_versions
 
 if TYPE_CHECKING:
@@ -25,6 +28,35 @@ class DaskJobOperator(BaseOperator):
     The client connects to ``handle.endpoints["scheduler"]`` — the same for ``local_dask`` and
     ``dataproc_dask`` — and is closed afterwards. The callable's return value is the task's
     XCom: keep it small (a summary, a path), not data.
+
+    **Re-attach** (``reattach=True``, the default): the callable runs *on the cluster*, as one
+    Dask task published under a name derived from the task instance (dag, run, task, map index;
+    not the try), with a client made on the Dask worker (``distributed.worker_client``). A try
+    that dies — SIGKILL, a scheduler restart that resets the task, a lost worker — leaves it
+    running; the next try of the same task instance waits for it, or takes its result if it
+    already finished, instead of running the job again. What the job prints or logs (at its
+    loggers' levels) is written into the task log of the try that is attached. Details and the
+    resources on the cluster: :mod:`airflow_provider_runners.dask_jobs`. A try starts a new
+    computation when the published one errored, was cancelled or is gone.
+
+    It **cannot re-attach**, and each try runs the job again, when:
+
+    - ``reattach=False``, or the callable or its arguments cannot be pickled (cloudpickle):
+      then the callable runs in the Airflow task process, as before, and its client closes
+      with the try (pass ``reattach=False`` when the callable needs the Airflow worker's local
+      state: ``get_current_context()``, Variables or Connections, local files or queues the
+      Dask workers cannot see, a registry only the Airflow worker can reach);
+    - the runner was replaced (a provision retry found it broken) or its scheduler restarted:
+      published jobs live in the scheduler's memory;
+    - the Dask worker running the job died: Dask itself runs the job again elsewhere
+      (``distributed.scheduler.allowed-failures``);
+    - the try died in the instant between submitting the job and publishing its name.
+
+    Killing a try (SIGTERM/``on_kill``, SIGKILL) does **not** stop a published job — a later
+    try takes it; tearing the runner down does. A try that fails on its own (the job raised,
+    ``execution_timeout``) cancels and unpublishes it, so the retry recomputes. The result
+    travels through the scheduler: like the XCom it becomes, it must be small.
+    Evidence facts: ``computation`` = name, key, ``started_by_try``, ``reattached``, ``this_try``.
     """
 
     template_fields = ("handle", "op_args", "op_kwargs")
@@ -38,6 +70,7 @@ class DaskJobOperator(BaseOperator):
         op_args: Sequence[Any] | None = None,
         op_kwargs: Mapping[str, Any] | None = None,
         connect_timeout: float = 30.0,
+        reattach: bool = True,
         provision_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -49,6 +82,8 @@ class DaskJobOperator(BaseOperator):
         self.op_args = list(op_args or [])
         self.op_kwargs = dict(op_kwargs or {})
         self.connect_timeout = connect_timeout
+        self.reattach = reattach
+        self._killed = False
         add_evidence_callbacks(self, "work", provision_task_id)
 
     def execute(self, context: Context) -> Any:
@@ -58,6 +93,9 @@ class DaskJobOperator(BaseOperator):
             raise ProvisionError(
                 f"runner {handle.resource_id} has no 'scheduler' endpoint; is it a dask_cluster, and ready?"
             )
+        # This task process never built the backend: register the Connection's secrets
+        # (worker_env) with its own log masker before the job can print them.
+        mask_runner_connection(handle.conn_id)
         from distributed import Client
 
         from airflow_provider_runners.dask_modules import ship_modules
@@ -76,15 +114,46 @@ class DaskJobOperator(BaseOperator):
             facts["shipped_modules"] = ship_modules(
                 client, self.python_callable, os.path.dirname(dag_file) if dag_file else None
             )
-            context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
-            self.log.info("running %s on %s (%d workers)", facts["callable"], address, facts["workers"])
-            with client.as_current():
-                result = self.python_callable(client, *self.op_args, **self.op_kwargs)
+            why_not = picklable(self.python_callable, self.op_args, self.op_kwargs) if self.reattach else None
+            if self.reattach and why_not is None:
+                result = self._run_published(client, context, facts)
+            else:
+                facts["computation"] = {"mode": "in_process", "why": why_not or "reattach=False"}
+                context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
+                self.log.info("running %s on %s (%d workers)", facts["callable"], address, facts["workers"])
+                with client.as_current():
+                    result = self.python_callable(client, *self.op_args, **self.op_kwargs)
         facts["job_seconds"] = round(time.monotonic() - started, 3)
         if _small_summary(result):
             facts["result"] = result
         context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
         return result
+
+    def _run_published(self, client: Any, context: Context, facts: dict[str, Any]) -> Any:
+        """Re-attach to this task instance's published job, or start and publish it; wait."""
+        ti = context["ti"]
+        try_number = int(getattr(ti, "try_number", 1) or 1)
+        job = AttachedJob(client, Lineage.from_context(context).key, try_number, self._job_output)
+        run = job.start(self.python_callable, self.op_args, self.op_kwargs)
+        facts["computation"] = {"mode": "published", **run.facts(), "this_try": try_number}
+        ti.xcom_push(key=FACTS_XCOM_KEY, value=facts)  # before the wait: a killed try keeps it
+        if run.reattached:
+            self.log.info("re-attached to %s, started by try %s", run.key, run.started_by_try)
+        else:
+            self.log.info("running %s on %s as Dask job %s", facts["callable"], facts["scheduler"], run.key)
+        try:
+            return job.wait()
+        except BaseException:
+            # A kill leaves the job for the next try; any other failure of this try ends it.
+            job.abandon(cancel=not self._killed)
+            raise
+
+    def _job_output(self, line: str) -> None:
+        self.log.info("%s", line)
+
+    def on_kill(self) -> None:
+        """The task process is being killed: leave a published job running for the next try."""
+        self._killed = True
 
 
 def _small_summary(value: Any) -> bool:

@@ -17,6 +17,8 @@ from airflow_provider_runners.operators.work import DaskJobOperator
 
 SPEC = {"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}, "ttl": "10m"}
 START = datetime(2026, 1, 1)
+#: Where runners_test_reattach counts the runs of its job body (one file per DAG run).
+COUNTS = os.path.join(os.environ.get("AIRFLOW_HOME", "/tmp"), "reattach-counts")
 
 
 class CrashAfterCreateProvision(ProvisionRunnerOperator):
@@ -91,3 +93,50 @@ with DAG("runners_test_bad_runtime", schedule=None, start_date=START, catchup=Fa
 with DAG("runners_test_sync_wait", schedule=None, start_date=START, catchup=False) as sync_dag:
     with runner("cluster", spec=SPEC, deferrable=False) as handle:
         DaskJobOperator(task_id="job", handle=handle, python_callable=count_rows, op_kwargs={"rows": 1000})
+
+with DAG("runners_test_bad_extra", schedule=None, start_date=START, catchup=False) as bad_extra_dag:
+    # AIRFLOW_CONN_RUNNERS_BAD_EXTRA is set by tests/integration/test_connections.py (malformed extra)
+    with runner("cluster", conn_id="runners_bad_extra", spec=SPEC) as handle:
+        DaskJobOperator(task_id="job", handle=handle, python_callable=count_rows, op_kwargs={"rows": 1000})
+
+
+def counted_body(client: Any, counter: str, hold_s: float) -> dict[str, Any]:
+    """Runs on the Dask worker (re-attach mode): counts its runs in ``counter``, then works a while."""
+    import time
+
+    os.makedirs(os.path.dirname(counter), exist_ok=True)
+    with open(counter, "a") as fh:
+        fh.write("run\n")
+    print("body started", flush=True)
+    time.sleep(hold_s)
+    total = int(client.submit(sum, range(100), pure=False).result())
+    with open(counter) as fh:
+        runs = len(fh.read().splitlines())
+    print("body done", flush=True)
+    return {"runs": runs, "total": total}
+
+
+class KilledOnceDaskJob(DaskJobOperator):
+    """Try 1 is killed (``on_kill``, then the process dies) as soon as its job runs on the cluster."""
+
+    def execute(self, context: Any) -> Any:
+        self._try = context["ti"].try_number
+        return super().execute(context)
+
+    def _job_output(self, line: str) -> None:
+        super()._job_output(line)
+        if self._try == 1 and "body started" in line:
+            self.on_kill()
+            raise RuntimeError("simulated: the task process was killed while its Dask job ran")
+
+
+with DAG("runners_test_reattach", schedule=None, start_date=START, catchup=False) as reattach_dag:
+    with runner("cluster", spec=SPEC) as handle:
+        KilledOnceDaskJob(
+            task_id="job",
+            handle=handle,
+            python_callable=counted_body,
+            op_kwargs={"counter": os.path.join(COUNTS, "{{ run_id }}"), "hold_s": 4},
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+        )

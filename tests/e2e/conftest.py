@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.deployment import (  # noqa: F401 - re-exported for the e2e tests
+    DASK_ENV_SECRETS,
     ERP_SECRET,
     HIL_PLACES,
     HOST_SECRET,

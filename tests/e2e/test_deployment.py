@@ -9,7 +9,7 @@ import os
 import pytest
 
 from tests.conftest import local_dask_daemons
-from tests.e2e.conftest import ERP_SECRET, HOST_SECRET, Stack
+from tests.e2e.conftest import DASK_ENV_SECRETS, ERP_SECRET, HOST_SECRET, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -147,6 +147,35 @@ def test_host_command_secrets_are_masked_in_real_task_logs(airflow_stack: Stack)
     assert HOST_SECRET not in everything
     slow_log = "".join(p.read_text() for p in (run_logs / "task_id=host.slow").rglob("*.log"))
     assert "did not finish within 2s" in slow_log
+
+
+def test_worker_env_is_masked_in_the_work_tasks_own_log(airflow_stack: Stack) -> None:
+    """The work task runs in its own process, which never built the backend: it still masks the
+    local_dask Connection's worker_env values its job prints (stdout and logging)."""
+    dag_id = "runners_test_worker_env_masked"
+    airflow_stack.wait_for_dag(dag_id)
+    run_id = airflow_stack.trigger(dag_id, {})
+    state = airflow_stack.wait_for_run(dag_id, run_id)
+    states = airflow_stack.task_states(dag_id, run_id)
+    assert state == "success", states
+    run_logs = airflow_stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    for task_id in ("cluster.print_env", "cluster.print_env_in_process"):
+        work_log = "".join(p.read_text() for p in (run_logs / f"task_id={task_id}").rglob("*.log"))
+        for key in DASK_ENV_SECRETS:
+            assert f"worker_env {key}=***" in work_log, (task_id, work_log[-3000:])  # printed, masked
+            assert f"worker_env {key}=*** (logged)" in work_log, (task_id, work_log[-3000:])
+    everything = {p: p.read_text(errors="replace") for p in airflow_stack.home.rglob("*.log")}
+    for path, text in everything.items():
+        for value in DASK_ENV_SECRETS.values():
+            assert value not in text, f"worker_env value leaked into {path}"
+    entries = _verify(airflow_stack, dag_id, run_id)
+    work = {e["task_id"]: e["facts"] for e in entries if e["event"] == "work"}
+    lengths = {f"{k}_len": len(v) for k, v in DASK_ENV_SECRETS.items()}
+    assert work["cluster.print_env"]["result"] == lengths  # the job saw them
+    assert work["cluster.print_env"]["computation"]["mode"] == "published"
+    assert work["cluster.print_env_in_process"]["result"] == lengths
+    assert work["cluster.print_env_in_process"]["computation"]["mode"] == "in_process"
+    assert not local_dask_daemons(airflow_stack.home)
 
 
 def test_reaper_removes_the_host_of_a_run_that_hit_dagrun_timeout(airflow_stack: Stack) -> None:

@@ -35,6 +35,8 @@ from tests.conftest import REPO
 
 ERP_SECRET = "erp-E2E-SECRET-5c0a"
 HOST_SECRET = "host-E2E-SECRET-9e1f"
+#: worker_env values of the runners_dask_secret Connection (tests/dags/runners_test_deploy_dags.py).
+DASK_ENV_SECRETS = {"ETL_API_TOKEN": "tok-E2E-SECRET-77d2", "WAREHOUSE_URL": "whs-E2E-SECRET-3b8a"}
 HIL_PLACES = {"imx8-a": {"tags": {"board": "imx8"}}, "stm32-a": {"tags": {"board": "stm32"}}}
 PG_DSN = os.environ.get("RUNNERS_E2E_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("RUNNERS_E2E_REDIS", "redis://127.0.0.1:6379/0")
@@ -50,6 +52,7 @@ E2E_DAG_FILES = (
     "dags/hil_bench_suite.py",
     "tests/dags/runners_test_host_dags.py",
     "tests/dags/runners_leak_test_dags.py",
+    "tests/dags/runners_test_deploy_dags.py",
 )
 
 
@@ -87,8 +90,11 @@ class Stack:
     def log(self, service: str) -> str:
         return (self.home / f"{service}.log").read_text(errors="replace")
 
-    def wait_healthy(self, timeout: float = 240) -> None:
-        """Wait until the api-server answers its health endpoint."""
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        """Wait until the api-server answers its health endpoint (``RUNNERS_E2E_STARTUP_TIMEOUT``
+        seconds, default 240: a machine shared with other test sessions may need more)."""
+        if timeout is None:
+            timeout = float(os.environ.get("RUNNERS_E2E_STARTUP_TIMEOUT", "240"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -320,6 +326,9 @@ def deployment(
         # Secrets the host commands get at run time (tests/e2e/test_deployment.py looks for leaks).
         "AIRFLOW_CONN_ERP_SOURCE": json.dumps({"conn_type": "generic", "password": ERP_SECRET}),
         "AIRFLOW_CONN_RUNNERS_HOST_SECRET": json.dumps({"conn_type": "generic", "password": HOST_SECRET}),
+        "AIRFLOW_CONN_RUNNERS_DASK_SECRET": json.dumps(
+            {"conn_type": "runners_local_dask", "extra": {"worker_env": DASK_ENV_SECRETS}}
+        ),
         "RUNNERS_HIL_CONN_ID": "runners_hil_e2e",
         "AIRFLOW_CONN_RUNNERS_HIL_E2E": json.dumps(
             {"conn_type": "runners_labgrid", "host": "127.0.0.1", "port": coordinator.port}
