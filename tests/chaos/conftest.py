@@ -64,7 +64,13 @@ def chaos_stack() -> Iterator[Stack]:
         extra_env=CHAOS_ENV,
         prefix="runners-chaos-",
     ) as stack:
-        for dag_id in ("chaos_dask", "chaos_host", "chaos_dask_timeout", "local_dask_etl"):
+        for dag_id in (
+            "chaos_dask",
+            "chaos_host",
+            "chaos_dask_timeout",
+            "chaos_dask_deferred",
+            "local_dask_etl",
+        ):
             stack.wait_for_dag(dag_id)
         try:
             yield stack

@@ -48,7 +48,7 @@ def _judge(
     lineages = {lineage_of(*run) for run in runs}
     cleanup = clean_up(stack, sampler, lineages)
     chains = chain_problems(stack, runs, set(sampler.lineages))
-    starts = {run_id: job_starts(stack, run_id) for dag_id, run_id in runs if dag_id == "chaos_dask"}
+    starts = {run_id: job_starts(stack, run_id) for dag_id, run_id in runs if dag_id.startswith("chaos_dask")}
     failed = {run: stack.task_states(*run) for run, state in states.items() if state != "success"}
     record(
         {
@@ -76,10 +76,11 @@ def _judge(
 
 
 def test_triggerer_killed_with_provisions_deferred(chaos_stack: Stack, sampler: Sampler) -> None:
-    runs = [("chaos_dask", chaos_stack.trigger("chaos_dask", {"work_s": 2})) for _ in range(4)]
+    dag_id = "chaos_dask_deferred"
+    runs = [(dag_id, chaos_stack.trigger(dag_id, {"work_s": 2})) for _ in range(4)]
     deferred = wait_until(
         "a deferred provision",
-        lambda: _in_state(chaos_stack, "chaos_dask", "cluster.provision", "deferred"),
+        lambda: _in_state(chaos_stack, dag_id, "cluster.provision", "deferred"),
         timeout=240,
         poll=0.1,
     )

@@ -167,7 +167,7 @@ SCENARIOS = [
     Scenario(
         "failed_in_provision",
         "run marked failed (REST) during provision",
-        "chaos_dask",
+        "chaos_dask_deferred",
         {"work_s": WORK_S},
         fail_run_during_provision,
         "failed",

@@ -4,7 +4,10 @@
   ``work_s`` seconds on a worker; every start of the job appends a line to
   ``$AIRFLOW_HOME/runners/chaos-jobs/<run_id>.log`` (how the suite counts double work);
 * ``chaos_host`` — a ``local_host`` runner and one command that sleeps ``work_s`` seconds;
-* ``chaos_dask_timeout`` — ``chaos_dask`` with a ``dagrun_timeout`` shorter than its work.
+* ``chaos_dask_timeout`` — ``chaos_dask`` with a ``dagrun_timeout`` shorter than its work;
+* ``chaos_dask_deferred`` — ``chaos_dask`` whose provision defers at once (``wait_before_defer=0``;
+  the default first waits 20 s in the task, and a quiet machine's cluster is ready by then), so
+  that the suite can break things while provisions are deferred.
 
 Work tasks retry once (1 s apart), as a production DAG's would.
 """
@@ -57,7 +60,9 @@ def sleep_job(client: Any, seconds: float | str, run_id: str) -> dict[str, Any]:
     return {"worker_pid": future.result(), "seconds": float(seconds)}
 
 
-def _dask_dag(dag_id: str, dagrun_timeout: timedelta | None, default_work_s: float) -> DAG:
+def _dask_dag(
+    dag_id: str, dagrun_timeout: timedelta | None, default_work_s: float, **provision_kwargs: Any
+) -> DAG:
     with (
         DAG(
             dag_id,
@@ -68,7 +73,9 @@ def _dask_dag(dag_id: str, dagrun_timeout: timedelta | None, default_work_s: flo
             params={"work_s": Param(default_work_s, type="number", minimum=0)},
             tags=["runners", "chaos"],
         ) as dag,
-        runner("cluster", conn_id="runners_default", spec=CLUSTER) as cluster,
+        runner(
+            "cluster", conn_id="runners_default", spec=CLUSTER, provision_kwargs=provision_kwargs
+        ) as cluster,
     ):
         DaskJobOperator(
             task_id="work",
@@ -82,6 +89,7 @@ def _dask_dag(dag_id: str, dagrun_timeout: timedelta | None, default_work_s: flo
 
 chaos_dask = _dask_dag("chaos_dask", None, 0)
 chaos_dask_timeout = _dask_dag("chaos_dask_timeout", timedelta(seconds=60), 600)
+chaos_dask_deferred = _dask_dag("chaos_dask_deferred", None, 0, wait_before_defer=0)
 
 with DAG(
     "chaos_host",
