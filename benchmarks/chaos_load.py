@@ -46,16 +46,31 @@ def main(argv: list[str] | None = None) -> int:
         "RUNNERS_CHAOS_REPORT": str(report),
         "RUNNERS_E2E_REQUIRED": "1",
     }
-    targets = ["tests/chaos"] if args.faults else ["tests/chaos/test_load.py::test_concurrent_runs_at_benchmark_scale"]
+    targets = (
+        ["tests/chaos"]
+        if args.faults
+        else ["tests/chaos/test_load.py::test_concurrent_runs_at_benchmark_scale"]
+    )
     started = time.monotonic()
-    code = subprocess.call([str(PYTHON), "-m", "pytest", "-q", "-p", "no:randomly", *targets], cwd=REPO, env=env)
+    code = subprocess.call(
+        [str(PYTHON), "-m", "pytest", "-q", "-p", "no:randomly", *targets], cwd=REPO, env=env
+    )
     elapsed = time.monotonic() - started
     rows = [json.loads(line) for line in report.read_text().splitlines()] if report.exists() else []
     info = machine()
     print(f"**Machine:** {machine_line(info)}; commit {git_state().get('commit')}; {elapsed:.0f} s in all\n")
     print(
         md_table(
-            ["fault", "executor", "user sees", "left after runs", "reaper", "left after reap", "s to cleanup", "load"],
+            [
+                "fault",
+                "executor",
+                "user sees",
+                "left after runs",
+                "reaper",
+                "left after reap",
+                "s to cleanup",
+                "load",
+            ],
             [
                 [
                     r["fault"],
