@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime
+import signal
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG
@@ -31,6 +32,49 @@ def print_worker_env(client: Any) -> dict[str, int]:
         logging.getLogger("airflow.task").warning("worker_env %s=%s (logged)", key, value)
     return {f"{key}_len": len(value) for key, value in seen.items()}
 
+
+def counted_body(client: Any, counter: str, hold_s: float) -> dict[str, Any]:
+    """Counts its runs in ``counter`` (on the Dask worker), then works a while."""
+    import time
+
+    os.makedirs(os.path.dirname(counter), exist_ok=True)
+    with open(counter, "a") as fh:
+        fh.write("run\n")
+    print("body started", flush=True)
+    time.sleep(hold_s)
+    total = int(client.submit(sum, range(100), pure=False).result())
+    with open(counter) as fh:
+        return {"runs": len(fh.read().splitlines()), "total": total}
+
+
+class SigkilledOnceDaskJob(DaskJobOperator):
+    """Try 1's task process is killed with SIGKILL as soon as its job runs on the cluster."""
+
+    def execute(self, context: Any) -> Any:
+        self._try = context["ti"].try_number
+        return super().execute(context)
+
+    def _job_output(self, line: str) -> None:
+        super()._job_output(line)
+        if self._try == 1 and "body started" in line:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+with DAG("runners_test_reattach_after_sigkill", schedule=None, start_date=START, catchup=False) as kill_dag:
+    with runner("cluster", spec=SPEC) as handle:
+        SigkilledOnceDaskJob(
+            task_id="job",
+            handle=handle,
+            python_callable=counted_body,
+            op_kwargs={
+                "counter": os.path.join(
+                    os.environ.get("AIRFLOW_HOME", "/tmp"), "reattach-counts", "{{ run_id }}"
+                ),
+                "hold_s": 5,
+            },
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+        )
 
 with DAG("runners_test_worker_env_masked", schedule=None, start_date=START, catchup=False) as masked_dag:
     with runner("cluster", conn_id="runners_dask_secret", spec=SPEC) as handle:

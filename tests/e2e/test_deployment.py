@@ -178,6 +178,30 @@ def test_worker_env_is_masked_in_the_work_tasks_own_log(airflow_stack: Stack) ->
     assert not local_dask_daemons(airflow_stack.home)
 
 
+def test_a_sigkilled_dask_job_try_is_taken_over_by_its_retry(airflow_stack: Stack) -> None:
+    """Try 1's task process dies by SIGKILL while its job runs; try 2 re-attaches: one run."""
+    dag_id = "runners_test_reattach_after_sigkill"
+    airflow_stack.wait_for_dag(dag_id)
+    run_id = airflow_stack.trigger(dag_id, {})
+    state = airflow_stack.wait_for_run(dag_id, run_id)
+    states = airflow_stack.task_states(dag_id, run_id)
+    assert state == "success", (states, airflow_stack.log("scheduler")[-3000:])
+    counter = airflow_stack.home / "reattach-counts" / run_id
+    assert counter.read_text().splitlines() == ["run"]  # the job body ran once over both tries
+    job_logs = airflow_stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / "task_id=cluster.job"
+    second = (job_logs / "attempt=2.log").read_text()
+    assert "re-attached to airflow-runners-job-" in second
+    assert "started by try 1" in second
+    assert "[before this try attached] body started" in second
+    entries = _verify(airflow_stack, dag_id, run_id)
+    work = [e for e in entries if e["event"] == "work" and e["outcome"] == "success"]
+    assert len(work) == 1
+    computation = work[0]["facts"]["computation"]
+    assert (computation["reattached"], computation["started_by_try"], computation["this_try"]) == (True, 1, 2)
+    assert work[0]["facts"]["result"] == {"runs": 1, "total": 4950}
+    assert not local_dask_daemons(airflow_stack.home)
+
+
 def test_reaper_removes_the_host_of_a_run_that_hit_dagrun_timeout(airflow_stack: Stack) -> None:
     """dagrun_timeout skips the teardown; the next reaper sweep (CLI, metadata DB) removes the host."""
     import json
