@@ -29,11 +29,23 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "sensors": [
+            {"integration-name": "Runners", "python-modules": ["airflow_provider_runners.sensors.runners"]}
+        ],
+        "task-decorators": [
+            {"name": "runner", "class-name": "airflow_provider_runners.decorators.runner.runner_task"}
+        ],
         "hooks": [
             {"integration-name": "Runners", "python-modules": ["airflow_provider_runners.hooks.runner"]}
         ],
         "triggers": [
-            {"integration-name": "Runners", "python-modules": ["airflow_provider_runners.triggers.readiness"]}
+            {
+                "integration-name": "Runners",
+                "python-modules": [
+                    "airflow_provider_runners.triggers.readiness",
+                    "airflow_provider_runners.triggers.sensors",
+                ],
+            }
         ],
         "connection-types": [
             {

@@ -13,6 +13,7 @@ from airflow_provider_runners.backends.base import Backend, ProvisionRequest, Ru
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
 from airflow_provider_runners.catalog import ResolvedSpec, resolve_spec
 from airflow_provider_runners.cost import budget
+from airflow_provider_runners.defaults import default_deferrable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
@@ -42,6 +43,8 @@ class ProvisionRunnerOperator(BaseOperator):
 
     :param spec: a :class:`~airflow_provider_runners.specs.RunnerSpec` or a mapping of its fields.
     :param conn_id: the runner Connection; its conn_type selects the backend.
+    :param deferrable: wait in the triggerer; None (default): ``[operators] default_deferrable``
+        when the deployment sets it, else True (``defaults.py``).
     :param ready_timeout: how long to wait for readiness before giving up (and tearing down).
     :param catalog_path: a catalog file other than the configured one.
     :param budget_wait: when the runner would exceed a $/hour budget (``cost/budget.py``), wait
@@ -57,7 +60,7 @@ class ProvisionRunnerOperator(BaseOperator):
         *,
         spec: RunnerSpec | Mapping[str, Any],
         conn_id: str = DEFAULT_CONN_ID,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         ready_timeout: timedelta | float = timedelta(minutes=30),
         poll_interval: float | None = None,
         catalog_path: str | None = None,
@@ -70,7 +73,7 @@ class ProvisionRunnerOperator(BaseOperator):
         self.catalog_path = catalog_path
         self.resolved: ResolvedSpec = resolve_spec(self.spec, catalog_path=catalog_path)
         self.conn_id = conn_id
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable(True) if deferrable is None else deferrable
         self.ready_timeout = (
             ready_timeout if isinstance(ready_timeout, timedelta) else timedelta(seconds=ready_timeout)
         )
