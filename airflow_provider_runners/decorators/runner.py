@@ -42,6 +42,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.links import RUNNER_LINKS
 from airflow_provider_runners.specs import RunnerSpec
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class RunnerPythonOperator(BaseOperator):
     is not a Dask cluster (``@task.runner`` on a host, pod or bench). Runs on the Airflow worker."""
 
     template_fields = ("handle", "op_args", "op_kwargs")
+    operator_extra_links = RUNNER_LINKS  # links.py: dashboard, console, pod, bench from the handle
     ui_color = "#dde8f7"
 
     def __init__(

@@ -19,6 +19,7 @@ from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionEr
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.lifecycle import acquire
 from airflow_provider_runners.lineage import Lineage, label_value
+from airflow_provider_runners.links import RUNNER_LINKS
 from airflow_provider_runners.specs import RunnerSpec
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class ProvisionRunnerOperator(BaseOperator):
     """
 
     template_fields = ("conn_id",)
+    operator_extra_links = RUNNER_LINKS  # links.py: dashboard, console, pod, bench from the handle
     ui_color = "#d8f0e3"
 
     def __init__(

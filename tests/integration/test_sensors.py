@@ -289,7 +289,7 @@ def test_queue_burst_waits_for_a_backlog_then_bursts_and_drains_it(dagbag: Any) 
                 )
 
         send(0, 5)  # below MIN_MESSAGES = 20: the sensor waits
-        trigger = rebuilt(QueueDepthTrigger(url, AWS_CONN_ID, 20, _in(1.5), poll_interval=0.2))
+        trigger = rebuilt(QueueDepthTrigger(url, AWS_CONN_ID, 20, _in(5), poll_interval=0.2))
         (event,) = run_trigger(trigger)
         assert (event["status"], event["depth"]) == ("timeout", 5)
         later = threading.Timer(2.0, send, args=(5, 25))  # the backlog arrives while it waits

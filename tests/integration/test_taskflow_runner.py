@@ -41,6 +41,13 @@ def test_taskflow_dag_borrows_a_cluster_and_a_host_and_gives_both_back(dagbag: A
     assert out[("write_report.write_report", "return_value")] == f"{host['resource_id']}: 6 words"
     assert out[("summarize", "return_value")]["longest"] == "compute"
     assert not Path(host["endpoints"]["workspace"]).exists()  # the host's workspace went with it
+    # Extra links: evaluated on the worker when each task ends, stored as XCom for the UI.
+    cluster = out[("word_lengths.provision", "return_value")]
+    assert cluster["endpoints"]["dashboard"].startswith("http://")
+    for task_id in ("word_lengths.provision", "word_lengths.word_lengths"):
+        assert out[(task_id, "_link_RunnerDashboardLink")] == cluster["endpoints"]["dashboard"]
+        assert out[(task_id, "_link_Ec2InstanceLink")] == ""
+    assert out[("write_report.write_report", "_link_RunnerDashboardLink")] == ""
     facts = out[("word_lengths.word_lengths", "runner_facts")]
     assert facts["workers"] >= 1
     assert facts["callable"].endswith("word_lengths")

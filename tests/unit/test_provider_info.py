@@ -89,6 +89,8 @@ def test_config_options_have_string_defaults(info: dict[str, Any]) -> None:
         "registry_conn_id",
         "registry_namespace",
         "reaper_conn_ids",
+        "pod_link_template",
+        "bench_link_template",
     }
     for option in options.values():
         assert isinstance(option["default"], str)
