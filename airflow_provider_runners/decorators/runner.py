@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_runners import templated_spec
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.links import RUNNER_LINKS
@@ -87,8 +88,11 @@ class _RunnerTask:
         functools.update_wrapper(self, function)
         self.function = function
         self.settings = settings
-        # Parse time, like runner(...): a bad spec is a DAG import error naming field and value.
-        self.spec = RunnerSpec.parse(settings["spec"])
+        # Parse time, like runner(...): a bad spec is a DAG import error naming field and value
+        # (a templated spec is checked when rendered: templated_spec.py).
+        raw = settings["spec"]
+        self.spec = raw if templated_spec.template_of(raw) is not None else RunnerSpec.parse(raw)
+        self.runner_class = raw.get("runner_class") if isinstance(raw, Mapping) else raw.runner_class
 
     def override(self, **changes: Any) -> _RunnerTask:
         """The same decorated function with other settings (``group_id=``, ``spec=``, task kwargs...)."""
@@ -108,7 +112,7 @@ class _RunnerTask:
         }
         s.pop("spec")
         with runner(group_id, spec=self.spec, **runner_kwargs) as handle:
-            if self.spec.runner_class == "dask_cluster":
+            if self.runner_class == "dask_cluster":
                 work: BaseOperator = DaskJobOperator(
                     task_id=task_id,
                     handle=handle,

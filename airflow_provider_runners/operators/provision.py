@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_runners import templated_spec
 from airflow_provider_runners.backends.base import Backend, ProvisionRequest, RunnerState, RunnerStatus
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
 from airflow_provider_runners.catalog import ResolvedSpec, resolve_spec
@@ -53,7 +55,7 @@ class ProvisionRunnerOperator(BaseOperator):
         of failing at once. Nothing is created while waiting.
     """
 
-    template_fields = ("conn_id",)
+    template_fields = ("conn_id", "spec_template")
     operator_extra_links = RUNNER_LINKS  # links.py: dashboard, console, pod, bench from the handle
     ui_color = "#d8f0e3"
 
@@ -71,9 +73,15 @@ class ProvisionRunnerOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.spec = RunnerSpec.parse(spec)
         self.catalog_path = catalog_path
-        self.resolved: ResolvedSpec = resolve_spec(self.spec, catalog_path=catalog_path)
+        # A spec with Jinja templates is checked when rendered (templated_spec.py), others now.
+        self.spec_template = templated_spec.template_of(spec)
+        self._spec_source = copy.deepcopy(self.spec_template)
+        self.spec: RunnerSpec
+        self.resolved: ResolvedSpec
+        if self.spec_template is None:
+            self.spec = RunnerSpec.parse(spec)
+            self.resolved = resolve_spec(self.spec, catalog_path=catalog_path)
         self.conn_id = conn_id
         self.deferrable = default_deferrable(True) if deferrable is None else deferrable
         self.ready_timeout = (
@@ -84,6 +92,13 @@ class ProvisionRunnerOperator(BaseOperator):
         self.budget_poll_interval = budget_poll_interval
         self._held: tuple[Backend, RunnerHandle] | None = None
         add_evidence_callbacks(self, "provision")
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        if self.spec_template is not None and self._spec_source is not None:
+            self.spec, self.resolved = templated_spec.parse_rendered(
+                self.spec_template, self._spec_source, self.catalog_path
+            )
 
     # -- run ---------------------------------------------------------------------------------
     def _labels(self, context: Context, lineage: Lineage, expires_at: datetime) -> dict[str, str]:

@@ -92,3 +92,41 @@ def test_a_bad_spec_in_task_runner_is_a_dag_import_error(tmp_path: Path, airflow
     bag = DagBag(dag_folder=str(tmp_path))
     (error,) = bag.import_errors.values()
     assert "spec.profile: 'huge' is not defined for runner_class 'dask_cluster'" in error
+
+
+# -- templated specs ---------------------------------------------------------------------------------
+def test_a_templated_spec_is_checked_when_rendered(dagbag: Any) -> None:
+    assert "runners_test_templated_spec" in dagbag.dag_ids  # not an import error
+    dr = run_dag(dagbag, "runners_test_templated_spec", conf={"size": "small", "ttl": "15m"})
+    assert ti_states(dr) == {
+        "cluster.provision": "success",
+        "cluster.job": "success",
+        "cluster.teardown": "success",
+    }
+    out = {(t, k): v for t, k, v in xcoms("runners_test_templated_spec", dr.run_id)}
+    facts = out[("cluster.provision", "runner_facts")]
+    assert facts["spec"]["profile"] == "small"
+    assert facts["spec"]["ttl"] == "PT15M"
+    assert facts["spec"]["tags"]["pipeline"] == "runners-test-templated-spec"
+    assert wait_for(lambda: not live_daemons(), timeout=15)
+
+
+def test_a_bad_rendered_value_fails_the_task_naming_field_value_and_template(
+    dagbag: Any, caplog: Any
+) -> None:
+    from tests.integration.conftest import state_files
+
+    before = state_files()
+    dr = run_dag(dagbag, "runners_test_templated_spec", conf={"size": "huge", "ttl": "10m"})
+    states = ti_states(dr)
+    assert states["cluster.provision"] == "failed", states  # at once: retries=2 are not used
+    assert states["cluster.job"] in ("upstream_failed", "None"), states
+    report = chain_for("runners_test_templated_spec", dr.run_id)
+    (entry,) = report.entries
+    assert (entry["event"], entry["outcome"]) == ("provision", "failed")
+    text = entry["error"]["message"]
+    assert "spec.profile: 'huge' is not defined for runner_class 'dask_cluster'" in text
+    assert "allowed: ['large', 'medium', 'small']" in text
+    assert "rendered from the templates spec.profile = '{{ params.size }}'" in text
+    assert state_files() == before  # nothing was created
+    assert not live_daemons()
