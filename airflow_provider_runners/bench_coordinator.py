@@ -210,7 +210,11 @@ class LocalCoordinator:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="airflow-runners bench-coordinator", description=__doc__)
+    parser = parser or argparse.ArgumentParser(
+        prog="airflow-runners bench-coordinator",
+        description=(__doc__ or "").replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--listen", default="127.0.0.1:20408", help="HOST:PORT (port 0: a free one)")
     parser.add_argument("--workdir", default=".", help="the coordinator's state directory")
     parser.add_argument("--places", default=None, help="YAML file of places to create (see above)")

@@ -1,4 +1,4 @@
-"""``airflow-runners``: catalog checks, the evidence ledger, the reaper and the local demo.
+"""airflow-runners: catalog checks, the evidence ledger, the reaper and the local demo.
 
     airflow-runners catalog validate [FILE]
     airflow-runners evidence show   [--dag-id D] [--run-id R] [--base URL] [--json]
@@ -6,7 +6,9 @@
     airflow-runners reap [--dry-run] [--conn-id ID ...]   (default: every configured runner Connection)
     airflow-runners demo [--rows N]
 
-Exit codes: 0 ok, 1 a check failed (invalid catalog, broken chain, failed demo), 2 usage.
+Exit codes: 0 ok, 1 a check failed (invalid catalog, broken chain, failed demo) or an error
+(printed as one line: a bad URL, missing credentials, an unreachable bucket; set
+RUNNERS_CLI_DEBUG=1 for the traceback), 2 usage.
 """
 
 from __future__ import annotations
@@ -22,6 +24,35 @@ from typing import Any
 
 def _print(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+
+
+class CliError(Exception):
+    """An error the user can fix, printed as one line without a traceback."""
+
+
+def explain(exc: BaseException, where: str = "") -> str:
+    """One line for an exception from a storage URL, credentials or the network."""
+    at = f"{where}: " if where else ""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    name = type(exc).__name__
+    if name == "NoCredentialsError":
+        return f"{at}no AWS credentials found; set [runners] evidence_conn_id, or AWS_PROFILE / AWS_ACCESS_KEY_ID"
+    if name in ("DefaultCredentialsError", "RefreshError"):
+        return f"{at}no Google credentials found; set [runners] evidence_conn_id or GOOGLE_APPLICATION_CREDENTIALS"
+    if name == "ClientError" and hasattr(exc, "response"):
+        error = exc.response.get("Error", {})
+        return f"{at}{error.get('Code', 'error')}: {error.get('Message', text)}"
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionError", "ClientConnectorError"):
+        return f"{at}unreachable: {text}"
+    if isinstance(exc, ImportError) and "Install" in text:
+        return f"{at}{text} (pip install it next to the provider)"
+    if "Unsupported filesystem" in text or "Invalid IPv6 URL" in text or "unknown protocol" in text.lower():
+        return f"{at}not a usable URL ({text}); use file:///path, s3://bucket/prefix or gs://bucket/prefix"
+    if isinstance(exc, PermissionError):
+        return f"{at}permission denied: {text}"
+    if isinstance(exc, FileNotFoundError):
+        return f"{at}not found: {text}"
+    return f"{at}{name}: {text}"
 
 
 # -- catalog ---------------------------------------------------------------------------------
@@ -47,9 +78,16 @@ def cmd_catalog_validate(args: argparse.Namespace) -> int:
 
 # -- evidence --------------------------------------------------------------------------------
 def _chains(args: argparse.Namespace) -> list[Any]:
-    from airflow_provider_runners.evidence.ledger import iter_chains
+    from airflow_provider_runners.evidence.ledger import iter_chains, ledger_root
 
-    return list(iter_chains(args.dag_id, args.run_id, args.base))
+    try:
+        return list(iter_chains(args.dag_id, args.run_id, args.base))
+    except Exception as exc:
+        try:
+            where = str(ledger_root(args.base))
+        except Exception:  # noqa: BLE001 - the URL itself is what is wrong
+            where = str(args.base)
+        raise CliError(f"evidence ledger {where}: {explain(exc)}") from exc
 
 
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
@@ -186,8 +224,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="airflow-runners", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from airflow_provider_runners import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="airflow-runners",
+        description="Catalog checks, the evidence ledger, the reaper and the local demo of "
+        "airflow-provider-runners.",
+        epilog="Exit codes: 0 ok, 1 a check failed or an error (one line; RUNNERS_CLI_DEBUG=1 shows the "
+        "traceback), 2 usage.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version and exit"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     catalog = sub.add_parser("catalog", help="check a runner catalog").add_subparsers(
         dest="action", required=True
@@ -195,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate = catalog.add_parser(
         "validate", help="validate a catalog YAML file (default: the configured one)"
     )
-    validate.add_argument("file", nargs="?")
+    validate.add_argument(
+        "file", nargs="?", help="catalog YAML (default: [runners] catalog_path, else the shipped catalog)"
+    )
     validate.set_defaults(func=cmd_catalog_validate)
 
     evidence = sub.add_parser("evidence", help="read the evidence ledger").add_subparsers(
@@ -206,11 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("verify", cmd_evidence_verify, "check every hash chain; exit 1 if any is broken"),
     ):
         cmd = evidence.add_parser(name, help=text)
-        cmd.add_argument("--dag-id")
-        cmd.add_argument("--run-id")
-        cmd.add_argument("--base", help="ledger base URL (default: [runners] evidence_path)")
+        cmd.add_argument("--dag-id", help="only this DAG's chains")
+        cmd.add_argument("--run-id", help="only this DAG run's chains (with --dag-id)")
+        cmd.add_argument(
+            "--base",
+            help="ledger base URL: file:///path, s3://bucket/prefix, gs://bucket/prefix "
+            "(default: [runners] evidence_path)",
+        )
         if name == "show":
-            cmd.add_argument("--json", action="store_true")
+            cmd.add_argument("--json", action="store_true", help="print the summaries as JSON")
         else:
             cmd.add_argument(
                 "--complete",
@@ -233,14 +288,24 @@ def build_parser() -> argparse.ArgumentParser:
     reap.set_defaults(func=cmd_reap)
 
     demo = sub.add_parser("demo", help="run the local Dask ETL DAG end to end and print a summary")
-    demo.add_argument("--rows", type=int, default=int(os.environ.get("RUNNERS_DEMO_ROWS", "4000000")))
-    demo.add_argument("--dag-id", default="local_dask_etl")
+    demo.add_argument(
+        "--rows",
+        type=int,
+        default=int(os.environ.get("RUNNERS_DEMO_ROWS", "4000000")),
+        help="sales rows to generate (default: $RUNNERS_DEMO_ROWS or 4000000)",
+    )
+    demo.add_argument(
+        "--dag-id", default="local_dask_etl", help="example DAG to run (default: local_dask_etl)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     from airflow_provider_runners import bench_coordinator
 
     coordinator = sub.add_parser(
-        "bench-coordinator", help="run a local labgrid coordinator with example benches"
+        "bench-coordinator",
+        help="run a local labgrid coordinator with example benches",
+        description=(bench_coordinator.__doc__ or "").replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench_coordinator.build_parser(coordinator).set_defaults(func=bench_coordinator.run)
     return parser
@@ -248,7 +313,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:
+        if os.environ.get("RUNNERS_CLI_DEBUG"):
+            raise
+        message = str(exc) if isinstance(exc, CliError) else explain(exc)
+        sys.stderr.write(f"airflow-runners {args.command}: error: {message}\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -26,6 +27,49 @@ def _airflow(args: list[str], env: dict[str, str], log: Path) -> int:
     airflow = Path(sys.executable).with_name("airflow")
     with log.open("ab") as fh:
         return subprocess.call([str(airflow), *args], env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+PROGRESS_EVERY_S = 10.0
+
+
+def _current_task(log: Path, offset: int) -> str | None:
+    """The task ``airflow dags test`` started last, from its log after ``offset``."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = re.findall(r"\[DAG TEST\] starting task_id=(\S+)", text)
+    return found[-1] if found else None
+
+
+def _airflow_with_progress(
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    every: float = PROGRESS_EVERY_S,
+    command: list[str] | None = None,
+) -> int:
+    """:func:`_airflow`, printing a progress line (elapsed, current task) every ``every`` seconds.
+    ``command``: what to run instead of ``airflow`` (tests)."""
+    airflow = command or [str(Path(sys.executable).with_name("airflow"))]
+    offset = log.stat().st_size if log.exists() else 0
+    started = time.monotonic()
+    with log.open("ab") as fh:
+        proc = subprocess.Popen([*airflow, *args], env=env, stdout=fh, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                return proc.wait(timeout=every)
+            except subprocess.TimeoutExpired:
+                task = _current_task(log, offset)
+                _say(
+                    f"    ... {time.monotonic() - started:.0f}s, {f'running {task}' if task else 'starting'}"
+                )
+            except BaseException:
+                proc.terminate()  # Ctrl-C: stop the DAG run (its teardown runs on SIGTERM)
+                proc.wait(timeout=60)
+                raise
 
 
 def demo_env(home: Path, dags: Path) -> dict[str, str]:
@@ -58,7 +102,7 @@ def run_demo(rows: int, dag_id: str = "local_dask_etl") -> int:
         return 1
     _say(f"2/3 airflow dags test {dag_id} (rows={rows:,}) ...")
     t0 = time.monotonic()
-    code = _airflow(["dags", "test", dag_id, "--conf", json.dumps({"rows": rows})], env, log)
+    code = _airflow_with_progress(["dags", "test", dag_id, "--conf", json.dumps({"rows": rows})], env, log)
     dag_seconds = time.monotonic() - t0
     _say("3/3 reading the evidence ledger ...")
     return _summary(dag_id, code, dag_seconds, time.monotonic() - started)

@@ -29,11 +29,30 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "sensors": [
+            {"integration-name": "Runners", "python-modules": ["airflow_provider_runners.sensors.runners"]}
+        ],
+        "task-decorators": [
+            {"name": "runner", "class-name": "airflow_provider_runners.decorators.runner.runner_task"}
+        ],
+        "extra-links": [
+            "airflow_provider_runners.links.RunnerDashboardLink",
+            "airflow_provider_runners.links.DataprocClusterLink",
+            "airflow_provider_runners.links.Ec2InstanceLink",
+            "airflow_provider_runners.links.RunnerPodLink",
+            "airflow_provider_runners.links.BenchLink",
+        ],
         "hooks": [
             {"integration-name": "Runners", "python-modules": ["airflow_provider_runners.hooks.runner"]}
         ],
         "triggers": [
-            {"integration-name": "Runners", "python-modules": ["airflow_provider_runners.triggers.readiness"]}
+            {
+                "integration-name": "Runners",
+                "python-modules": [
+                    "airflow_provider_runners.triggers.readiness",
+                    "airflow_provider_runners.triggers.sensors",
+                ],
+            }
         ],
         "connection-types": [
             {
@@ -192,6 +211,22 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "prod",
+                        "default": "",
+                    },
+                    "pod_link_template": {
+                        "description": "URL of a runner pod for the 'Pod' button of runner tasks, with "
+                        "{namespace}, {pod} and {cluster}. Empty: no button.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "https://k8s-dashboard.example/#/pod/{namespace}/{pod}",
+                        "default": "",
+                    },
+                    "bench_link_template": {
+                        "description": "URL of a bench for the 'Bench' button of runner tasks, with "
+                        "{bench}, {api} and {coordinator}. Empty: the HTTP bench platform's /benches.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "https://benches.example/ui/{bench}",
                         "default": "",
                     },
                     "reaper_conn_ids": {

@@ -43,6 +43,30 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
+DURATION_HINT = "use 30m, 2h, 1d (a number with s, m, h or d) or seconds"
+
+
+def human_duration(value: timedelta) -> str:
+    """``timedelta(days=14)`` -> ``14d``, ``timedelta(seconds=90)`` -> ``90s``: how specs write them."""
+    seconds = value.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def parse_spec_duration(value: Any) -> Any:
+    """:func:`parse_duration` for spec fields, with the error a person can act on: ``"-5m"`` is
+    "must be positive", ``"5 minutes"`` is "not a duration; use 30m, 2h, 1d"."""
+    parsed = parse_duration(value)
+    if isinstance(parsed, str) and not parsed.strip().upper().startswith("P"):  # ISO 8601 passes through
+        text = parsed.strip()
+        if text.startswith("-") and _DURATION_RE.match(text[1:]):
+            raise ValueError(f"must be a positive duration; {DURATION_HINT}")
+        raise ValueError(f"not a duration; {DURATION_HINT}")
+    return parsed
+
+
 class RunnerTags(BaseModel):
     """Cost-attribution tags written on every resource (as tags / labels)."""
 
@@ -101,20 +125,23 @@ class RunnerSpec(BaseModel):
     spot: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 
-    _parse_durations = field_validator("ttl", "idle_timeout", mode="before")(parse_duration)
+    _parse_durations = field_validator("ttl", "idle_timeout", mode="before")(parse_spec_duration)
 
     @field_validator("ttl")
     @classmethod
     def _ttl_range(cls, value: timedelta) -> timedelta:
         if not MIN_TTL <= value <= MAX_TTL:
-            raise ValueError(f"{value} is out of range; allowed: {MIN_TTL} to {MAX_TTL}")
+            raise ValueError(
+                f"{human_duration(value)} is out of range; allowed: {human_duration(MIN_TTL)} to "
+                f"{human_duration(MAX_TTL)}"
+            )
         return value
 
     @field_validator("idle_timeout")
     @classmethod
     def _idle_positive(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value.total_seconds() <= 0:
-            raise ValueError(f"{value} must be positive")
+            raise ValueError(f"{human_duration(value)} must be positive; {DURATION_HINT}")
         return value
 
     @field_validator("options")

@@ -49,12 +49,14 @@ def runner(
     *,
     spec: RunnerSpec | Mapping[str, Any],
     conn_id: str = DEFAULT_CONN_ID,
-    deferrable: bool = True,
+    deferrable: bool | None = None,
     ready_timeout: timedelta | float = timedelta(minutes=30),
     provision_kwargs: Mapping[str, Any] | None = None,
     teardown_kwargs: Mapping[str, Any] | None = None,
 ) -> Iterator[Any]:
-    """Yield the provision task's output (the handle XComArg) inside a ``task_id`` task group."""
+    """Yield the provision task's output (the handle XComArg) inside a ``task_id`` task group.
+
+    ``deferrable``: None follows ``[operators] default_deferrable`` when set, else True (defaults.py)."""
     with TaskGroup(group_id=task_id, tooltip=f"runner {task_id}") as group:
         provision = ProvisionRunnerOperator(
             task_id="provision",

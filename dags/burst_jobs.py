@@ -70,3 +70,31 @@ def drain(
             return {"jobs": done, "stopped": "queue empty", "slot": (launch or {}).get("slot")}
         client.gather(client.map(simulate_job, batch, pure=False))
         done += len(batch)
+
+
+def drain_sqs(
+    client: Any, queue_url: str, aws_conn_id: str, handle: Any = None, launch: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Like :func:`drain`, for an SQS queue: receive up to 10 jobs, run them on the runner, delete
+    them; until the queue is empty (or the runner is drained). Jobs are JSON message bodies."""
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    from airflow_provider_runners.operators.burst import should_drain
+
+    sqs = SqsHook(aws_conn_id=aws_conn_id).get_conn()
+    done = 0
+    while True:
+        if handle is not None and should_drain(handle):
+            return {"jobs": done, "stopped": "draining", "slot": (launch or {}).get("slot")}
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
+        if not messages:
+            return {"jobs": done, "stopped": "queue empty", "slot": (launch or {}).get("slot")}
+        jobs = [json.loads(m["Body"]) for m in messages]
+        client.gather(client.map(simulate_job, jobs, pure=False))
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+        done += len(messages)

@@ -16,6 +16,7 @@ from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.evidence.redact import is_secret_key
 from airflow_provider_runners.exceptions import RunnerCommandError, RunnerCommandTimeout, RunnerSpecError
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.links import RUNNER_LINKS
 from airflow_provider_runners.secret_refs import check_kinds, parse_secret_env
 from airflow_provider_runners.specs import parse_duration
 
@@ -49,6 +50,7 @@ class RunnerCommandOperator(BaseOperator):
     """
 
     template_fields = ("handle", "command", "env", "workdir")
+    operator_extra_links = RUNNER_LINKS  # links.py: dashboard, console, pod, bench from the handle
     ui_color = "#f1e6d3"
 
     def __init__(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -10,15 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_runners import templated_spec
 from airflow_provider_runners.backends.base import Backend, ProvisionRequest, RunnerState, RunnerStatus
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
 from airflow_provider_runners.catalog import ResolvedSpec, resolve_spec
 from airflow_provider_runners.cost import budget
+from airflow_provider_runners.defaults import default_deferrable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.lifecycle import acquire
 from airflow_provider_runners.lineage import Lineage, label_value
+from airflow_provider_runners.links import RUNNER_LINKS
 from airflow_provider_runners.specs import RunnerSpec
 
 if TYPE_CHECKING:
@@ -73,6 +77,8 @@ class ProvisionRunnerOperator(BaseOperator):
 
     :param spec: a :class:`~airflow_provider_runners.specs.RunnerSpec` or a mapping of its fields.
     :param conn_id: the runner Connection; its conn_type selects the backend.
+    :param deferrable: wait in the triggerer; None (default): ``[operators] default_deferrable``
+        when the deployment sets it, else True (``defaults.py``).
     :param ready_timeout: how long to wait for readiness before giving up (and tearing down).
     :param catalog_path: a catalog file other than the configured one.
     :param budget_wait: when the runner would exceed a $/hour budget (``cost/budget.py``), wait
@@ -94,7 +100,8 @@ class ProvisionRunnerOperator(BaseOperator):
     the teardown task (trigger rule ``all_done``); the reaper.
     """
 
-    template_fields = ("conn_id",)
+    template_fields = ("conn_id", "spec_template")
+    operator_extra_links = RUNNER_LINKS  # links.py: dashboard, console, pod, bench from the handle
     ui_color = "#d8f0e3"
 
     def __init__(
@@ -102,7 +109,7 @@ class ProvisionRunnerOperator(BaseOperator):
         *,
         spec: RunnerSpec | Mapping[str, Any],
         conn_id: str = DEFAULT_CONN_ID,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         ready_timeout: timedelta | float = timedelta(minutes=30),
         poll_interval: float | None = None,
         catalog_path: str | None = None,
@@ -117,11 +124,17 @@ class ProvisionRunnerOperator(BaseOperator):
             if name not in kwargs and name not in defaults:
                 kwargs[name] = value
         super().__init__(**kwargs)
-        self.spec = RunnerSpec.parse(spec)
         self.catalog_path = catalog_path
-        self.resolved: ResolvedSpec = resolve_spec(self.spec, catalog_path=catalog_path)
+        # A spec with Jinja templates is checked when rendered (templated_spec.py), others now.
+        self.spec_template = templated_spec.template_of(spec)
+        self._spec_source = copy.deepcopy(self.spec_template)
+        self.spec: RunnerSpec
+        self.resolved: ResolvedSpec
+        if self.spec_template is None:
+            self.spec = RunnerSpec.parse(spec)
+            self.resolved = resolve_spec(self.spec, catalog_path=catalog_path)
         self.conn_id = conn_id
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable(True) if deferrable is None else deferrable
         self.ready_timeout = (
             ready_timeout if isinstance(ready_timeout, timedelta) else timedelta(seconds=ready_timeout)
         )
@@ -138,6 +151,13 @@ class ProvisionRunnerOperator(BaseOperator):
         self._done = False
         self._killed = False
         add_evidence_callbacks(self, "provision")
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        if self.spec_template is not None and self._spec_source is not None:
+            self.spec, self.resolved = templated_spec.parse_rendered(
+                self.spec_template, self._spec_source, self.catalog_path
+            )
 
     # -- run ---------------------------------------------------------------------------------
     def _labels(self, context: Context, lineage: Lineage, expires_at: datetime) -> dict[str, str]:

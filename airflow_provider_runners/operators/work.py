@@ -15,6 +15,7 @@ from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import ProvisionError
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.lineage import Lineage
+from airflow_provider_runners.links import RUNNER_LINKS
 from airflow_provider_runners.runtime import runtime_versions
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class DaskJobOperator(BaseOperator):
     """
 
     template_fields = ("handle", "op_args", "op_kwargs")
+    operator_extra_links = RUNNER_LINKS  # links.py: dashboard, console, pod, bench from the handle
     ui_color = "#dde8f7"
 
     def __init__(

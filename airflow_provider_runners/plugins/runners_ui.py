@@ -24,6 +24,7 @@ import html
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -85,18 +86,43 @@ def live_runners() -> list[dict[str, Any]]:
                     "profile": handle.profile,
                     "created_at": handle.created_at.isoformat(),
                     "expires_at": handle.expires_at.isoformat(),
+                    "lineage_key": handle.lineage_key,
+                    "dashboard": handle.endpoints.get("dashboard"),
                     "error": None,
                 }
             )
     return rows
 
 
+def run_states(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """State of each (dag_id, run_id) DAG run from the metadata DB; missing or unreadable: absent."""
+    if not pairs:
+        return {}
+    try:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            rows = session.execute(
+                select(DagRun.dag_id, DagRun.run_id, DagRun.state).where(
+                    DagRun.dag_id.in_({d for d, _ in pairs}), DagRun.run_id.in_({r for _, r in pairs})
+                )
+            ).all()
+    except Exception as exc:  # noqa: BLE001 - no DB at hand: the page shows "unknown"
+        log.warning("runners page: cannot read DAG run states: %s", exc)
+        return {}
+    return {(d, r): str(state.value if hasattr(state, "value") else state) for d, r, state in rows}
+
+
 def evidence_rows(
     dag_id: str | None = None,
     run_id: str | None = None,
     may_read_dag: Callable[[str], bool] = lambda _dag_id: True,
+    states: Callable[[set[tuple[str, str]]], dict[tuple[str, str], str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per evidence chain (runner lineage): ``summarize()`` of the CLI plus the verdict."""
+    """One row per evidence chain (runner lineage): ``summarize()`` of the CLI, the verdict and the
+    DAG run's state (``run_state``: success, failed, running, ... or unknown)."""
     from airflow_provider_runners.cli import summarize
     from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
 
@@ -113,6 +139,9 @@ def evidence_rows(
         row["verified"] = report.ok
         row["problems"] = report.problems
         rows.append(row)
+    known = (states or run_states)({(str(r["dag_id"]), str(r["run_id"])) for r in rows})
+    for row in rows:
+        row["run_state"] = known.get((str(row["dag_id"]), str(row["run_id"])), "unknown")
     return rows
 
 
@@ -152,47 +181,92 @@ def _table(headers: list[str], rows: list[str], empty: str) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _runner_rows(runners: list[dict[str, Any]]) -> list[str]:
+def relative(when: str, now: datetime) -> str:
+    """``in 25m`` / ``expired 3m ago`` for an ISO timestamp, relative to ``now``."""
+    seconds = (datetime.fromisoformat(when) - now).total_seconds()
+    size = abs(seconds)
+    if size < 90:
+        text = f"{size:.0f}s"
+    elif size < 5400:
+        text = f"{size / 60:.0f}m"
+    elif size < 172800:
+        text = f"{size / 3600:.1f}h".replace(".0h", "h")
+    else:
+        text = f"{size / 86400:.0f}d"
+    return f"in {text}" if seconds >= 0 else f"expired {text} ago"
+
+
+def _run_href(dag_id: Any, run_id: Any) -> str:
+    """The DAG run's page in the Airflow UI (opened in the UI itself by ui.js, not in the iframe)."""
+    return f"/dags/{quote(str(dag_id), safe='')}/runs/{quote(str(run_id), safe='')}"
+
+
+def _ui_link(href: str, text: str) -> str:
+    return f'<a href="{_e(href)}" data-ui-link="top">{_e(text)}</a>'
+
+
+def _runner_rows(
+    runners: list[dict[str, Any]],
+    owners: dict[str, dict[str, Any]] | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """``owners``: lineage key -> evidence row (its DAG run and the real task id of the provision)."""
+    owners = owners or {}
+    now = now or datetime.now(UTC)
     rows = []
     for r in runners:
         if r.get("error"):
             rows.append(
                 f'<tr class="bad"><td>{_e(r["conn_id"] or "-")}</td>'
-                f'<td colspan="7">backend error: {_e(r["error"])}</td></tr>'
+                f'<td colspan="8">backend error: {_e(r["error"])}</td></tr>'
             )
             continue
-        rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{_e(v)}</td>"
-                for v in (
-                    r["conn_id"],
-                    r["backend"],
-                    r["resource_id"],
-                    f"{r['state']}{': ' + r['message'] if r['message'] else ''}",
-                    r["dag_id"],
-                    r["task_id"],
-                    f"{r['environment']} / {r['profile']}",
-                    r["expires_at"],
-                )
+        owner = owners.get(str(r.get("lineage_key")))
+        if owner:  # the evidence knows the real ids (labels are squashed: "cluster-provision")
+            provision: dict[str, Any] = next(
+                (s for s in owner.get("steps", []) if s.get("event") == "provision"), {}
             )
-            + "</tr>"
+            dag = _ui_link(f"/dags/{quote(str(owner['dag_id']), safe='')}", str(owner["dag_id"]))
+            task = _ui_link(_run_href(owner["dag_id"], owner["run_id"]), str(provision.get("task_id") or "-"))
+        else:
+            dag, task = _e(r["dag_id"]), _e(r["task_id"])
+        dashboard = (
+            f'<a href="{_e(r["dashboard"])}" data-ui-link="new" rel="noopener">dashboard</a>'
+            if r.get("dashboard")
+            else "-"
         )
+        cells = (
+            _e(r["conn_id"]),
+            _e(r["backend"]),
+            _e(r["resource_id"]),
+            _e(f"{r['state']}{': ' + r['message'] if r['message'] else ''}"),
+            dag,
+            task,
+            _e(f"{r['environment']} / {r['profile']}"),
+            f'<span title="{_e(r["expires_at"])}">{_e(relative(r["expires_at"], now))}</span>',
+            dashboard,
+        )
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return rows
 
 
 def _evidence_rows(evidence: list[dict[str, Any]]) -> list[str]:
     rows = []
     for s in evidence:
-        run_link = f"/dags/{quote(str(s['dag_id']), safe='')}/runs/{quote(str(s['run_id']), safe='')}"
-        if s["verified"]:
+        state = str(s.get("run_state") or "unknown")
+        state_class = {"success": "ok", "failed": "bad", "upstream_failed": "bad"}.get(state, "muted")
+        if s["verified"] and (state in ("failed", "upstream_failed") or s["failures"]):
+            # The chain is intact, but it records a failure: not green.
+            verdict = '<td class="warn" title="hash chain intact; the run or a step failed">verified</td>'
+        elif s["verified"]:
             verdict = '<td class="ok">verified</td>'
         else:
             problems = "".join(f"<li>{_e(p)}</li>" for p in s["problems"])
             verdict = f'<td class="bad">BROKEN<ul>{problems}</ul></td>'
         rows.append(
             f'<tr><td><a href="./?dag_id={quote(str(s["dag_id"]), safe="")}">{_e(s["dag_id"])}</a></td>'
-            f'<td><a href="{_e(run_link)}" target="_top">{_e(s["run_id"])}</a></td>'
+            f"<td>{_ui_link(_run_href(s['dag_id'], s['run_id']), str(s['run_id']))}</td>"
+            f'<td class="{state_class}">{_e(state)}</td>'
             f"<td>{_e(s['resource_id'] or '-')}</td><td>{_e(s['backend'] or '-')}</td>"
             f'<td class="num">{_e(s["entries"])}</td><td class="num">{_e(s["failures"])}</td>'
             f"<td>{'yes' if s['torn_down'] else 'NO'}</td>"
@@ -209,7 +283,32 @@ th,td{border-bottom:1px solid #d9e2ec;padding:.35rem .5rem;text-align:left;verti
 th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.ok{color:#0b7a3e;font-weight:600}.bad,td.bad{color:#b42318}td.bad{font-weight:600}
 td.bad ul{margin:.2rem 0 0 1rem;padding:0;font-weight:400}td.empty{color:#627d98;font-style:italic}
+td.warn{color:#b54708;font-weight:600}td.muted{color:#627d98}
 form{margin:0 0 .5rem}input{margin:0 .6rem 0 .2rem;padding:.2rem}.note{color:#627d98;font-size:.85rem}
+"""
+
+
+#: Opens links in the Airflow UI around the iframe. The UI's iframe sandbox ("allow-scripts
+#: allow-same-origin allow-forms allow-downloads") blocks target=_top and popups, but the frame is
+#: same-origin: a UI route is pushed onto the UI's own history (its router follows popstate), an
+#: external URL (a dashboard) is opened by a link clicked in the UI's document. Outside an iframe
+#: the links are plain links.
+UI_JS = """
+document.addEventListener("click", function (event) {
+  var a = event.target.closest && event.target.closest("a[data-ui-link]");
+  if (!a || window.parent === window) { return; }
+  var top;
+  try { top = window.parent; void top.document; } catch (e) { return; }
+  event.preventDefault();
+  if (a.dataset.uiLink === "top") {
+    top.history.pushState(null, "", a.getAttribute("href"));
+    top.dispatchEvent(new PopStateEvent("popstate", {state: null}));
+  } else {
+    var out = top.document.createElement("a");
+    out.href = a.href; out.target = "_blank"; out.rel = "noopener";
+    top.document.body.appendChild(out); out.click(); out.remove();
+  }
+});
 """
 
 
@@ -218,18 +317,31 @@ def render_page(
     evidence: list[dict[str, Any]],
     dag_id: str | None = None,
     run_id: str | None = None,
+    now: datetime | None = None,
 ) -> str:
     """The whole page; every value is escaped. ``runners`` None: the user may not see them."""
     if runners is None:
         runners_html = '<p class="note">Live runners need read access to Connections.</p>'
     else:
+        owners = {str(s.get("lineage_key")): s for s in evidence}
         runners_html = _table(
-            ["Connection", "Backend", "Resource", "State", "DAG", "Task", "Env / profile", "Expires"],
-            _runner_rows(runners),
+            ["Connection", "Backend", "Resource", "State", "DAG", "Task", "Env / profile", "Expires", "Dask"],
+            _runner_rows(runners, owners, now),
             "no live runners",
         )
     evidence_html = _table(
-        ["DAG", "Run", "Runner", "Backend", "Entries", "Failures", "Torn down", "Cost (USD)", "Chain"],
+        [
+            "DAG",
+            "Run",
+            "Run state",
+            "Runner",
+            "Backend",
+            "Entries",
+            "Failures",
+            "Torn down",
+            "Cost (USD)",
+            "Chain",
+        ],
         _evidence_rows(evidence),
         "no evidence" + (" for this filter" if dag_id or run_id else " yet"),
     )
@@ -245,7 +357,8 @@ def render_page(
         f"{evidence_html}"
         f'<p class="note">{len(evidence)} chain(s), total ${total:.4f}. A chain is verified when every '
         "entry's hash and link, the sequence and HEAD check out (<code>airflow-runners evidence "
-        "verify</code>).</p></body></html>"
+        "verify</code>); it is green only when the run and every step succeeded.</p>"
+        '<script src="./ui.js"></script></body></html>'
     )
 
 
@@ -255,7 +368,7 @@ def create_app() -> FastAPI:
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi import Depends, FastAPI, HTTPException
-    from fastapi.responses import HTMLResponse
+    from fastapi.responses import HTMLResponse, Response
 
     app = FastAPI(
         title="Runners",
@@ -270,6 +383,10 @@ def create_app() -> FastAPI:
     def page(dag_id: str | None = None, run_id: str | None = None, user: BaseUser = current_user) -> str:
         runners = live_runners() if _may_read_connections(user) else None
         return render_page(runners, evidence_rows(dag_id, run_id, _dag_reader(user)), dag_id, run_id)
+
+    @app.get("/ui.js")
+    def ui_js() -> Response:
+        return Response(UI_JS, media_type="text/javascript")
 
     @app.get("/api/runners")
     def api_runners(user: BaseUser = current_user) -> dict[str, Any]:

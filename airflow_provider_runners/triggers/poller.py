@@ -9,6 +9,11 @@ DescribeInstances for many ids); the default falls back to one ``status`` per ha
 
 Transient errors back off exponentially with jitter; waiters keep waiting meanwhile.
 Pollers are per event loop, and stop when nobody waits.
+
+The sensors share this poller too: anything with ``batch_key()``, ``poll_interval`` and
+``status_many(items) -> {item.resource_id: status}`` can be polled (a :class:`StatusSource`),
+e.g. "is a bench matching these tags free" for every waiting sensor in one ``GetPlaces``
+(``triggers/sources.py``).
 """
 
 from __future__ import annotations
@@ -16,11 +21,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, Protocol
 
-if TYPE_CHECKING:
-    from airflow_provider_runners.backends.base import Backend, RunnerStatus
-    from airflow_provider_runners.handles import RunnerHandle
+
+class Polled(Protocol):
+    """What a waiter waits on: a runner handle, or a sensor's probe (``triggers/sources.py``)."""
+
+    @property
+    def resource_id(self) -> str: ...
+
+
+class StatusSource(Protocol):
+    """A backend, or a sensor source: answers many waiters in one call."""
+
+    poll_interval: Any
+
+    def batch_key(self) -> str: ...
+
+    def status_many(self, handles: Iterable[Any]) -> dict[str, Any]: ...
+
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
@@ -31,16 +51,16 @@ class SharedStatusPoller:
 
     _pollers: ClassVar[dict[tuple[int, str], SharedStatusPoller]] = {}
 
-    def __init__(self, backend: Backend, interval: float) -> None:
+    def __init__(self, backend: StatusSource, interval: float) -> None:
         self.backend = backend
         self.interval = interval
-        self._waiters: dict[str, tuple[RunnerHandle, list[asyncio.Future[RunnerStatus]]]] = {}
+        self._waiters: dict[str, tuple[Polled, list[asyncio.Future[Any]]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.calls = 0  # status_many calls made (for benchmarks)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def for_backend(cls, backend: Backend, interval: float | None = None) -> SharedStatusPoller:
+    def for_backend(cls, backend: StatusSource, interval: float | None = None) -> SharedStatusPoller:
         loop = asyncio.get_running_loop()
         key = (id(loop), backend.batch_key())
         poller = cls._pollers.get(key)
@@ -50,9 +70,9 @@ class SharedStatusPoller:
             cls._pollers[key] = poller
         return poller
 
-    async def next_status(self, handle: RunnerHandle) -> RunnerStatus:
-        """The status of ``handle`` from the next batched poll."""
-        future: asyncio.Future[RunnerStatus] = asyncio.get_running_loop().create_future()
+    async def next_status(self, handle: Polled) -> Any:
+        """The status of ``handle`` from the next batched poll (a ``RunnerStatus`` for a backend)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         entry = self._waiters.setdefault(handle.resource_id, (handle, []))
         entry[1].append(future)
         if self._task is None or self._task.done():

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -121,7 +122,8 @@ def test_runners_page_in_chromium(
     _assert_shows_run(page.inner_text("body"), etl_run)
     row = page.locator("tr", has_text=etl_run["run_id"])
     assert row.locator("td.ok").inner_text() == "verified"
-    assert row.locator("td").nth(6).inner_text() == "yes"  # torn down
+    assert row.locator("td").nth(2).inner_text() == "success"  # the DAG run's state
+    assert row.locator("td").nth(7).inner_text() == "yes"  # torn down
     _screenshot(page, tmp_path, "runners-page")
     # the filter form narrows to one DAG run
     page.fill("input[name=run_id]", etl_run["run_id"])
@@ -146,6 +148,14 @@ def test_runners_view_embedded_in_the_airflow_ui(
     _assert_shows_run(frame.inner_text("body"), etl_run)
     page.wait_for_timeout(1_000)  # let the UI shell finish painting around the iframe
     _screenshot(page, tmp_path, "airflow-ui-browse-runners")
+    # A run link opens the run in the Airflow UI itself (the iframe sandbox blocks target=_top;
+    # the page's ui.js hands the route to the UI's router).
+    frame.locator("a", has_text=etl_run["run_id"]).first.click()
+    page.wait_for_url(f"**/dags/local_dask_etl/runs/{quote(etl_run['run_id'], safe='')}**", timeout=30_000)
+    assert page.locator("iframe[src*='/runners/']").count() == 0  # the UI left the Runners view
+    page.wait_for_selector("text=local_dask_etl", timeout=30_000)
+    page.wait_for_timeout(1_000)
+    _screenshot(page, tmp_path, "airflow-ui-run-from-runners-link")
     page.close()
 
 

@@ -27,6 +27,11 @@ def test_every_file_in_dags_imports_without_errors(airflow_db: Path) -> None:
             # The reaper provisions nothing: it ends runners other DAGs left behind.
             assert not setups, f"{dag.dag_id}: a maintenance DAG must not provision"
             continue
+        if "runners-consumer" in dag.tags:
+            # A consumer uses a runner another DAG owns (RunnerReadySensor): it provisions nothing.
+            assert not setups, f"{dag.dag_id}: a consumer DAG must not provision"
+            assert any(t.task_type == "RunnerReadySensor" for t in dag.tasks), dag.dag_id
+            continue
         assert setups, f"{dag.dag_id}: no provision task"
 
 

@@ -53,7 +53,7 @@ def test_provider_info_is_json_and_versioned(info: dict[str, Any]) -> None:
 def _python_modules(info: dict[str, Any]) -> list[str]:
     return [
         module
-        for section in ("operators", "hooks", "triggers")
+        for section in ("operators", "hooks", "triggers", "sensors")
         for e in info[section]
         for module in e["python-modules"]
     ]
@@ -62,6 +62,7 @@ def _python_modules(info: dict[str, Any]) -> list[str]:
 def test_every_listed_python_module_imports(info: dict[str, Any]) -> None:
     modules = _python_modules(info)
     assert "airflow_provider_runners.triggers.readiness" in modules
+    assert "airflow_provider_runners.sensors.runners" in modules
     for module in modules:
         importlib.import_module(module)
 
@@ -88,6 +89,8 @@ def test_config_options_have_string_defaults(info: dict[str, Any]) -> None:
         "registry_conn_id",
         "registry_namespace",
         "reaper_conn_ids",
+        "pod_link_template",
+        "bench_link_template",
     }
     for option in options.values():
         assert isinstance(option["default"], str)
@@ -135,3 +138,10 @@ def test_airflow_discovers_the_provider() -> None:
     providers = ProvidersManager().providers
     assert "airflow-provider-runners" in providers
     assert providers["airflow-provider-runners"].version == airflow_provider_runners.__version__
+
+
+def test_task_decorators_import(info: dict[str, Any]) -> None:
+    names = {d["name"]: d["class-name"] for d in info["task-decorators"]}
+    assert set(names) == {"runner"}
+    module, _, name = names["runner"].rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))

@@ -125,8 +125,32 @@ def test_ttl_out_of_range_names_the_allowed_range(ttl: object) -> None:
     message = spec_error(ttl=ttl)
     assert "spec.ttl" in message
     assert "out of range" in message
-    assert f"allowed: {MIN_TTL} to {MAX_TTL}" in message
+    assert "allowed: 5s to 14d" in message
     assert f"(got {ttl!r})" in message
+
+
+@pytest.mark.parametrize(
+    ("ttl", "expected"),
+    [
+        (
+            "-5m",
+            "spec.ttl: must be a positive duration; use 30m, 2h, 1d (a number with s, m, h or d) or seconds (got '-5m')",
+        ),
+        (
+            "5 minutes",
+            "spec.ttl: not a duration; use 30m, 2h, 1d (a number with s, m, h or d) or seconds (got '5 minutes')",
+        ),
+        ("30x", "spec.ttl: not a duration; use 30m, 2h, 1d"),
+    ],
+)
+def test_a_malformed_duration_says_how_to_write_one(ttl: str, expected: str) -> None:
+    message = spec_error(ttl=ttl)
+    assert expected in message
+    assert "identifier" not in message  # not pydantic's "day identifier" wording
+
+
+def test_iso_durations_still_parse() -> None:
+    assert spec(ttl="PT30M").ttl.total_seconds() == 1800
 
 
 @pytest.mark.parametrize("idle", [0, "0s", -5])

@@ -28,7 +28,7 @@ from airflow_provider_runners.plugins.runners_ui import RunnersPlugin, runners_a
 from tests.conftest import REPO
 
 XSS_DAG = "etl<script>alert(1)</script>"
-ROUTES = ("/", "/api/runners", "/api/evidence")
+ROUTES = ("/", "/api/runners", "/api/evidence", "/ui.js")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,8 @@ def test_page_shows_each_dag_run_with_cost_and_verdict(
     # a hostile dag_id is shown, escaped, and never becomes markup
     assert "<script>" not in page
     assert "etl&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "<script" not in page.lower()
+    assert page.lower().count("<script") == 1  # only the page's own link helper
+    assert '<script src="./ui.js"></script>' in page
     assert "http" not in page
 
 
@@ -319,3 +320,92 @@ def test_runner_connections_in_the_metadata_database_are_listed(
     finally:
         with create_session() as session:
             session.query(Connection).filter(Connection.conn_id.in_(["runners_in_db", "pg_in_db"])).delete()
+
+
+# -- run state, relative expiry, real task ids, links that work inside the Airflow UI ----------------
+def test_a_failed_run_is_not_green_even_with_an_intact_chain(
+    client: TestClient, auth_manager: Any, ledger: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        runners_ui, "run_states", lambda pairs: {("etl_daily", "manual__run-1"): "failed"} if pairs else {}
+    )
+    page = client.get("/", headers=bearer(auth_manager)).text
+    row = next(r for r in page.split("<tr>") if "manual__run-1" in r)
+    assert '<td class="bad">failed</td>' in row
+    assert '<td class="warn" title="hash chain intact; the run or a step failed">verified</td>' in row
+    assert 'class="ok"' not in row
+    other = next(r for r in page.split("<tr>") if "manual__run-3" in r)
+    assert '<td class="muted">unknown</td>' in other  # no such run in the metadata DB
+    rows = client.get("/api/evidence", headers=bearer(auth_manager)).json()["evidence"]
+    assert {r["run_id"]: r["run_state"] for r in rows}["manual__run-1"] == "failed"
+
+
+def test_run_states_are_read_from_the_metadata_db(auth_manager: Any) -> None:
+    assert runners_ui.run_states({("no_such_dag", "no_such_run")}) == {}
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(minutes=25), "in 25m"),
+        (timedelta(seconds=40), "in 40s"),
+        (timedelta(hours=5), "in 5h"),
+        (timedelta(days=3), "in 3d"),
+        (-timedelta(minutes=3), "expired 3m ago"),
+    ],
+)
+def test_expiry_is_relative(delta: timedelta, text: str) -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    assert runners_ui.relative((now + delta).isoformat(), now) == text
+
+
+def test_live_runner_rows_show_real_task_ids_run_links_and_the_dashboard() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    live = {
+        "conn_id": "runners_default",
+        "backend": "local_dask",
+        "resource_id": "ldask-1",
+        "state": "ready",
+        "message": "",
+        "dag_id": "etl-daily",  # labels are squashed
+        "task_id": "cluster-provision",
+        "environment": "local",
+        "profile": "small",
+        "created_at": now.isoformat(),
+        "expires_at": (now + timedelta(minutes=30)).isoformat(),
+        "lineage_key": "rlaaaa",
+        "dashboard": "http://127.0.0.1:8787/status",
+        "error": None,
+    }
+    evidence = [
+        {
+            "dag_id": "etl_daily",
+            "run_id": "manual__run 1",
+            "lineage_key": "rlaaaa",
+            "steps": [{"event": "provision", "task_id": "cluster.provision"}],
+            "resource_id": "ldask-1",
+            "backend": "local_dask",
+            "entries": 1,
+            "failures": 0,
+            "torn_down": False,
+            "usd": 0.0,
+            "verified": True,
+            "problems": [],
+            "run_state": "running",
+        }
+    ]
+    page = runners_ui.render_page([live], evidence, now=now)
+    assert '<a href="/dags/etl_daily/runs/manual__run%201" data-ui-link="top">cluster.provision</a>' in page
+    assert '<a href="/dags/etl_daily" data-ui-link="top">etl_daily</a>' in page
+    assert "cluster-provision" not in page
+    assert f'<span title="{live["expires_at"]}">in 30m</span>' in page
+    assert '<a href="http://127.0.0.1:8787/status" data-ui-link="new" rel="noopener">dashboard</a>' in page
+    assert 'target="_top"' not in page  # the UI's iframe sandbox blocks it: ui.js navigates instead
+
+
+def test_ui_js_is_served_to_logged_in_users(client: TestClient, auth_manager: Any) -> None:
+    response = client.get("/ui.js", headers=bearer(auth_manager))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/javascript")
+    assert "top.history.pushState" in response.text
+    assert 'new PopStateEvent("popstate"' in response.text
