@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,8 +72,10 @@ def _arg_default(name: str) -> str:
     return match.group(1)
 
 
-def _pip_line() -> list[str]:
-    (run,) = re.findall(r"^RUN (pip install .+)$", DOCKERFILE, re.MULTILINE)
+def _pip_line(stage: str = "runtime") -> list[str]:
+    """The arguments of the ``RUN pip install`` line of ``stage`` (the target docker-compose.yaml builds)."""
+    stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", DOCKERFILE, re.MULTILINE | re.DOTALL))
+    (run,) = re.findall(r"^RUN (pip install .+)$", stages[stage], re.MULTILINE)
     args = shlex.split(run.replace("${AIRFLOW_VERSION}", _arg_default("AIRFLOW_VERSION")))
     assert args[:2] == ["pip", "install"]
     return args[2:]
@@ -110,6 +113,7 @@ def test_the_image_extends_the_official_image_with_runtime_extras_only() -> None
 
 
 @pytest.mark.skipif(not UV.exists(), reason="uv is installed into .venv by the Makefile")
+@pytest.mark.timeout(900)  # two installs of a few hundred packages from the cache: ~90 s on an idle machine
 def test_the_dockerfile_pip_line_installs_the_provider_and_every_backend(tmp_path: Path) -> None:
     root = tmp_path / "image"
     _stage_copies(root)
@@ -118,6 +122,22 @@ def test_the_dockerfile_pip_line_installs_the_provider_and_every_backend(tmp_pat
     venv = tmp_path / "venv"
     subprocess.run([str(UV), "venv", "-q", "-p", sys.executable, str(venv)], check=True)
     python = venv / "bin" / "python"
+    _uv_pip_install(python, args)
+
+    report = _check(python, tmp_path, RUNTIME_IMPORTS, TEST_ONLY)
+    assert report["present"] == [], "test tools in the runtime image"
+    assert _off_lock(report) == {}, "the image must hold the lock's versions"
+    assert report["versions"]["apache-airflow"] == _arg_default("AIRFLOW_VERSION")
+
+    # The `standins` target (moto's server, the Kubernetes API stand-in) adds to the runtime image.
+    standins = [a.replace("/opt/airflow/", f"{root}/opt/airflow/") for a in _pip_line("standins")]
+    standins.remove("--no-cache-dir")
+    _uv_pip_install(python, standins)
+    report = _check(python, tmp_path, ["moto.server", "kmock", "aiohttp.web"], [])
+    assert _off_lock(report) == {}, "the standins image must hold the lock's versions"
+
+
+def _uv_pip_install(python: Path, args: list[str]) -> None:
     install = subprocess.run(
         [str(UV), "pip", "install", "-q", "--offline", "--python", str(python), *args],
         check=False,
@@ -126,24 +146,27 @@ def test_the_dockerfile_pip_line_installs_the_provider_and_every_backend(tmp_pat
     )
     assert install.returncode == 0, install.stderr[-3000:]
 
+
+def _check(python: Path, cwd: Path, imports: list[str], absent: list[str]) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH"))}
-    env.update(AIRFLOW_HOME=str(tmp_path / "home"))
+    env.update(AIRFLOW_HOME=str(cwd / "home"))
     result = subprocess.run(
-        [str(python), "-c", CHECK, json.dumps([RUNTIME_IMPORTS, TEST_ONLY])],
+        [str(python), "-c", CHECK, json.dumps([imports, absent])],
         check=False,
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["present"] == [], "test tools in the runtime image"
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def _off_lock(report: dict[str, Any]) -> dict[str, tuple[str, str]]:
     locked = _locked()
-    off_lock = {
+    return {
         name: (version, locked[name])
         for name, version in report["versions"].items()
         if name in locked and locked[name] != version
     }
-    assert off_lock == {}, "the image must hold the lock's versions"
-    assert report["versions"]["apache-airflow"] == _arg_default("AIRFLOW_VERSION")
