@@ -51,8 +51,8 @@ demo: $(DEMO_STAMP)
 
 ## Run the whole test suite: lint, types, unit and integration tests (real Airflow, real Dask).
 test: $(STAMP)
-	$(BIN)/ruff check airflow_provider_runners dags tests benchmarks
-	$(BIN)/ruff format --check airflow_provider_runners dags tests benchmarks
+	$(BIN)/ruff check airflow_provider_runners dags tests benchmarks scripts
+	$(BIN)/ruff format --check airflow_provider_runners dags tests benchmarks scripts
 	$(BIN)/mypy airflow_provider_runners
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
@@ -73,8 +73,8 @@ e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
 
 lint: $(STAMP)
-	$(BIN)/ruff check --fix airflow_provider_runners dags tests benchmarks
-	$(BIN)/ruff format airflow_provider_runners dags tests benchmarks
+	$(BIN)/ruff check --fix airflow_provider_runners dags tests benchmarks scripts
+	$(BIN)/ruff format airflow_provider_runners dags tests benchmarks scripts
 
 ## Benchmarks (results are written to docs/benchmarks.md by hand from the printed table).
 bench: $(STAMP)
