@@ -39,8 +39,8 @@ mode, n, delay, poll = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(
 
 from airflow.sdk import BaseHook  # noqa: F401 - a triggerer / task process has Airflow loaded already
 from airflow_provider_runners.backends import registry
-from airflow_provider_runners.backends.base import Backend, RunnerState, RunnerStatus, TeardownResult
-from airflow_provider_runners.handles import RunnerHandle
+from airflow_provider_runners.core.backend import Backend, RunnerState, RunnerStatus, TeardownResult
+from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
 
 CALLS = {"status_many": 0, "handles": 0}

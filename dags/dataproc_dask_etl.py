@@ -26,7 +26,7 @@ from airflow.sdk import DAG, Param
 from sales_etl import sales_etl_tasks
 
 from airflow_provider_runners import runner
-from airflow_provider_runners.backends.dataproc_dask import validate_spec
+from airflow_provider_runners.backends.dataproc_dask.backend import validate_spec
 
 CONN_ID = os.environ.get("RUNNERS_DATAPROC_ETL_CONN_ID", "runners_default")
 #: Provision retries replace a cluster that ended in ERROR (it is deleted first: it bills).

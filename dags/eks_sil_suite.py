@@ -29,7 +29,7 @@ from typing import Any
 from airflow.sdk import DAG, task, task_group
 
 from airflow_provider_runners import runner
-from airflow_provider_runners.backends.kubernetes import POD_COMMAND, validate_spec
+from airflow_provider_runners.backends.kubernetes.backend import POD_COMMAND, validate_spec
 from airflow_provider_runners.exceptions import RunnerCommandError
 from airflow_provider_runners.operators.command import RunnerCommandOperator
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from airflow_provider_runners.backends.base import Backend, ConnectionConfig
+from airflow_provider_runners.core.backend import Backend, ConnectionConfig
 from airflow_provider_runners.exceptions import BackendNotFoundError
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,13 @@ DEFAULT_CONN_ID = "runners_default"
 
 #: conn_type -> "module:Class" for the backends shipped in this package.
 BUILTIN_BACKENDS: dict[str, str] = {
-    "runners_local_dask": "airflow_provider_runners.backends.local_dask:LocalDaskBackend",
-    "runners_dataproc_dask": "airflow_provider_runners.backends.dataproc_dask:DataprocDaskBackend",
-    "runners_kubernetes": "airflow_provider_runners.backends.kubernetes:KubernetesBackend",
-    "runners_ec2": "airflow_provider_runners.backends.ec2:Ec2Backend",
-    "runners_local_host": "airflow_provider_runners.backends.local_host:LocalHostBackend",
-    "runners_labgrid": "airflow_provider_runners.backends.labgrid:LabgridBackend",
-    "runners_bench_http": "airflow_provider_runners.backends.bench_http:BenchHttpBackend",
+    "runners_local_dask": "airflow_provider_runners.backends.local_dask.backend:LocalDaskBackend",
+    "runners_dataproc_dask": "airflow_provider_runners.backends.dataproc_dask.backend:DataprocDaskBackend",
+    "runners_kubernetes": "airflow_provider_runners.backends.kubernetes.backend:KubernetesBackend",
+    "runners_ec2": "airflow_provider_runners.backends.ec2.backend:Ec2Backend",
+    "runners_local_host": "airflow_provider_runners.backends.local_host.backend:LocalHostBackend",
+    "runners_labgrid": "airflow_provider_runners.backends.labgrid.backend:LabgridBackend",
+    "runners_bench_http": "airflow_provider_runners.backends.bench_http.backend:BenchHttpBackend",
 }
 
 #: Connection ids that select an embedded local backend when they are not defined anywhere.
@@ -156,7 +156,7 @@ def configured_conn_ids(extra: Iterable[str] = (), use_db: bool = True) -> tuple
         try:
             found.update(_db_runner_conn_ids())
         except Exception as exc:  # noqa: BLE001 - no metadata DB here: env and config only
-            from airflow_provider_runners.evidence.redact import redact_text
+            from airflow_provider_runners.core.redact import redact_text
 
             errors.append(redact_text(f"listing Connections: {type(exc).__name__}: {exc}"))
     return sorted(found), errors

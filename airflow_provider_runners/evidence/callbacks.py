@@ -15,10 +15,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_provider_runners.catalog import BillingRule
-from airflow_provider_runners.cost.prices import estimate_cost, handle_rate
-from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.lineage import Lineage, sibling_map_index
+from airflow_provider_runners.core.catalog import BillingRule
+from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.lineage import Lineage, sibling_map_index
+from airflow_provider_runners.core.prices import estimate_cost, handle_rate
 
 log = logging.getLogger(__name__)
 _NO_MINIMUM = BillingRule(minimum_seconds=0)

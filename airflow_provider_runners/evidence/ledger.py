@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_runners.evidence.redact import redact
+from airflow_provider_runners.core.redact import redact
 from airflow_provider_runners.exceptions import EvidenceError
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
 
 if TYPE_CHECKING:
-    from airflow_provider_runners.backends.base import Backend
+    from airflow_provider_runners.core.backend import Backend
 
 
 class RunnerHook(BaseHook):
@@ -45,7 +45,7 @@ class DataprocDaskRunnerHook(RunnerHook):
     """Connection type ``runners_dataproc_dask``: ephemeral Dataproc clusters running Dask.
 
     Everything is in the extras (project_id, region, zone, subnetwork_uri, ...; see
-    :mod:`airflow_provider_runners.backends.dataproc_dask`); credentials come from the google
+    :mod:`airflow_provider_runners.backends.dataproc_dask.backend`); credentials come from the google
     Connection named by ``gcp_conn_id``, never from this one.
     """
 
@@ -66,7 +66,7 @@ class LocalHostRunnerHook(RunnerHook):
 class LabgridRunnerHook(RunnerHook):
     """Connection type ``runners_labgrid``: benches reserved on a labgrid coordinator (host, port).
 
-    Extras: see :mod:`airflow_provider_runners.backends.labgrid` (owner_host, keepalive_s,
+    Extras: see :mod:`airflow_provider_runners.backends.labgrid.backend` (owner_host, keepalive_s,
     health_command, health_timeout_s, coordinator_down_timeout_s, rpc_timeout_s).
     """
 
@@ -91,7 +91,7 @@ class Ec2RunnerHook(RunnerHook):
     """Connection type ``runners_ec2``: dedicated EC2 hosts (warm pool or cold start, SSM commands).
 
     Everything is in the extras (region_name, network_profiles, instance_profile, claim_table, ...;
-    see :mod:`airflow_provider_runners.backends.ec2` and docs/ec2.md); AWS credentials come from
+    see :mod:`airflow_provider_runners.backends.ec2.backend` and docs/ec2.md); AWS credentials come from
     the Amazon provider Connection named by ``aws_conn_id``, never from this one.
     """
 
@@ -105,7 +105,7 @@ class KubernetesRunnerHook(RunnerHook):
 
     Host: an API server URL (password: a bearer token), or auth from the extras (``kubeconfig``,
     ``in_cluster``, ``eks_cluster_name`` + ``region_name`` + ``aws_conn_id``); see
-    :mod:`airflow_provider_runners.backends.kubernetes`.
+    :mod:`airflow_provider_runners.backends.kubernetes.backend`.
     """
 
     conn_type = "runners_kubernetes"

@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_runners.backends.base import Backend, ProvisionRequest, RunnerState, RunnerStatus
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
-from airflow_provider_runners.catalog import ResolvedSpec, resolve_spec
-from airflow_provider_runners.cost import budget
+from airflow_provider_runners.core.backend import Backend, ProvisionRequest, RunnerState, RunnerStatus
+from airflow_provider_runners.core.catalog import ResolvedSpec, resolve_spec
+from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.lifecycle import acquire
+from airflow_provider_runners.core.lineage import Lineage, label_value
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
-from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.lifecycle import acquire
-from airflow_provider_runners.lineage import Lineage, label_value
-from airflow_provider_runners.specs import RunnerSpec
+from airflow_provider_runners.governance import budget
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -40,7 +40,7 @@ class ProvisionRunnerOperator(BaseOperator):
 
     Returns the ready handle (XCom ``return_value``), which work tasks take as ``handle=``.
 
-    :param spec: a :class:`~airflow_provider_runners.specs.RunnerSpec` or a mapping of its fields.
+    :param spec: a :class:`~airflow_provider_runners.core.specs.RunnerSpec` or a mapping of its fields.
     :param conn_id: the runner Connection; its conn_type selects the backend.
     :param ready_timeout: how long to wait for readiness before giving up (and tearing down).
     :param catalog_path: a catalog file other than the configured one.

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.runtime import runtime_versions
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import ProvisionError
-from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.runtime import runtime_versions
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

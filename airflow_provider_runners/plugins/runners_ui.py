@@ -43,7 +43,7 @@ MAX_CHAINS = 500
 
 # -- data --------------------------------------------------------------------------------------
 def _error_text(exc: BaseException) -> str:
-    from airflow_provider_runners.evidence.redact import redact_text
+    from airflow_provider_runners.core.redact import redact_text
 
     return redact_text(f"{type(exc).__name__}: {exc}")
 
@@ -96,9 +96,9 @@ def evidence_rows(
     run_id: str | None = None,
     may_read_dag: Callable[[str], bool] = lambda _dag_id: True,
 ) -> list[dict[str, Any]]:
-    """One row per evidence chain (runner lineage): ``summarize()`` of the CLI plus the verdict."""
-    from airflow_provider_runners.cli import summarize
+    """One row per evidence chain (runner lineage): ``summarize()`` of the evidence plus the verdict."""
     from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
+    from airflow_provider_runners.evidence.summary import summarize
 
     rows = []
     for chain in islice(iter_chains(dag_id or None, run_id or None), MAX_CHAINS):

@@ -10,8 +10,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_runners.backends.base import RunnerState
-from airflow_provider_runners.handles import RunnerHandle
+from airflow_provider_runners.core.backend import RunnerState
+from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 
 PROGRESS_EVERY_S = 30.0

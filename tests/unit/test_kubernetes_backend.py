@@ -17,20 +17,20 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends import _k8s_pod as podlib
-from airflow_provider_runners.backends._k8s_client import TokenBucket
-from airflow_provider_runners.backends.base import (
+from airflow_provider_runners.backends.kubernetes import pod as podlib
+from airflow_provider_runners.backends.kubernetes.backend import POD_COMMAND, KubernetesBackend, validate_spec
+from airflow_provider_runners.backends.kubernetes.client import TokenBucket
+from airflow_provider_runners.core.backend import (
     CommandRequest,
     ConnectionConfig,
     ProvisionRequest,
     RunnerState,
 )
-from airflow_provider_runners.backends.kubernetes import POD_COMMAND, KubernetesBackend, validate_spec
-from airflow_provider_runners.catalog import resolve_spec
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lineage import Lineage
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import RunnerSpecError
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lineage import Lineage
-from airflow_provider_runners.specs import RunnerSpec
 from tests.fakes.kubernetes import KubeCluster
 
 AGENT = "airflow-provider-runners"
@@ -383,7 +383,7 @@ def test_eks_auth_reads_the_cluster_and_signs_a_token_through_the_amazon_provide
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from airflow_provider_runners.backends._k8s_client import ClusterAuth
+    from airflow_provider_runners.backends.kubernetes.client import ClusterAuth
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()

@@ -14,7 +14,7 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_runners.backends import registry
-from airflow_provider_runners.backends.base import (
+from airflow_provider_runners.core.backend import (
     Backend,
     ConnectionConfig,
     ProvisionRequest,
@@ -22,7 +22,7 @@ from airflow_provider_runners.backends.base import (
     RunnerStatus,
     TeardownResult,
 )
-from airflow_provider_runners.handles import RunnerHandle
+from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.triggers import poller as poller_module
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger

@@ -115,7 +115,7 @@ def test_console_script_is_installed() -> None:
 def test_backend_entry_point_is_installed() -> None:
     eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     assert "local_dask" in eps
-    from airflow_provider_runners.backends.local_dask import LocalDaskBackend
+    from airflow_provider_runners.backends.local_dask.backend import LocalDaskBackend
 
     assert eps["local_dask"].load() is LocalDaskBackend
 

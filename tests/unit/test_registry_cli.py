@@ -14,14 +14,14 @@ import pytest
 import yaml
 
 from airflow_provider_runners.backends import registry
-from airflow_provider_runners.backends.base import Backend, RunnerStatus, TeardownResult
-from airflow_provider_runners.backends.local_dask import LocalDaskBackend
-from airflow_provider_runners.catalog import DEFAULT_CATALOG
+from airflow_provider_runners.backends.local_dask.backend import LocalDaskBackend
 from airflow_provider_runners.cli import main
+from airflow_provider_runners.core.backend import Backend, RunnerStatus, TeardownResult
+from airflow_provider_runners.core.catalog import DEFAULT_CATALOG
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lineage import MANAGED_BY
 from airflow_provider_runners.evidence.ledger import append
 from airflow_provider_runners.exceptions import BackendNotFoundError
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lineage import MANAGED_BY
 
 
 class ThirdPartyBackend(Backend):
@@ -164,7 +164,7 @@ def test_entry_points_cannot_replace_a_builtin_or_register_non_backends(
 
 
 def test_connection_password_is_registered_with_the_log_masker(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_runners.evidence.redact import redact_text
+    from airflow_provider_runners.core.redact import redact_text
 
     fake_entry_points(monkeypatch, ThirdPartyBackend)
     secret = "acme-pw-7f3a9c2e51"

@@ -1,0 +1,7 @@
+"""The ``dataproc_dask`` backend. Ephemeral Dataproc clusters running Dask (docs/dataproc.md)."""
+
+from __future__ import annotations
+
+from airflow_provider_runners.backends.dataproc_dask.backend import DataprocDaskBackend
+
+__all__ = ["DataprocDaskBackend"]

@@ -1,0 +1,7 @@
+"""The ``kubernetes`` backend. A pod per runner on EKS or any cluster: client, pod builder, exec (docs/kubernetes.md)."""
+
+from __future__ import annotations
+
+from airflow_provider_runners.backends.kubernetes.backend import KubernetesBackend
+
+__all__ = ["KubernetesBackend"]

@@ -1,0 +1,37 @@
+"""Adopt-or-replace: the retry-safe first step of every provision, shared by all backends.
+
+A try first looks for a runner tagged with its task instance's lineage key (an earlier try
+may have created one and died before finishing). Healthy (PENDING or READY): adopt it.
+Broken (FAILED: an ERROR cluster, a terminated host, a CrashLoopBackOff pod): tear it down
+first — it may still bill — then create anew with this try's attempt token.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from airflow_provider_runners.core.backend import Backend, ProvisionRequest
+from airflow_provider_runners.core.handles import RunnerHandle
+
+Acquisition = Literal["created", "adopted", "replaced"]
+log = logging.getLogger(__name__)
+
+
+def acquire(backend: Backend, request: ProvisionRequest) -> tuple[RunnerHandle, Acquisition]:
+    """Return a handle for the request's lineage: adopted if healthy, else newly created."""
+    existing = backend.find(request.lineage.key)
+    if existing is not None:
+        status = backend.status(existing)
+        if status.is_healthy:
+            log.info("adopting runner %s from an earlier try (%s)", existing.resource_id, status.message)
+            return existing.evolve(adopted=True), "adopted"
+        log.warning(
+            "runner %s from an earlier try is %s (%s): tearing it down before creating a new one",
+            existing.resource_id,
+            status.state.value,
+            status.message,
+        )
+        backend.teardown(existing)
+        return backend.create(request), "replaced"
+    return backend.create(request), "created"
