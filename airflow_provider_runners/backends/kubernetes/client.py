@@ -207,10 +207,13 @@ class ClusterAuth:
             else f"{endpoint.rstrip('/')}/?Action=GetCallerIdentity&Version=2011-06-15"
         )
         name = self.eks_cluster_name or ""
-        issued = [0.0]
+        # None until the first token: time.monotonic() counts from boot, so a 0.0 start would skip
+        # the first fetch on a host up for less than EKS_TOKEN_RENEW_S.
+        issued: list[float | None] = [None]
 
         def refresh(config: Any) -> None:
-            if time.monotonic() - issued[0] < EKS_TOKEN_RENEW_S:
+            last = issued[0]
+            if last is not None and time.monotonic() - last < EKS_TOKEN_RENEW_S:
                 return
             token = fetch_access_token_for_cluster(name, sts_url, self.region_name or "", session=session)
             config.api_key = {"authorization": token}
