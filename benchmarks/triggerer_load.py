@@ -67,7 +67,7 @@ class DelayBackend(Backend):
     def describe(self, handle): return {}
     def list_managed(self): return []
 
-registry.backend_classes.cache_clear()
+registry.reload_backends()
 classes = registry.backend_classes()
 classes["runners_bench_delay"] = DelayBackend
 os.environ["AIRFLOW_CONN_RUNNERS_BENCH"] = json.dumps({"conn_type": "runners_bench_delay"})

@@ -7,10 +7,12 @@ import sys
 
 import airflow_provider_runners.core.backend as _moved
 from airflow_provider_runners.core.backend import (
+    STANDARD_FIELDS,
     Backend,
     CommandRequest,
     CommandResult,
     ConnectionConfig,
+    ConnField,
     OutputSink,
     ProvisionRequest,
     RunnerState,
@@ -19,9 +21,11 @@ from airflow_provider_runners.core.backend import (
 )
 
 __all__ = [
+    "STANDARD_FIELDS",
     "Backend",
     "CommandRequest",
     "CommandResult",
+    "ConnField",
     "ConnectionConfig",
     "OutputSink",
     "ProvisionRequest",

@@ -131,6 +131,32 @@ class CommandResult:
 OutputSink = Callable[[str], None]
 
 
+#: The standard fields of an Airflow Connection form.
+STANDARD_FIELDS = ("host", "port", "login", "schema", "password")
+
+
+@dataclass(frozen=True)
+class ConnField:
+    """One extra field of a backend's Connection form (Airflow 3 ``conn-fields``). Its value is
+    stored in the Connection's ``extra`` under the field's name; ``type`` is a JSON schema type."""
+
+    label: str
+    description: str = ""
+    type: str = "string"
+    #: Shown pre-filled in the form; must equal what the backend assumes when the field is absent.
+    default: Any = None
+    placeholder: str | None = None
+    secret: bool = False
+
+    def provider_info(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": [self.type, "null"]}
+        if self.default is not None:
+            schema["default"] = self.default
+        if self.secret:
+            schema["format"] = "password"
+        return {"label": self.label, "description": self.description, "schema": schema}
+
+
 @dataclass
 class ConnectionConfig:
     """The parts of an Airflow Connection a backend reads. ``password`` is the only secret slot;
@@ -155,6 +181,13 @@ class Backend(ABC):
     conn_type: ClassVar[str]
     #: Human name shown in the Connection form.
     hook_name: ClassVar[str]
+    #: Connection form: standard fields the backend does not read, their labels and placeholders
+    #: (``extra`` included), and the extras shown as their own fields. Provider info's
+    #: ``connection-types`` and the hook classes are generated from these (``connection_type_info``).
+    hidden_fields: ClassVar[tuple[str, ...]] = STANDARD_FIELDS
+    relabeling: ClassVar[Mapping[str, str]] = {}
+    placeholders: ClassVar[Mapping[str, str]] = {}
+    conn_fields: ClassVar[Mapping[str, ConnField]] = {}
     #: Runner classes this backend can provide.
     runner_classes: ClassVar[frozenset[str]]
     #: Seconds between status polls while waiting for readiness.
@@ -169,6 +202,31 @@ class Backend(ABC):
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
+
+    @classmethod
+    def hook_class_name(cls) -> str:
+        """The hook generated for this backend (:mod:`airflow_provider_runners.hooks.runner`)."""
+        return f"airflow_provider_runners.hooks.runner.{cls.__name__.removesuffix('Backend')}RunnerHook"
+
+    @classmethod
+    def connection_type_info(cls) -> dict[str, Any]:
+        """This backend's entry in provider info's ``connection-types`` (Airflow 3 form metadata)."""
+        info: dict[str, Any] = {
+            "connection-type": cls.conn_type,
+            "hook-class-name": cls.hook_class_name(),
+            "hook-name": cls.hook_name,
+            "ui-field-behaviour": {
+                "hidden-fields": list(cls.hidden_fields),
+                "relabeling": dict(cls.relabeling),
+                "placeholders": {
+                    **dict(cls.placeholders),
+                    **{name: f.placeholder for name, f in cls.conn_fields.items() if f.placeholder},
+                },
+            },
+        }
+        if cls.conn_fields:
+            info["conn-fields"] = {name: f.provider_info() for name, f in cls.conn_fields.items()}
+        return info
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.config.conn_id!r})"
@@ -229,5 +287,5 @@ class Backend(ABC):
         """
         raise NotImplementedError(
             f"the {self.name!r} backend does not run commands; RunnerCommandOperator needs a backend "
-            "with supports_commands (local_host, ec2, kubernetes, labgrid, bench_http)"
+            "with supports_commands (docs/commands.md lists them)"
         )

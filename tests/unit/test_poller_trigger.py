@@ -125,11 +125,11 @@ def fake_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeBackend]]
     """Register FakeBackend for conn_type runners_fake and define Connection runners_fake_test."""
     FakeBackend.reset()
     monkeypatch.setattr(SharedStatusPoller, "_pollers", {})
-    registry.backend_classes.cache_clear()
+    registry.reload_backends()
     monkeypatch.setitem(registry.backend_classes(), FakeBackend.conn_type, FakeBackend)
     monkeypatch.setenv("AIRFLOW_CONN_RUNNERS_FAKE_TEST", json.dumps({"conn_type": "runners_fake"}))
     yield FakeBackend
-    registry.backend_classes.cache_clear()
+    registry.reload_backends()
 
 
 def import_string(classpath: str) -> Any:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -44,6 +44,7 @@ from airflow_provider_runners.core.backend import (
     CommandRequest,
     CommandResult,
     ConnectionConfig,
+    ConnField,
     OutputSink,
     ProvisionRequest,
     RunnerState,
@@ -72,6 +73,14 @@ class BenchHttpBackend(Backend):
     name = "bench_http"
     conn_type = "runners_bench_http"
     hook_name = "Runners: HTTP bench platform"
+    hidden_fields: ClassVar[tuple[str, ...]] = ("login",)
+    relabeling: ClassVar[Mapping[str, str]] = {"schema": "Scheme (http/https)", "password": "API token"}
+    placeholders: ClassVar[Mapping[str, str]] = {"host": "benches.example.internal", "schema": "https"}
+    conn_fields: ClassVar[Mapping[str, ConnField]] = {
+        "base_path": ConnField("Base path", placeholder="/api/v1"),
+        "timeout_s": ConnField("Request timeout (s)", type="number", default=10.0),
+        "retries": ConnField("Retries", type="integer", default=3),
+    }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"bench"})
     poll_interval = 2.0
     supports_commands = True

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_runners.core.backend import (
     Backend,
     ConnectionConfig,
+    ConnField,
     ProvisionRequest,
     RunnerState,
     RunnerStatus,
@@ -202,6 +203,23 @@ class DataprocDaskBackend(Backend):
     name = "dataproc_dask"
     conn_type = "runners_dataproc_dask"
     hook_name = "Runners: Dataproc Dask cluster"
+    conn_fields: ClassVar[Mapping[str, ConnField]] = {
+        "project_id": ConnField("Project id", placeholder="my-project"),
+        "region": ConnField("Region", placeholder="europe-west1"),
+        "zone": ConnField("Zone", placeholder="europe-west1-b"),
+        "subnetwork_uri": ConnField(
+            "Subnetwork URI", placeholder="projects/my-project/regions/europe-west1/subnetworks/private"
+        ),
+        "service_account": ConnField(
+            "Service account", placeholder="dask@my-project.iam.gserviceaccount.com"
+        ),
+        "kms_key_name": ConnField(
+            "KMS key", placeholder="projects/my-project/locations/europe-west1/keyRings/r/cryptoKeys/k"
+        ),
+        "gcp_conn_id": ConnField(
+            "Google Connection", "Credentials come from this Connection.", placeholder="google_cloud_default"
+        ),
+    }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dask_cluster"})
     poll_interval = 15.0
     #: Seconds between get_cluster calls while waiting for a deletion, and the bound of that wait.

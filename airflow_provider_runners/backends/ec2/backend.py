@@ -64,6 +64,7 @@ from airflow_provider_runners.core.backend import (
     CommandRequest,
     CommandResult,
     ConnectionConfig,
+    ConnField,
     OutputSink,
     ProvisionRequest,
     RunnerState,
@@ -102,6 +103,20 @@ class Ec2Backend(Backend):
     name = "ec2"
     conn_type = "runners_ec2"
     hook_name = "Runners: EC2 dedicated host"
+    placeholders: ClassVar[Mapping[str, str]] = {
+        "extra": '{"network_profiles": {"private": {"subnet_id": "subnet-0abc", "security_group_ids": ["sg-0abc"]}}}'
+    }
+    conn_fields: ClassVar[Mapping[str, ConnField]] = {
+        "region_name": ConnField("Region", placeholder="eu-west-1"),
+        "aws_conn_id": ConnField(
+            "AWS Connection", "Credentials come from this Connection.", placeholder="aws_default"
+        ),
+        "instance_profile": ConnField("Instance profile", placeholder="runner-host"),
+        "claim_table": ConnField(
+            "Warm-pool claim table (DynamoDB)", placeholder="airflow-runners-ec2-claims"
+        ),
+        "pool_idle_ttl": ConnField("Warm-pool idle TTL", default="24h"),
+    }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dedicated_host"})
     poll_interval = 15.0
     supports_commands = True

@@ -55,6 +55,7 @@ from airflow_provider_runners.core.backend import (
     CommandRequest,
     CommandResult,
     ConnectionConfig,
+    ConnField,
     OutputSink,
     ProvisionRequest,
     RunnerState,
@@ -127,6 +128,21 @@ class KubernetesBackend(Backend):
     name = "kubernetes"
     conn_type = "runners_kubernetes"
     hook_name = "Runners: Kubernetes pod"
+    hidden_fields: ClassVar[tuple[str, ...]] = ("port", "login", "schema")
+    relabeling: ClassVar[Mapping[str, str]] = {
+        "host": "API server URL (optional)",
+        "password": "Bearer token (optional)",
+    }
+    placeholders: ClassVar[Mapping[str, str]] = {
+        "extra": '{"eks_cluster_name": "sil", "region_name": "eu-west-1", "aws_conn_id": "aws_default"}'
+    }
+    conn_fields: ClassVar[Mapping[str, ConnField]] = {
+        "namespace": ConnField("Namespace", placeholder="sil-runners"),
+        "pod_template_file": ConnField("Pod template file", placeholder="/opt/airflow/config/sil-pod.yaml"),
+        "service_account": ConnField("Service account", placeholder="sil-runner"),
+        "qps": ConnField("API requests per second", type="number", placeholder="5"),
+        "burst": ConnField("API request burst", type="integer", placeholder="10"),
+    }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"pod"})
     poll_interval = 5.0
     supports_commands = True

@@ -53,7 +53,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -71,6 +71,7 @@ from airflow_provider_runners.core.backend import (
     CommandRequest,
     CommandResult,
     ConnectionConfig,
+    ConnField,
     OutputSink,
     ProvisionRequest,
     RunnerState,
@@ -110,6 +111,16 @@ class LabgridBackend(Backend):
     name = "labgrid"
     conn_type = "runners_labgrid"
     hook_name = "Runners: labgrid bench"
+    hidden_fields: ClassVar[tuple[str, ...]] = ("login", "schema", "password")
+    relabeling: ClassVar[Mapping[str, str]] = {"host": "Coordinator host", "port": "Coordinator port (20408)"}
+    placeholders: ClassVar[Mapping[str, str]] = {"host": "labgrid-coordinator", "port": "20408"}
+    conn_fields: ClassVar[Mapping[str, ConnField]] = {
+        "owner_host": ConnField(
+            "Owner host", "The host name reservations are made for.", placeholder="airflow"
+        ),
+        "keepalive_s": ConnField("Keep-alive (s)", type="number", default=15.0),
+        "health_command": ConnField("Health command", placeholder="labgrid-client -p $LG_PLACE power get"),
+    }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"bench"})
     poll_interval = 2.0
     supports_commands = True

@@ -45,6 +45,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,6 +56,7 @@ from airflow_provider_runners.backends.local_dask.daemon import write_state
 from airflow_provider_runners.core.backend import (
     Backend,
     ConnectionConfig,
+    ConnField,
     ProvisionRequest,
     RunnerState,
     RunnerStatus,
@@ -79,6 +81,15 @@ class LocalDaskBackend(Backend):
     name = "local_dask"
     conn_type = "runners_local_dask"
     hook_name = "Runners: local Dask cluster"
+    placeholders: ClassVar[Mapping[str, str]] = {"extra": '{"worker_env": {"AWS_PROFILE": "etl"}}'}
+    conn_fields: ClassVar[Mapping[str, ConnField]] = {
+        "state_dir": ConnField(
+            "State directory",
+            "Where the cluster daemons keep their state files.",
+            placeholder="/opt/airflow/runners/local_dask",
+        ),
+        "dashboard": ConnField("Dashboard", "Serve the Dask dashboard.", type="boolean", default=True),
+    }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dask_cluster"})
     poll_interval = 0.1  # reads a local file: cheap
     secret_extra_fields: ClassVar[frozenset[str]] = frozenset({"worker_env"})

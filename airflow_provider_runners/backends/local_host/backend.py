@@ -39,15 +39,17 @@ import shutil
 import signal
 import socket
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_runners.backends.shared.subprocess import argv_for, command_environment, run_subprocess
 from airflow_provider_runners.core.backend import (
     Backend,
     CommandRequest,
     CommandResult,
+    ConnField,
     OutputSink,
     ProvisionRequest,
     RunnerState,
@@ -74,6 +76,16 @@ class LocalHostBackend(Backend):
     name = "local_host"
     conn_type = "runners_local_host"
     hook_name = "Runners: local host (subprocess on the worker)"
+    placeholders: ClassVar[Mapping[str, str]] = {
+        "extra": '{"host_env": {"JAVA_HOME": "/usr/lib/jvm/default"}}'
+    }
+    conn_fields: ClassVar[Mapping[str, ConnField]] = {
+        "state_dir": ConnField(
+            "State directory",
+            "Where runner state files are kept.",
+            placeholder="/opt/airflow/runners/local_host",
+        ),
+    }
     runner_classes = frozenset({"dedicated_host"})
     poll_interval = 1.0
     supports_commands = True
