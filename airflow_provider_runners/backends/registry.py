@@ -21,10 +21,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_runners.core.backend import Backend, ConnectionConfig
-from airflow_provider_runners.exceptions import BackendNotFoundError
+from airflow_provider_runners.exceptions import BackendNotFoundError, RunnerSpecError
+
+if TYPE_CHECKING:
+    from airflow_provider_runners.core.catalog import ResolvedSpec
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "airflow_provider_runners.backends"
@@ -105,6 +108,46 @@ def backend_class(conn_type: str) -> type[Backend]:
         raise BackendNotFoundError(
             f"no runner backend for conn_type {conn_type!r}; known: {sorted(classes)}"
         ) from None
+
+
+def check_spec(resolved: ResolvedSpec) -> type[Backend] | None:
+    """The parse-time options check (no Connection is read; docs/architecture.md).
+
+    ``spec.backend`` names the backend: its :meth:`~Backend.check_spec` runs (options model and
+    deeper checks) and it must serve the runner class. Without it, the spec's options must be
+    accepted by at least one installed backend serving the runner class (each one's options
+    model); the Connection picks the backend at run time and checks again. Returns the backend
+    class when exactly one can serve the spec.
+    """
+    spec = resolved.spec
+    classes = list(backend_classes().values())
+    if spec.backend is not None:
+        named = [cls for cls in classes if cls.name == spec.backend]
+        if not named:
+            raise RunnerSpecError(
+                f"spec.backend: {spec.backend!r} is not an installed backend; allowed: {sorted(c.name for c in classes)}"
+            )
+        cls = named[0]
+        if spec.runner_class not in cls.runner_classes:
+            raise RunnerSpecError(
+                f"spec.runner_class: {spec.runner_class!r} is not served by backend {cls.name!r}; "
+                f"it serves: {sorted(cls.runner_classes)}"
+            )
+        cls.check_spec(resolved)
+        return cls
+    candidates = sorted((c for c in classes if spec.runner_class in c.runner_classes), key=lambda c: c.name)
+    problems: list[str] = []
+    for cls in candidates:
+        try:
+            cls.check_options(resolved)
+        except RunnerSpecError as exc:
+            problems.append(str(exc))
+    if candidates and len(problems) == len(candidates):
+        raise RunnerSpecError(
+            f"spec.options: no installed backend for runner_class {spec.runner_class!r} accepts them: "
+            + "; ".join(problems)
+        )
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def connection_config(conn_id: str) -> ConnectionConfig:

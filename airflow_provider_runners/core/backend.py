@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from pydantic import BaseModel
+
     from airflow_provider_runners.core.catalog import ResolvedSpec
     from airflow_provider_runners.core.handles import RunnerHandle
     from airflow_provider_runners.core.lineage import Lineage
@@ -200,8 +202,37 @@ class Backend(ABC):
     #: (see :mod:`airflow_provider_runners.core.secret_refs`).
     secret_ref_kinds: ClassVar[frozenset[str]] = frozenset()
 
+    #: The ``spec.options`` this backend accepts (a pydantic model, ``extra="forbid"``); None: any.
+    options_model: ClassVar[type[BaseModel] | None] = None
+
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
+
+    @classmethod
+    def check_options(cls, resolved: ResolvedSpec) -> None:
+        """Validate ``spec.options`` against :attr:`options_model`; a RunnerSpecError names the field,
+        the value and what is allowed. Runs when the DAG is parsed (docs/architecture.md)."""
+        if cls.options_model is None:
+            return
+        from pydantic import ValidationError
+
+        from airflow_provider_runners.core.specs import format_validation_error
+        from airflow_provider_runners.exceptions import RunnerSpecError
+
+        try:
+            cls.options_model.model_validate(dict(resolved.spec.options))
+        except ValidationError as exc:
+            allowed = sorted(cls.options_model.model_fields)
+            raise RunnerSpecError(
+                f"{format_validation_error(exc, 'spec.options')} (backend {cls.name!r}; allowed options: {allowed})"
+            ) from None
+
+    @classmethod
+    def check_spec(cls, resolved: ResolvedSpec) -> None:
+        """Every parse-time check of a spec named for this backend (``spec.backend``): the options
+        model, then anything deeper a backend adds by overriding (templates, profile fit, ...).
+        Must not read a Connection or call an API: it runs in the DAG processor."""
+        cls.check_options(resolved)
 
     @classmethod
     def hook_class_name(cls) -> str:

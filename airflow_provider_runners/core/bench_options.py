@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_runners.exceptions import RunnerSpecError
 
@@ -20,6 +22,20 @@ TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$")
 BENCH_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 READINESS = ("auto", "resources", "health", "none")
 OPTION_KEYS = ("place", "bench_id", "tags", "health_command", "readiness", "queue", "priority")
+
+
+class BenchOptions(BaseModel):
+    """``spec.options`` of a bench runner (the backends' options model); values are checked by
+    :func:`parse_bench_options`, which ``RunnerSpec`` runs for every bench spec."""
+
+    model_config = ConfigDict(extra="forbid")
+    place: str | None = None
+    bench_id: str | None = None
+    tags: dict[str, str] | None = None
+    health_command: str | None = None
+    readiness: Literal["auto", "resources", "health", "none"] | None = None
+    queue: bool | None = None
+    priority: float | None = None
 
 
 @dataclass(frozen=True)

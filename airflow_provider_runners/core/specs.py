@@ -97,6 +97,13 @@ class RunnerSpec(BaseModel):
     )
     idle_timeout: timedelta | None = Field(default=None, description="End the runner when idle this long.")
     environment: str | None = Field(default=None, description="Catalog environment; default from config.")
+    backend: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="The backend (its entry-point name, e.g. 'kubernetes') meant to serve this spec: its "
+        "options are then checked when the DAG is parsed, and a Connection of another backend is refused "
+        "(docs/architecture.md, 'Options are checked at parse time').",
+    )
     approval_ref: str | None = Field(default=None, description="Governance approval, required by Custom.")
     spot: bool = False
     options: dict[str, Any] = Field(default_factory=dict)

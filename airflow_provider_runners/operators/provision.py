@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
+from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, check_spec, get_backend
 from airflow_provider_runners.core.backend import Backend, ProvisionRequest, RunnerState, RunnerStatus
 from airflow_provider_runners.core.catalog import ResolvedSpec, resolve_spec
 from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
@@ -68,7 +68,10 @@ class ProvisionRunnerOperator(BaseOperator):
         super().__init__(**kwargs)
         self.spec = RunnerSpec.parse(spec)
         self.catalog_path = catalog_path
-        self.resolved: ResolvedSpec = resolve_spec(self.spec, catalog_path=catalog_path)
+        self.resolved: ResolvedSpec = resolve_spec(
+            self.spec, backend=self.spec.backend, catalog_path=catalog_path
+        )
+        check_spec(self.resolved)  # parse time: the options, by the backend(s) that can serve the spec
         self.conn_id = conn_id
         self.deferrable = deferrable
         self.ready_timeout = (
@@ -99,6 +102,11 @@ class ProvisionRunnerOperator(BaseOperator):
         ti = context["ti"]
         lineage = Lineage.from_context(context)
         backend = get_backend(self.conn_id)
+        if self.spec.backend is not None and self.spec.backend != backend.name:
+            raise RunnerSpecError(
+                f"spec.backend: {self.spec.backend!r}, but Connection {self.conn_id!r} selects backend "
+                f"{backend.name!r}; nothing was created"
+            )
         if self.spec.runner_class not in backend.runner_classes:
             raise RunnerSpecError(
                 f"spec.runner_class: {self.spec.runner_class!r} is not served by backend {backend.name!r} "

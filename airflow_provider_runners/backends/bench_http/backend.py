@@ -38,6 +38,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from airflow_provider_runners.backends.shared.bench import run_bench_command, run_health_command
 from airflow_provider_runners.core.backend import (
     Backend,
@@ -51,7 +53,7 @@ from airflow_provider_runners.core.backend import (
     RunnerStatus,
     TeardownResult,
 )
-from airflow_provider_runners.core.bench_options import selector_for
+from airflow_provider_runners.core.bench_options import BenchOptions, selector_for
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.secret_refs import LOCAL_KINDS
 from airflow_provider_runners.exceptions import ProvisionError, RunnerCommandError
@@ -82,6 +84,7 @@ class BenchHttpBackend(Backend):
         "retries": ConnField("Retries", type="integer", default=3),
     }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"bench"})
+    options_model: ClassVar[type[BaseModel] | None] = BenchOptions
     poll_interval = 2.0
     supports_commands = True
     secret_ref_kinds: ClassVar[frozenset[str]] = LOCAL_KINDS

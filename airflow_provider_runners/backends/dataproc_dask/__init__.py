@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from airflow_provider_runners.backends.dataproc_dask.backend import DataprocDaskBackend
+from airflow_provider_runners.backends.dataproc_dask.backend import DataprocDaskBackend, validate_region
 
-__all__ = ["DataprocDaskBackend"]
+__all__ = ["DataprocDaskBackend", "validate_region"]

@@ -70,6 +70,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from airflow_provider_runners.core.backend import (
     Backend,
     ConnectionConfig,
@@ -164,16 +166,21 @@ def validate_spec(
     from airflow_provider_runners.core.specs import RunnerSpec
 
     parsed = RunnerSpec.parse(spec)
-    resolved = resolve_spec(parsed, backend="dataproc_dask", catalog_path=catalog_path)
+    check_resolved(resolve_spec(parsed, backend="dataproc_dask", catalog_path=catalog_path))
+    if region is not None:
+        validate_region(region)
+    return parsed
+
+
+def check_resolved(resolved: ResolvedSpec) -> None:
+    """A cloud profile (machine_type) and worker options within its bounds."""
+    parsed = resolved.spec
     if not resolved.profile.machine_type:
         raise RunnerSpecError(
             f"spec.profile: {parsed.profile!r} in {resolved.environment!r} has no machine_type; "
             "dataproc_dask needs a cloud profile (e.g. 'standard' in 'dev' or 'prod')"
         )
     worker_bounds(parsed, resolved)
-    if region is not None:
-        validate_region(region)
-    return parsed
 
 
 def autoscaling_client(hook: Any, region: str) -> Any:
@@ -195,6 +202,15 @@ def gcs_object_facts(hook: Any, uri: str) -> dict[str, Any]:
     if blob is None:
         return {"uri": uri, "error": "object not found"}
     return {"uri": uri, "generation": blob.generation, "md5_hash": blob.md5_hash, "crc32c": blob.crc32c}
+
+
+class DataprocDaskOptions(BaseModel):
+    """``spec.options`` of a Dataproc cluster: primary workers within the profile's bounds."""
+
+    model_config = ConfigDict(extra="forbid")
+    workers: int | None = None
+    min_workers: int | None = None
+    max_workers: int | None = None
 
 
 class DataprocDaskBackend(Backend):
@@ -221,6 +237,14 @@ class DataprocDaskBackend(Backend):
         ),
     }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dask_cluster"})
+    options_model: ClassVar[type[BaseModel] | None] = DataprocDaskOptions
+
+    @classmethod
+    def check_spec(cls, resolved: ResolvedSpec) -> None:
+        """The options model, then a cloud profile and worker bounds (as :func:`validate_spec`)."""
+        super().check_spec(resolved)
+        check_resolved(resolved)
+
     poll_interval = 15.0
     #: Seconds between get_cluster calls while waiting for a deletion, and the bound of that wait.
     teardown_poll_s: ClassVar[float] = 10.0

@@ -55,7 +55,9 @@ import random
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_runners.backends.ec2 import pool as _ec2_pool, ssm as _ec2_ssm
 from airflow_provider_runners.backends.ec2.plan import LaunchPlan, plan_for, user_data, validate_spec
@@ -97,6 +99,16 @@ def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
+TeardownMode = Literal["terminate", "pool"]
+
+
+class Ec2Options(BaseModel):
+    """``spec.options`` of an EC2 host: how it is given back (docs/ec2.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    teardown: TeardownMode | None = None
+
+
 class Ec2Backend(Backend):
     """Dedicated EC2 hosts. Resources, extras and cleanup: see the module docstring and docs/ec2.md."""
 
@@ -118,6 +130,7 @@ class Ec2Backend(Backend):
         "pool_idle_ttl": ConnField("Warm-pool idle TTL", default="24h"),
     }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dedicated_host"})
+    options_model: ClassVar[type[BaseModel] | None] = Ec2Options
     poll_interval = 15.0
     supports_commands = True
     secret_ref_kinds: ClassVar[frozenset[str]] = frozenset({"aws-sm", "ssm"})

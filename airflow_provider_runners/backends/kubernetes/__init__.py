@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from airflow_provider_runners.backends.kubernetes.backend import KubernetesBackend
+from airflow_provider_runners.backends.kubernetes.backend import POD_COMMAND, KubernetesBackend
 
-__all__ = ["KubernetesBackend"]
+__all__ = ["POD_COMMAND", "KubernetesBackend"]

@@ -40,7 +40,9 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_runners.backends.kubernetes import pod as podlib
 from airflow_provider_runners.backends.kubernetes.client import (
@@ -67,6 +69,7 @@ from airflow_provider_runners.core.lineage import MANAGED_BY
 from airflow_provider_runners.exceptions import ProvisionError, RunnerCommandError, RunnerSpecError
 
 if TYPE_CHECKING:
+    from airflow_provider_runners.core.catalog import ResolvedSpec
     from airflow_provider_runners.core.specs import RunnerSpec
 
 log = logging.getLogger(__name__)
@@ -122,6 +125,27 @@ def _bad_reason(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
+PodMode = Literal["command", "workspace"]
+
+
+class KubernetesOptions(BaseModel):
+    """``spec.options`` of a pod (docs/kubernetes.md); values are checked by ``pod.check_options``."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: PodMode | None = None
+    command: str | list[str] | None = None
+    args: list[str] | None = None
+    env: dict[str, str] | None = None
+    secret_env: dict[str, str] | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[dict[str, Any]] | None = None
+    service_account: str | None = None
+    automount_service_account_token: bool | None = None
+    workspace_size: str | None = None
+    pod_template_file: str | None = None
+    pod_template: dict[str, Any] | None = None
+
+
 class KubernetesBackend(Backend):
     """A pod per execution. Resources, extras and cleanup: see the module docstring."""
 
@@ -144,6 +168,15 @@ class KubernetesBackend(Backend):
         "burst": ConnField("API request burst", type="integer", placeholder="10"),
     }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"pod"})
+    options_model: ClassVar[type[BaseModel] | None] = KubernetesOptions
+
+    @classmethod
+    def check_spec(cls, resolved: ResolvedSpec) -> None:
+        """The options model, then the pod built from them (as :func:`validate_spec`, without the
+        Connection's pod_template_file: a spec naming the backend must not need it)."""
+        super().check_spec(resolved)
+        podlib.check_options(resolved.spec, resolved, None)
+
     poll_interval = 5.0
     supports_commands = True
     secret_ref_kinds: ClassVar[frozenset[str]] = frozenset({"k8s-secret"})

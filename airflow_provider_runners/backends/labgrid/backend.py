@@ -57,6 +57,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from airflow_provider_runners.backends.labgrid.client import (
     DEFAULT_PORT,
     CoordinatorClient,
@@ -78,7 +80,7 @@ from airflow_provider_runners.core.backend import (
     RunnerStatus,
     TeardownResult,
 )
-from airflow_provider_runners.core.bench_options import BenchSelector, selector_for
+from airflow_provider_runners.core.bench_options import BenchOptions, BenchSelector, selector_for
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.secret_refs import LOCAL_KINDS
 from airflow_provider_runners.exceptions import ProvisionError, RunnerCommandError
@@ -122,6 +124,7 @@ class LabgridBackend(Backend):
         "health_command": ConnField("Health command", placeholder="labgrid-client -p $LG_PLACE power get"),
     }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"bench"})
+    options_model: ClassVar[type[BaseModel] | None] = BenchOptions
     poll_interval = 2.0
     supports_commands = True
     secret_ref_kinds: ClassVar[frozenset[str]] = LOCAL_KINDS

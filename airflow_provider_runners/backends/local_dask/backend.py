@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import psutil
+from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from airflow_provider_runners.backends.local_dask.daemon import write_state
 from airflow_provider_runners.core.backend import (
@@ -75,6 +76,15 @@ def default_state_dir() -> Path:
     return Path(home) / "runners" / "local_dask"
 
 
+class LocalDaskOptions(BaseModel):
+    """``spec.options`` of a local Dask cluster: override the profile's sizes."""
+
+    model_config = ConfigDict(extra="forbid")
+    workers: PositiveInt | None = None
+    threads_per_worker: PositiveInt | None = None
+    memory_limit: str | None = None
+
+
 class LocalDaskBackend(Backend):
     """Dask clusters as local processes. See the module docstring for resources and cleanup."""
 
@@ -91,6 +101,7 @@ class LocalDaskBackend(Backend):
         "dashboard": ConnField("Dashboard", "Serve the Dask dashboard.", type="boolean", default=True),
     }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dask_cluster"})
+    options_model: ClassVar[type[BaseModel] | None] = LocalDaskOptions
     poll_interval = 0.1  # reads a local file: cheap
     secret_extra_fields: ClassVar[frozenset[str]] = frozenset({"worker_env"})
 

@@ -44,6 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from airflow_provider_runners.backends.shared.subprocess import argv_for, command_environment, run_subprocess
 from airflow_provider_runners.core.backend import (
     Backend,
@@ -70,6 +72,12 @@ def default_state_dir() -> Path:
     return Path(home) / "runners" / "local_host"
 
 
+class LocalHostOptions(BaseModel):
+    """``spec.options`` of a local host: none (commands come from RunnerCommandOperator)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class LocalHostBackend(Backend):
     """Commands as subprocesses on the Airflow worker, one workspace per runner."""
 
@@ -87,6 +95,7 @@ class LocalHostBackend(Backend):
         ),
     }
     runner_classes = frozenset({"dedicated_host"})
+    options_model: ClassVar[type[BaseModel] | None] = LocalHostOptions
     poll_interval = 1.0
     supports_commands = True
     secret_ref_kinds = frozenset({"conn", "var"})
