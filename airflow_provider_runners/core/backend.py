@@ -1,4 +1,4 @@
-"""The one small interface every backend implements (ADR-008 option A: a strategy per backend).
+"""The one small interface every backend implements (a strategy per backend; docs/architecture.md).
 
 A backend knows how to, for one kind of compute:
 

@@ -71,7 +71,7 @@ class Profile(_Model):
 
 
 class NetworkProfile(_Model):
-    """Where a runner's traffic may go (seed 000: VPN, private VPC, PrivateLink, public egress)."""
+    """Where a runner's traffic may go (VPN, private VPC, PrivateLink, public egress; docs/ec2.md)."""
 
     description: str = ""
     kind: Literal["local", "private", "vpn", "privatelink", "public"]

@@ -1,11 +1,11 @@
-"""Burst planner: how many cloud runners to launch or end this cycle (seed 001's policy, pure).
+"""Burst planner: how many cloud runners to launch or end this cycle (a pure function; docs/cost.md).
 
 :func:`plan` is a pure function of a :class:`BurstPolicy` and a :class:`BurstState` (queue depth,
 runners, time, spend): no I/O, no clock, so it is property-tested and simulated
 (``benchmarks/burst_simulation.py``). :class:`~airflow_provider_runners.operators.burst.BurstPlanOperator`
 feeds it the live numbers each cycle.
 
-**Policy** (seed 001's ``burst_policy``, same names and defaults)::
+**Policy** (the reference ``burst_policy`` of docs/cost.md, same names and defaults)::
 
     capacity needed  = ceil(queue_depth / jobs_per_instance)          (0 for an empty queue)
     cloud needed     = max(capacity needed - local_count, min_cloud_instances)
@@ -25,11 +25,11 @@ feeds it the live numbers each cycle.
 
 An empty queue always counts as low (also with ``queue_depth_threshold: 0``).
 
-**Differences from seed 001's formula**, on purpose (both are in ``benchmarks/burst_simulation.py``):
+**Differences from the reference formula** (docs/cost.md), on purpose (both are in ``benchmarks/burst_simulation.py``):
 
-* seed 001 needs ``depth // 10 + 1`` instances, so an empty queue still wants one: its
+* the reference needs ``depth // 10 + 1`` instances, so an empty queue still wants one: its
   scale-down stops at 1 cloud instance for ever. Here an empty queue needs 0 (ceil).
-* seed 001 checks the budget only *before* a cycle ("current cost < budget") and may then
+* the reference checks the budget only *before* a cycle ("current cost < budget") and may then
   launch 10 more; here the launch count itself is capped so the spend after launching is
   within the budget.
 * ``min_cloud_instances`` is kept warm by launching up to it, not only by refusing to go below.
@@ -62,7 +62,7 @@ class BurstPolicy:
     cost_budget: float | None = None
     #: $/hour of one cloud runner (catalog price of its profile; spot if the spec asks for spot).
     usd_per_hour: float = 0.0
-    #: Jobs one runner handles at once (seed 001 assumes ~10).
+    #: Jobs one runner handles at once (the reference assumes ~10).
     jobs_per_instance: int = 10
     scale_down_delay: float = 300.0
     max_launch_per_cycle: int = MAX_LAUNCH_PER_CYCLE
@@ -96,7 +96,7 @@ class BurstPolicy:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> BurstPolicy:
-        """From seed 001's YAML keys (``scale_down_delay`` also as ``"5m"``); unknown keys are errors."""
+        """From the reference policy's YAML keys (docs/cost.md) (``scale_down_delay`` also as ``"5m"``); unknown keys are errors."""
         from airflow_provider_runners.core.specs import parse_duration
 
         known = set(cls.__dataclass_fields__)

@@ -1,6 +1,6 @@
 """Hybrid burst: :class:`BurstPlanOperator` decides how many cloud runners to launch this cycle.
 
-Each run of a burst DAG is one planning cycle (seed 001's ``check_interval`` is the DAG's
+Each run of a burst DAG is one planning cycle (the policy's ``check_interval``, docs/cost.md, is the DAG's
 schedule). The operator reads the queue depth (SQS ``ApproximateNumberOfMessages`` through the
 Amazon provider's ``SqsHook``, or any callable), counts the cloud runners of its pool that are
 alive, asks the pure planner (:func:`airflow_provider_runners.governance.burst.plan`) and returns one
@@ -70,7 +70,7 @@ def should_drain(handle: RunnerHandle | Mapping[str, Any]) -> bool:
 class BurstPlanOperator(BaseOperator):
     """Plan one burst cycle; return the runners to launch (a list for ``.expand()``).
 
-    :param policy: a :class:`~airflow_provider_runners.governance.burst.BurstPolicy` or seed 001's
+    :param policy: a :class:`~airflow_provider_runners.governance.burst.BurstPolicy` or the reference policy's
         ``burst_policy`` keys. ``usd_per_hour`` defaults to the catalog price of ``spec``.
     :param spec: the cloud runners' spec (validated against the catalog at parse time).
     :param conn_id: the cloud runners' Connection (its backend lists the live ones).

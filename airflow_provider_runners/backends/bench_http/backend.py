@@ -1,9 +1,9 @@
 """``bench_http``: benches reserved through an HTTP bench platform (conn type ``runners_bench_http``).
 
-The platform speaks the contract in ``docs/bench_http.openapi.yaml`` (seed 003's
+The platform speaks the contract in ``docs/bench_http.openapi.yaml`` (docs/benches.md; the
 infra-bench-platform: ``reserve(bench_id | tags)`` / status / ``release``). Benches exist; this
 backend never creates one. A spec selects a bench by ``options.bench_id`` (or ``place``) or by
-``options.tags`` (see :func:`~airflow_provider_runners.backends.shared.bench.parse_bench_options`).
+``options.tags`` (see :func:`~airflow_provider_runners.core.bench_options.parse_bench_options`).
 
 **Lifecycle.** ``create`` POSTs a reservation (owner ``<owner_host>/<lineage key>``, lineage =
 the lineage key, ``ttl_s`` = the spec's ttl) and returns at once; the platform queues it until a

@@ -1,8 +1,8 @@
 """``labgrid``: reserve, acquire and release hardware benches on a labgrid coordinator (conn type ``runners_labgrid``).
 
-Benches exist; this backend never creates one (seed 003, OnPremBenchRunner). A bench is a
+Benches exist; this backend never creates one (docs/benches.md). A bench is a
 labgrid *place*; a spec selects one by tag filters or by name (``spec.options``, see
-:func:`~airflow_provider_runners.backends.shared.bench.parse_bench_options`).
+:func:`~airflow_provider_runners.core.bench_options.parse_bench_options`).
 
 **Lifecycle**
 

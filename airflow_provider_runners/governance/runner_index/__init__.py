@@ -1,4 +1,4 @@
-"""Registry of live runners: who holds what, at what rate, until when (seed 001's peer registry).
+"""Index of live runners: who holds what, at what rate, until when (docs/cost.md).
 
 Backends are the truth about what exists; the registry is a fast, cross-backend *index* of it
 that the budget guard, the burst planner, the warm pool and the reaper read without calling
@@ -17,7 +17,7 @@ heartbeat of an ended runner fails instead of overwriting.
 Two implementations: :class:`~airflow_provider_runners.governance.runner_index.sqlite.SqliteRegistry`
 (one file, the default, for a single host and dev) and
 :class:`~airflow_provider_runners.governance.runner_index.dynamodb.DynamoDBRegistry` (a table shared by
-every worker; seed 001's ``spawn-hybrid-registry`` shape, with DynamoDB TTL as the cleanup).
+every worker, with DynamoDB TTL as the cleanup; docs/cost.md).
 
 Configuration (``[runners]`` section / ``AIRFLOW__RUNNERS__*``):
 

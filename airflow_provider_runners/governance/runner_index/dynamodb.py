@@ -1,4 +1,4 @@
-"""The shared registry: a DynamoDB table (seed 001's peer registry, one table for every worker).
+"""The shared registry: a DynamoDB table (one table for every worker; docs/cost.md).
 
 **Resources created** (by :meth:`DynamoDBRegistry.ensure_table`, or create them yourself)
 
