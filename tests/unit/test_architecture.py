@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, int]] = [
     ("airflow_provider_runners.evidence", 3),
     ("airflow_provider_runners.governance", 4),
     ("airflow_provider_runners.hooks", 5),
+    ("airflow_provider_runners.testing", 5),
     ("airflow_provider_runners.triggers", 5),
     ("airflow_provider_runners.dask_modules", 5),
     ("airflow_provider_runners.operators", 6),
