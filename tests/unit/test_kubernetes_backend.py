@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -21,6 +21,7 @@ from airflow_provider_runners.backends.kubernetes import pod as podlib
 from airflow_provider_runners.backends.kubernetes.backend import POD_COMMAND, KubernetesBackend, validate_spec
 from airflow_provider_runners.backends.kubernetes.client import TokenBucket
 from airflow_provider_runners.core.backend import (
+    Backend,
     CommandRequest,
     ConnectionConfig,
     ProvisionRequest,
@@ -31,6 +32,7 @@ from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import Lineage
 from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import RunnerSpecError
+from airflow_provider_runners.testing.contract import BackendContract
 from tests.fakes.kubernetes import KubeCluster
 
 AGENT = "airflow-provider-runners"
@@ -424,3 +426,15 @@ def test_missing_kubernetes_package_is_a_clear_error(monkeypatch: pytest.MonkeyP
     b = KubernetesBackend(ConnectionConfig("k", "runners_kubernetes", host="http://127.0.0.1:1"))
     with pytest.raises(MissingExtraError, match=r"pip install 'airflow-provider-runners\[kubernetes\]'"):
         b.api()
+
+
+class TestKubernetesContract(BackendContract):
+    """The backend contract against the Kubernetes API emulator and its kubelet (workspace pods)."""
+
+    spec: ClassVar[dict[str, Any]] = {**BASE, "options": {"mode": "workspace"}}
+    ready_timeout: ClassVar[float] = 30.0
+
+    @pytest.fixture
+    def backend(self, cluster: KubeCluster) -> Iterator[Backend]:
+        yield backend(cluster)
+        assert cluster.pods("unit") == []
