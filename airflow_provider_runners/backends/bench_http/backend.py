@@ -56,7 +56,7 @@ from airflow_provider_runners.core.backend import (
 from airflow_provider_runners.core.bench_options import BenchOptions, selector_for
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.secret_refs import LOCAL_KINDS
-from airflow_provider_runners.exceptions import ProvisionError, RunnerCommandError
+from airflow_provider_runners.exceptions import ConnectionConfigError, ProvisionError, RunnerCommandError
 
 LIVE = frozenset({"queued", "preparing", "ready"})
 
@@ -94,7 +94,9 @@ class BenchHttpBackend(Backend):
         extra = config.extra
         scheme = (config.schema or "https").lower()
         if scheme not in ("http", "https"):
-            raise ProvisionError(f"Connection {config.conn_id!r} schema: {scheme!r} is not http or https")
+            raise ConnectionConfigError(
+                f"Connection {config.conn_id!r} schema: {scheme!r} is not http or https"
+            )
         port = f":{config.port}" if config.port else ""
         self.base_url = (
             f"{scheme}://{config.host or '127.0.0.1'}{port}{str(extra.get('base_path') or '').rstrip('/')}"

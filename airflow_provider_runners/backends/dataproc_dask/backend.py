@@ -83,7 +83,12 @@ from airflow_provider_runners.core.backend import (
 )
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import MANAGED_BY
-from airflow_provider_runners.exceptions import MissingExtraError, ProvisionError, RunnerSpecError
+from airflow_provider_runners.exceptions import (
+    ConnectionConfigError,
+    MissingExtraError,
+    ProvisionError,
+    RunnerSpecError,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_runners.core.catalog import ResolvedSpec
@@ -257,7 +262,7 @@ class DataprocDaskBackend(Backend):
         self._project_id: str | None = extra.get("project_id") or None
         zone = extra.get("zone") or None
         if zone is not None and not (ZONE_RE.match(zone) and zone.startswith(self.region + "-")):
-            raise RunnerSpecError(
+            raise ConnectionConfigError(
                 f"Connection {config.conn_id!r} extra zone: {zone!r} is not a zone of {self.region!r}"
             )
         self.zone: str | None = zone
@@ -296,7 +301,9 @@ class DataprocDaskBackend(Backend):
         if self._project_id is None:
             self._project_id = self._hook().project_id
             if not self._project_id:
-                raise ValueError(f"Connection {self.conn_id!r}: set extra project_id")
+                raise ConnectionConfigError(
+                    f"Connection {self.conn_id!r} extra project_id: required (the google Connection has no project either)"
+                )
         return self._project_id
 
     def batch_key(self) -> str:

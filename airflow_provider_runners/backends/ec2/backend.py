@@ -76,7 +76,12 @@ from airflow_provider_runners.core.backend import (
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import MANAGED_BY
 from airflow_provider_runners.core.specs import parse_duration
-from airflow_provider_runners.exceptions import MissingExtraError, ProvisionError, RunnerSpecError
+from airflow_provider_runners.exceptions import (
+    ConnectionConfigError,
+    MissingExtraError,
+    ProvisionError,
+    RunnerSpecError,
+)
 
 if TYPE_CHECKING:
     import threading
@@ -143,7 +148,7 @@ class Ec2Backend(Backend):
         extra = config.extra
         self.region: str = extra.get("region_name") or extra.get("region") or ""
         if not self.region:
-            raise RunnerSpecError(
+            raise ConnectionConfigError(
                 f"Connection {config.conn_id!r} extra region_name: required (e.g. 'eu-west-1')"
             )
         self.aws_conn_id: str = extra.get("aws_conn_id") or "aws_default"
@@ -155,7 +160,7 @@ class Ec2Backend(Backend):
         )
         self.pool_return: str = extra.get("pool_return", "stop")
         if self.pool_return not in ("stop", "running"):
-            raise RunnerSpecError(
+            raise ConnectionConfigError(
                 f"Connection {config.conn_id!r} extra pool_return: {self.pool_return!r}; allowed: ['running', 'stop']"
             )
         self.claim_lease_s = float(extra.get("claim_lease_s", 600))

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from airflow_provider_runners.exceptions import MissingExtraError, RunnerSpecError
+from airflow_provider_runners.exceptions import ConnectionConfigError, MissingExtraError, RunnerSpecError
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class ClusterAuth:
         except ImportError as exc:
             raise MissingExtraError("apache-airflow-providers-amazon", "amazon", "kubernetes") from exc
         if not self.region_name:
-            raise RunnerSpecError(
+            raise ConnectionConfigError(
                 f"Connection {self.conn_id!r} extra region_name: required with eks_cluster_name"
             )
         hook = EksHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)

@@ -83,7 +83,7 @@ from airflow_provider_runners.core.backend import (
 from airflow_provider_runners.core.bench_options import BenchOptions, BenchSelector, selector_for
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.secret_refs import LOCAL_KINDS
-from airflow_provider_runners.exceptions import ProvisionError, RunnerCommandError
+from airflow_provider_runners.exceptions import ConnectionConfigError, ProvisionError, RunnerCommandError
 
 LEASE_RE = re.compile(
     r"\s*\[runners-lease owner=(?P<owner>\S+) expires=(?P<expires>\d+) acquired=(?P<acquired>[\d.]+)\]"
@@ -135,7 +135,7 @@ class LabgridBackend(Backend):
         self.address = f"{config.host or '127.0.0.1'}:{config.port or DEFAULT_PORT}"
         self.owner_host = str(extra.get("owner_host") or "airflow")
         if "/" in self.owner_host or not self.owner_host.strip():
-            raise ProvisionError(
+            raise ConnectionConfigError(
                 f"Connection {config.conn_id!r} extra owner_host: {self.owner_host!r} must not contain '/'"
             )
         self.keepalive_s = float(extra.get("keepalive_s", 15.0))
