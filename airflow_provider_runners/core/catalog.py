@@ -292,21 +292,17 @@ def _not_allowed(field: str, value: str, allowed: Any, where: str = "") -> Runne
 
 def configured_environment() -> str | None:
     """``[runners] environment`` from the Airflow config / environment, if set."""
-    return os.environ.get("AIRFLOW__RUNNERS__ENVIRONMENT") or _airflow_conf("environment")
+    from airflow_provider_runners.core.settings import setting  # pydantic-settings: not at DAG import
+
+    return setting("environment")
 
 
 def configured_catalog_path() -> Path:
     """``[runners] catalog_path`` if set, else the shipped default catalog."""
-    value = os.environ.get("AIRFLOW__RUNNERS__CATALOG_PATH") or _airflow_conf("catalog_path")
+    from airflow_provider_runners.core.settings import setting
+
+    value = setting("catalog_path")
     return Path(value).expanduser() if value else DEFAULT_CATALOG
-
-
-def _airflow_conf(key: str) -> str | None:
-    try:
-        from airflow.configuration import conf
-    except ImportError:  # pragma: no cover - used outside Airflow
-        return None
-    return conf.get("runners", key, fallback=None) or None
 
 
 def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:

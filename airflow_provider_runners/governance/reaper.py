@@ -38,7 +38,6 @@ Entry points: ``airflow-runners reap [--dry-run] [--conn-id ID ...]`` and ``dags
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +46,7 @@ from typing import Any, Protocol
 from airflow_provider_runners.backends.registry import configured_conn_ids as all_conn_ids, get_backend
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage
+from airflow_provider_runners.core.settings import setting
 from airflow_provider_runners.governance.runner_index import RunnerRecord, RunnerRegistry, quietly
 
 log = logging.getLogger(__name__)
@@ -195,11 +195,7 @@ def configured_conn_ids(extra: Iterable[str] = (), use_db: bool = True) -> list[
     """Runner Connections to sweep: every configured one (see
     :func:`~airflow_provider_runners.backends.registry.configured_conn_ids`) plus ``extra`` and
     ``[runners] reaper_conn_ids``."""
-    configured = os.environ.get("AIRFLOW__RUNNERS__REAPER_CONN_IDS")
-    if configured is None:
-        from airflow_provider_runners.governance.runner_index import _conf
-
-        configured = _conf("reaper_conn_ids") or ""
+    configured = setting("reaper_conn_ids") or ""
     named = [*extra, *(c.strip() for c in configured.split(",") if c.strip())]
     ids, errors = all_conn_ids(named, use_db=use_db)
     for error in errors:

@@ -39,6 +39,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from airflow_provider_runners.core.settings import setting
+
 log = logging.getLogger(__name__)
 
 STATUSES = ("pending", "running", "draining", "idle", "ended")
@@ -214,15 +216,7 @@ def quietly(func: Any, *args: Any) -> Any:
 
 
 def _conf(key: str) -> str | None:
-    value = os.environ.get(f"AIRFLOW__RUNNERS__{key.upper()}")
-    if value is not None:
-        return value
-    try:
-        from airflow.configuration import conf
-
-        return conf.get("runners", key, fallback=None) or None
-    except Exception:  # noqa: BLE001 - any config error means "not configured"
-        return None
+    return setting(key)
 
 
 def default_registry_url() -> str:
