@@ -13,10 +13,12 @@ from airflow_provider_runners.core.backend import (
     CommandResult,
     ConnectionConfig,
     ConnField,
+    DetectsStale,
     OutputSink,
     ProvisionRequest,
     RunnerState,
     RunnerStatus,
+    RunsCommands,
     TeardownResult,
 )
 
@@ -27,10 +29,12 @@ __all__ = [
     "CommandResult",
     "ConnField",
     "ConnectionConfig",
+    "DetectsStale",
     "OutputSink",
     "ProvisionRequest",
     "RunnerState",
     "RunnerStatus",
+    "RunsCommands",
     "TeardownResult",
 ]
 

@@ -12,8 +12,9 @@ A backend knows how to, for one kind of compute:
 ``describe(handle)``    facts for the evidence ledger (identity, versions, digests, network)
 ``list_managed()``      every live runner this backend manages (for the reaper and budgets)
 ``run_command``         optional: run a command on the runner, streaming its output
-                        (``RunnerCommandOperator``); backends that support it set
-                        ``supports_commands = True``
+                        (``RunnerCommandOperator``); overriding it is the :class:`RunsCommands`
+                        capability (``supports_commands`` follows); ``stale()`` is
+                        :class:`DetectsStale` (the reaper removes what dead runners left)
 ======================  ====================================================================
 
 Adopt-or-replace on retry, pushing the handle to XCom before waiting, deferral, evidence
@@ -28,7 +29,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -174,6 +175,33 @@ class ConnectionConfig:
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+@runtime_checkable
+class RunsCommands(Protocol):
+    """Optional capability: runs commands on its runners (``RunnerCommandOperator``;
+    docs/commands.md). A backend has it when it overrides :meth:`Backend.run_command`."""
+
+    secret_ref_kinds: ClassVar[frozenset[str]]
+
+    def run_command(
+        self, handle: RunnerHandle, request: CommandRequest, output: OutputSink, cancel: threading.Event
+    ) -> CommandResult: ...
+
+
+@runtime_checkable
+class DetectsStale(Protocol):
+    """Optional capability: finds runners whose state outlived them (a daemon that died), so the
+    reaper removes what they left (docs/cost.md, reaper)."""
+
+    def stale(self) -> list[RunnerHandle]: ...
+
+
+def runs_commands(backend: Backend | type[Backend]) -> bool:
+    """True when ``backend`` implements :meth:`Backend.run_command` (the :class:`RunsCommands`
+    capability); the base class only refuses."""
+    cls = backend if isinstance(backend, type) else type(backend)
+    return cls.run_command is not Backend.run_command
+
+
 class Backend(ABC):
     """Base class of every backend. Subclasses set the class attributes and the abstract methods."""
 
@@ -196,7 +224,8 @@ class Backend(ABC):
     poll_interval: ClassVar[float] = 5.0
     #: Extra fields whose values are secrets (masked in logs, never copied anywhere).
     secret_extra_fields: ClassVar[frozenset[str]] = frozenset()
-    #: True when :meth:`run_command` is implemented (``RunnerCommandOperator`` can use it).
+    #: True when :meth:`run_command` is implemented (``RunnerCommandOperator`` can use it); set
+    #: from the class itself (:func:`runs_commands`), no need to set it by hand.
     supports_commands: ClassVar[bool] = False
     #: Secret reference kinds ``run_command`` can resolve without exposing the value
     #: (see :mod:`airflow_provider_runners.core.secret_refs`).
@@ -204,6 +233,10 @@ class Backend(ABC):
 
     #: The ``spec.options`` this backend accepts (a pydantic model, ``extra="forbid"``); None: any.
     options_model: ClassVar[type[BaseModel] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.supports_commands = runs_commands(cls)
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config

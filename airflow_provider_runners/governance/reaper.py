@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from airflow_provider_runners.backends.registry import configured_conn_ids as all_conn_ids, get_backend
+from airflow_provider_runners.core.backend import DetectsStale
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage
 from airflow_provider_runners.core.settings import setting
@@ -245,7 +246,7 @@ def sweep(
         try:
             backend = backend_factory(conn_id)
             live = list(backend.list_managed())
-            stale = list(getattr(backend, "stale", list)())
+            stale = list(backend.stale()) if isinstance(backend, DetectsStale) else []
         except Exception as exc:  # noqa: BLE001 - report it, sweep the others
             log.error("reaper: cannot list runners of %s: %s", conn_id, exc)
             report.errors[conn_id] = f"{type(exc).__name__}: {exc}"

@@ -87,3 +87,16 @@ def test_in_memory_backend_fails_on_request_and_counts_calls() -> None:
     assert backend.status(handle).state is RunnerState.FAILED
     assert backend.teardown(handle).existed is True
     assert cloud.calls == {"create": 1, "status": 1, "teardown": 1}
+
+
+def test_capabilities_follow_from_what_a_backend_implements() -> None:
+    from airflow_provider_runners.backends.registry import backend_classes
+    from airflow_provider_runners.core.backend import DetectsStale, runs_commands
+
+    classes = {cls.name: cls for cls in backend_classes().values()}
+    commands = {name for name, cls in classes.items() if cls.supports_commands}
+    assert commands == {"local_host", "ec2", "kubernetes", "labgrid", "bench_http"}
+    assert all(runs_commands(cls) == cls.supports_commands for cls in classes.values())
+    assert InMemoryBackend.supports_commands is False
+    assert isinstance(LocalDaskBackend(ConnectionConfig("d", "runners_local_dask")), DetectsStale)
+    assert not isinstance(InMemoryBackend(), DetectsStale)

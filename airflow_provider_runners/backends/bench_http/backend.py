@@ -86,7 +86,6 @@ class BenchHttpBackend(Backend):
     runner_classes: ClassVar[frozenset[str]] = frozenset({"bench"})
     options_model: ClassVar[type[BaseModel] | None] = BenchOptions
     poll_interval = 2.0
-    supports_commands = True
     secret_ref_kinds: ClassVar[frozenset[str]] = LOCAL_KINDS
 
     def __init__(self, config: ConnectionConfig) -> None:

@@ -137,7 +137,6 @@ class Ec2Backend(Backend):
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dedicated_host"})
     options_model: ClassVar[type[BaseModel] | None] = Ec2Options
     poll_interval = 15.0
-    supports_commands = True
     secret_ref_kinds: ClassVar[frozenset[str]] = frozenset({"aws-sm", "ssm"})
     teardown_poll_s: ClassVar[float] = 5.0
     teardown_timeout_s: ClassVar[float] = 15 * 60.0

@@ -178,7 +178,6 @@ class KubernetesBackend(Backend):
         podlib.check_options(resolved.spec, resolved, None)
 
     poll_interval = 5.0
-    supports_commands = True
     secret_ref_kinds: ClassVar[frozenset[str]] = frozenset({"k8s-secret"})
     #: Seconds between reads while waiting for a deleted pod to go, and while following a command.
     teardown_poll_s: ClassVar[float] = 1.0

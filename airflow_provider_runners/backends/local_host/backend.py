@@ -97,7 +97,6 @@ class LocalHostBackend(Backend):
     runner_classes = frozenset({"dedicated_host"})
     options_model: ClassVar[type[BaseModel] | None] = LocalHostOptions
     poll_interval = 1.0
-    supports_commands = True
     secret_ref_kinds = frozenset({"conn", "var"})
 
     @property
