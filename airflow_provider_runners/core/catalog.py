@@ -62,6 +62,16 @@ class Profile(_Model):
     price_key: str | None = Field(default=None, description="Key in prices; defaults to machine_type.")
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def effective_vcpus(self) -> float | None:
+        """vCPUs of one machine of this profile: ``vcpus``, else workers x threads per worker (a
+        Dask profile), else unknown. The one rule for prices, fees and evidence."""
+        if self.vcpus is not None:
+            return self.vcpus
+        if self.workers is not None:
+            return self.workers * (self.threads_per_worker or 1)
+        return None
+
     @model_validator(mode="after")
     def _worker_bounds(self) -> Profile:
         lo, hi = self.min_workers, self.max_workers

@@ -42,9 +42,7 @@ def runner_rate(resolved: ResolvedSpec, nodes: int = 1) -> float:
     """$/hour of a runner of ``resolved`` before it exists: catalog price x nodes, plus the
     backend's per-vCPU fee on every node's vCPUs (the budget guard's "new runner" rate)."""
     profile = resolved.profile
-    vcpus = profile.vcpus
-    if vcpus is None and profile.workers is not None:
-        vcpus = profile.workers * (profile.threads_per_worker or 1)
+    vcpus = profile.effective_vcpus
     return resolved.hourly_rate * nodes + resolved.billing.per_vcpu_hour_fee * (vcpus or 0) * nodes
 
 
@@ -87,9 +85,7 @@ def handle_rate(handle: RunnerHandle, catalog: Catalog | None = None) -> float |
         rate = price.spot if spot and price.spot is not None else price.on_demand
     if profile is None:
         return None if price is None else rate * nodes
-    vcpus = profile.vcpus
-    if vcpus is None and profile.workers is not None:
-        vcpus = profile.workers * (profile.threads_per_worker or 1)
+    vcpus = profile.effective_vcpus
     fee = catalog.billing.get(handle.backend, BillingRule()).per_vcpu_hour_fee
     if price is None and not fee:
         return 0.0 if key is None else None

@@ -268,9 +268,7 @@ def _pricing(resolved: ResolvedSpec, nodes: int = 1) -> dict[str, Any]:
     Dataproc cluster is a master plus its workers), multiplying both price and vCPUs (the
     per-vCPU fee counts every node's vCPUs)."""
     profile = resolved.profile
-    vcpus = profile.vcpus
-    if vcpus is None and profile.workers is not None:
-        vcpus = profile.workers * (profile.threads_per_worker or 1)
+    vcpus = profile.effective_vcpus
     return {
         "usd_per_hour": resolved.hourly_rate * nodes,
         "vcpus": (vcpus or 0) * nodes,
