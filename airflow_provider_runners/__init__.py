@@ -25,8 +25,8 @@ __all__ = [
 
 _LAZY = {
     "runner": "airflow_provider_runners.taskgroup",
-    "RunnerSpec": "airflow_provider_runners.specs",
-    "RunnerHandle": "airflow_provider_runners.handles",
+    "RunnerSpec": "airflow_provider_runners.core.specs",
+    "RunnerHandle": "airflow_provider_runners.core.handles",
     "ProvisionRunnerOperator": "airflow_provider_runners.operators.provision",
     "TeardownRunnerOperator": "airflow_provider_runners.operators.teardown",
     "DaskJobOperator": "airflow_provider_runners.operators.work",
@@ -35,13 +35,13 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from airflow_provider_runners.handles import RunnerHandle
+    from airflow_provider_runners.core.handles import RunnerHandle
+    from airflow_provider_runners.core.specs import RunnerSpec
     from airflow_provider_runners.operators.burst import BurstPlanOperator
     from airflow_provider_runners.operators.command import RunnerCommandOperator
     from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
     from airflow_provider_runners.operators.teardown import TeardownRunnerOperator
     from airflow_provider_runners.operators.work import DaskJobOperator
-    from airflow_provider_runners.specs import RunnerSpec
     from airflow_provider_runners.taskgroup import runner
 
 

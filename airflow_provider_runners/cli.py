@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,7 +56,7 @@ def explain(exc: BaseException, where: str = "") -> str:
 
 # -- catalog ---------------------------------------------------------------------------------
 def cmd_catalog_validate(args: argparse.Namespace) -> int:
-    from airflow_provider_runners.catalog import configured_catalog_path, load_catalog
+    from airflow_provider_runners.core.catalog import configured_catalog_path, load_catalog
     from airflow_provider_runners.exceptions import CatalogError
 
     args.file = args.file or str(configured_catalog_path())
@@ -111,48 +110,9 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-runner summary of one chain: what, where, how long, what it cost, how it ended."""
-    runner = next((e["runner"] for e in entries if e.get("runner")), None) or {}
-    by_event: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in entries:
-        by_event[entry["event"]].append(entry)
-    # the reaper's entry and an "end" entry end a runner too; the latest end has the whole lifetime
-    teardown = sorted(
-        [*by_event.get("teardown", []), *by_event.get("reap", []), *by_event.get("end", [])],
-        key=lambda e: e["seq"],
-    )
-    cost = next((e["cost"]["usd"] for e in reversed(teardown) if e.get("cost")), None)
-    if cost is None:
-        cost = sum((e.get("cost") or {}).get("usd", 0.0) for e in by_event.get("work", []))
-    return {
-        "dag_id": entries[0]["dag_id"],
-        "run_id": entries[0]["run_id"],
-        "lineage_key": entries[0]["lineage_key"],
-        "backend": runner.get("backend"),
-        "resource_id": runner.get("resource_id"),
-        "tenant": (runner.get("tags") or {}).get("tenant"),
-        "pipeline": (runner.get("tags") or {}).get("pipeline"),
-        "entries": len(entries),
-        "failures": sum(1 for e in entries if e.get("outcome") != "success"),
-        "torn_down": any(e.get("outcome") == "success" for e in teardown)
-        or any(e.get("terminal") for e in entries),
-        "usd": round(cost or 0.0, 6),
-        "steps": [
-            {
-                "seq": e["seq"],
-                "event": e["event"],
-                "task_id": e.get("task_id"),
-                "outcome": e.get("outcome"),
-                "duration_s": (e.get("timings") or {}).get("duration_s"),
-            }
-            for e in entries
-        ],
-    }
-
-
 def cmd_evidence_show(args: argparse.Namespace) -> int:
     from airflow_provider_runners.evidence.ledger import verify_chain
+    from airflow_provider_runners.evidence.summary import summarize
 
     summaries = []
     for chain in _chains(args):
@@ -192,7 +152,7 @@ def cmd_evidence_show(args: argparse.Namespace) -> int:
 
 # -- reap ------------------------------------------------------------------------------------
 def cmd_reap(args: argparse.Namespace) -> int:
-    from airflow_provider_runners.reaper import sweep
+    from airflow_provider_runners.governance.reaper import sweep
 
     report = sweep(args.conn_id, dry_run=args.dry_run)
     _print(f"sweeping {', '.join(report.conn_ids)}")
@@ -299,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    from airflow_provider_runners import bench_coordinator
+    from airflow_provider_runners.backends.labgrid import coordinator as bench_coordinator
 
     coordinator = sub.add_parser(
         "bench-coordinator",

@@ -123,7 +123,7 @@ def _latest_chain(dag_id: str) -> tuple[Any, Any] | None:
 
 def _summary(dag_id: str, code: int, dag_seconds: float, total_seconds: float) -> int:
     from airflow_provider_runners.backends.registry import get_backend
-    from airflow_provider_runners.cli import summarize
+    from airflow_provider_runners.evidence.summary import summarize
 
     found = _latest_chain(dag_id)
     if found is None:

@@ -70,6 +70,13 @@ class RunnerNotFoundError(RunnerError, LookupError):
     """The runner no longer exists. Teardown treats this as success."""
 
 
+class ConnectionConfigError(RunnerSpecError, ProvisionError):
+    """A runner Connection is wrong (a missing or malformed field or extra): the one exception every
+    backend raises for it, naming the Connection, the field, the value and what is allowed.
+    It is also a RunnerSpecError and a ProvisionError (and so a ValueError and a RuntimeError),
+    the classes backends raised for it before."""
+
+
 class EvidenceError(RunnerError, RuntimeError):
     """The evidence ledger could not be written or read."""
 

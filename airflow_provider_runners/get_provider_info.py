@@ -1,10 +1,15 @@
-"""Provider metadata returned through the ``apache_airflow_provider`` entry point."""
+"""Provider metadata returned through the ``apache_airflow_provider`` entry point.
+
+``connection-types`` is generated from the backend classes shipped in this distribution (their
+conn type, hook name and form); third-party backends declare theirs in their own provider info.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from airflow_provider_runners import __version__
+from airflow_provider_runners.backends.registry import builtin_backend_classes
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -54,109 +59,7 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
-        "connection-types": [
-            {
-                "connection-type": "runners_local_dask",
-                "hook-class-name": "airflow_provider_runners.hooks.runner.LocalDaskRunnerHook",
-                "hook-name": "Runners: local Dask cluster",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["host", "port", "login", "schema", "password"],
-                    "relabeling": {},
-                    "placeholders": {
-                        "extra": '{"state_dir": "/opt/airflow/runners/local_dask", "worker_env": {"AWS_PROFILE": "etl"}}'
-                    },
-                },
-            },
-            {
-                "connection-type": "runners_dataproc_dask",
-                "hook-class-name": "airflow_provider_runners.hooks.runner.DataprocDaskRunnerHook",
-                "hook-name": "Runners: Dataproc Dask cluster",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["host", "port", "login", "schema", "password"],
-                    "relabeling": {},
-                    "placeholders": {
-                        "extra": '{"project_id": "my-project", "region": "europe-west1", "zone": "europe-west1-b", '
-                        '"subnetwork_uri": "projects/my-project/regions/europe-west1/subnetworks/private", '
-                        '"service_account": "dask@my-project.iam.gserviceaccount.com", '
-                        '"kms_key_name": "projects/my-project/locations/europe-west1/keyRings/r/cryptoKeys/k", '
-                        '"gcp_conn_id": "google_cloud_default"}'
-                    },
-                },
-            },
-            {
-                "connection-type": "runners_local_host",
-                "hook-class-name": "airflow_provider_runners.hooks.runner.LocalHostRunnerHook",
-                "hook-name": "Runners: local host (subprocess on the worker)",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["host", "port", "login", "schema", "password"],
-                    "relabeling": {},
-                    "placeholders": {
-                        "extra": '{"state_dir": "/opt/airflow/runners/local_host", "host_env": {"JAVA_HOME": "/usr/lib/jvm/default"}}'
-                    },
-                },
-            },
-            {
-                "connection-type": "runners_labgrid",
-                "hook-class-name": "airflow_provider_runners.hooks.runner.LabgridRunnerHook",
-                "hook-name": "Runners: labgrid bench",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["login", "schema", "password"],
-                    "relabeling": {"host": "Coordinator host", "port": "Coordinator port (20408)"},
-                    "placeholders": {
-                        "host": "labgrid-coordinator",
-                        "port": "20408",
-                        "extra": '{"owner_host": "airflow", "keepalive_s": 15, '
-                        '"health_command": "labgrid-client -p $LG_PLACE power get"}',
-                    },
-                },
-            },
-            {
-                "connection-type": "runners_bench_http",
-                "hook-class-name": "airflow_provider_runners.hooks.runner.BenchHttpRunnerHook",
-                "hook-name": "Runners: HTTP bench platform",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["login"],
-                    "relabeling": {"schema": "Scheme (http/https)", "password": "API token"},
-                    "placeholders": {
-                        "host": "benches.example.internal",
-                        "schema": "https",
-                        "extra": '{"base_path": "/api/v1", "timeout_s": 10, "retries": 3}',
-                    },
-                },
-            },
-            {
-                "connection-type": "runners_ec2",
-                "hook-class-name": "airflow_provider_runners.hooks.runner.Ec2RunnerHook",
-                "hook-name": "Runners: EC2 dedicated host",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["host", "port", "login", "schema", "password"],
-                    "relabeling": {},
-                    "placeholders": {
-                        "extra": '{"region_name": "eu-west-1", "aws_conn_id": "aws_default", '
-                        '"instance_profile": "runner-host", "network_profiles": {"private": '
-                        '{"subnet_id": "subnet-0abc", "security_group_ids": ["sg-0abc"]}}, '
-                        '"claim_table": "airflow-runners-ec2-claims", "pool_idle_ttl": "24h"}'
-                    },
-                },
-            },
-            {
-                "connection-type": "runners_kubernetes",
-                "hook-class-name": "airflow_provider_runners.hooks.runner.KubernetesRunnerHook",
-                "hook-name": "Runners: Kubernetes pod",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["port", "login", "schema"],
-                    "relabeling": {
-                        "host": "API server URL (optional)",
-                        "password": "Bearer token (optional)",
-                    },
-                    "placeholders": {
-                        "extra": '{"eks_cluster_name": "sil", "region_name": "eu-west-1", "aws_conn_id": "aws_default", '
-                        '"namespace": "sil-runners", "qps": 5, "burst": 10, '
-                        '"pod_template_file": "/opt/airflow/config/sil-pod.yaml", "service_account": "sil-runner"}'
-                    },
-                },
-            },
-        ],
+        "connection-types": [cls.connection_type_info() for cls in builtin_backend_classes()],
         "config": {
             "runners": {
                 "description": "airflow-provider-runners: catalog, environment and evidence ledger.",

@@ -30,10 +30,10 @@ from typing import Any
 from airflow.sdk import TaskGroup
 
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
 from airflow_provider_runners.operators.teardown import TeardownRunnerOperator
-from airflow_provider_runners.specs import RunnerSpec
 
 try:  # Airflow >= 3.1 exports it from the Task SDK
     from airflow.sdk import TriggerRule

@@ -42,12 +42,15 @@ def parse_rendered(rendered: Mapping[str, Any], source: Mapping[str, Any], catal
     """(RunnerSpec, ResolvedSpec) of a rendered spec; a bad value fails the task, naming it."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from airflow_provider_runners.catalog import resolve_spec
-    from airflow_provider_runners.specs import RunnerSpec
+    from airflow_provider_runners.backends.registry import check_spec
+    from airflow_provider_runners.core.catalog import resolve_spec
+    from airflow_provider_runners.core.specs import RunnerSpec
 
     try:
         spec = RunnerSpec.parse(rendered)
-        return spec, resolve_spec(spec, catalog_path=catalog_path)
+        resolved = resolve_spec(spec, backend=spec.backend, catalog_path=catalog_path)
+        check_spec(resolved)  # the options, by the backend(s) that can serve the spec
+        return spec, resolved
     except RunnerSpecError as exc:
         sources = ", ".join(
             f"{path} = {template!r}" for path, template in sorted(templates_in(source).items())

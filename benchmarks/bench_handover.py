@@ -41,8 +41,8 @@ from _common import fmt, machine, machine_line, md_table, summarize, write_json
 
 
 def backend_for(address: str, cls: Any = None, **extra: Any) -> Any:
-    from airflow_provider_runners.backends.base import ConnectionConfig
-    from airflow_provider_runners.backends.labgrid import LabgridBackend
+    from airflow_provider_runners.backends.labgrid.backend import LabgridBackend
+    from airflow_provider_runners.core.backend import ConnectionConfig
 
     host, port = address.rsplit(":", 1)
     config = ConnectionConfig("bench", "runners_labgrid", host=host, port=int(port), extra=extra)
@@ -50,10 +50,10 @@ def backend_for(address: str, cls: Any = None, **extra: Any) -> Any:
 
 
 def request_for(task: str, board: str) -> Any:
-    from airflow_provider_runners.backends.base import ProvisionRequest
-    from airflow_provider_runners.catalog import resolve_spec
-    from airflow_provider_runners.lineage import Lineage
-    from airflow_provider_runners.specs import RunnerSpec
+    from airflow_provider_runners.core.backend import ProvisionRequest
+    from airflow_provider_runners.core.catalog import resolve_spec
+    from airflow_provider_runners.core.lineage import Lineage
+    from airflow_provider_runners.core.specs import RunnerSpec
 
     spec = RunnerSpec.parse(
         {
@@ -71,7 +71,7 @@ def request_for(task: str, board: str) -> Any:
 
 def naive_backend_class() -> Any:
     """The same backend with the teardown order reversed (release, then cancel)."""
-    from airflow_provider_runners.backends.labgrid import LabgridBackend
+    from airflow_provider_runners.backends.labgrid.backend import LabgridBackend
 
     class ReleaseFirst(LabgridBackend):
         def teardown(self, handle: Any) -> Any:
@@ -88,7 +88,7 @@ def naive_backend_class() -> Any:
 
 
 def wait_ready(backend: Any, handle: Any) -> Any:
-    from airflow_provider_runners.backends.base import RunnerState
+    from airflow_provider_runners.core.backend import RunnerState
 
     while (status := backend.status(handle)).state is RunnerState.PENDING:
         time.sleep(0.05)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speedup", type=float, default=10.0)
     args = parser.parse_args(argv)
 
-    from airflow_provider_runners.bench_coordinator import LocalCoordinator
+    from airflow_provider_runners.backends.labgrid.coordinator import LocalCoordinator
 
     places = {"bench-a": {"tags": {"board": "handover"}}, "bench-b": {"tags": {"board": "calls"}}}
     coord = LocalCoordinator(Path(tempfile.mkdtemp(prefix="bench-labgrid-")), places=places).start()

@@ -4,7 +4,7 @@
 
 One seeded trace (a trickle of jobs plus bursts of hundreds), replayed minute by minute against:
 
-* **ours** — :func:`airflow_provider_runners.cost.burst.plan` with a $/hour budget;
+* **ours** — :func:`airflow_provider_runners.governance.burst.plan` with a $/hour budget;
 * **static fleet** — as many always-on cloud runners as the budget buys, never scaled;
 * **seed 001, no budget** — seed 001's formulas without the cost check (``seed001_plan(budget=False)``);
 * **seed 001, its budget check** — seed 001's "stop bursting when cost >= budget", checked
@@ -36,7 +36,13 @@ from typing import Any
 
 from _common import REPO, RESULTS, fmt, md_table
 
-from airflow_provider_runners.cost.burst import BurstDecision, BurstPolicy, BurstState, plan, seed001_plan
+from airflow_provider_runners.governance.burst import (
+    BurstDecision,
+    BurstPolicy,
+    BurstState,
+    plan,
+    seed001_plan,
+)
 
 RATE = 0.68  # c5.4xlarge on-demand, seed 001's table
 BUDGET = 5.0  # $/hour (seed 001's example budget)

@@ -70,8 +70,8 @@ class _Patch:
 
 
 def _setup(ready_polls: int, delete_polls: int, interval: float) -> tuple[Any, Any, _Patch]:
-    from airflow_provider_runners.backends import dataproc_dask
-    from airflow_provider_runners.backends.dataproc_dask import DataprocDaskBackend
+    from airflow_provider_runners.backends.dataproc_dask import backend as dataproc_dask
+    from airflow_provider_runners.backends.dataproc_dask.backend import DataprocDaskBackend
     from tests.fakes.dataproc import FakeDataproc
 
     patch = _Patch()
@@ -85,10 +85,10 @@ def _setup(ready_polls: int, delete_polls: int, interval: float) -> tuple[Any, A
 
 
 def _request(n: int) -> Any:
-    from airflow_provider_runners.backends.base import ProvisionRequest
-    from airflow_provider_runners.catalog import resolve_spec
-    from airflow_provider_runners.lineage import Lineage
-    from airflow_provider_runners.specs import RunnerSpec
+    from airflow_provider_runners.core.backend import ProvisionRequest
+    from airflow_provider_runners.core.catalog import resolve_spec
+    from airflow_provider_runners.core.lineage import Lineage
+    from airflow_provider_runners.core.specs import RunnerSpec
 
     lineage = Lineage("bench_dataproc", "run-1", "cluster.provision", n)
     return ProvisionRequest(
@@ -111,8 +111,8 @@ async def _wait(handle: Any, interval: float) -> str:
 
 
 def lifecycle(ready_polls: int, delete_polls: int, interval: float) -> dict[str, Any]:
-    from airflow_provider_runners.backends.base import RunnerState
-    from airflow_provider_runners.lifecycle import acquire
+    from airflow_provider_runners.core.backend import RunnerState
+    from airflow_provider_runners.core.lifecycle import acquire
 
     fake, backend, patch = _setup(ready_polls, delete_polls, interval)
     try:
@@ -140,8 +140,8 @@ def lifecycle(ready_polls: int, delete_polls: int, interval: float) -> dict[str,
 
 
 def concurrent_waits(waits: int, ready_polls: int, interval: float, batched: bool) -> dict[str, Any]:
-    from airflow_provider_runners.backends.base import Backend
-    from airflow_provider_runners.backends.dataproc_dask import DataprocDaskBackend
+    from airflow_provider_runners.backends.dataproc_dask.backend import DataprocDaskBackend
+    from airflow_provider_runners.core.backend import Backend
     from airflow_provider_runners.triggers.poller import SharedStatusPoller
 
     fake, backend, patch = _setup(ready_polls, 1, interval)
@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--delete-polls", type=int, default=4)
     parser.add_argument("--interval", type=float, default=0.05, help="shortened poll interval (s)")
     args = parser.parse_args()
-    from airflow_provider_runners.backends.dataproc_dask import DataprocDaskBackend
+    from airflow_provider_runners.backends.dataproc_dask.backend import DataprocDaskBackend
 
     real_interval = DataprocDaskBackend.poll_interval
     per_min = 60.0 / real_interval

@@ -57,7 +57,7 @@ import asyncio, json, os, resource, sys, time
 from datetime import UTC, datetime, timedelta
 ids, interval, conn_id = json.load(open(sys.argv[1])), float(sys.argv[2]), sys.argv[3]
 from airflow.sdk import BaseHook  # noqa: F401 - a triggerer has Airflow loaded already
-from airflow_provider_runners.handles import RunnerHandle
+from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
 now = datetime.now(UTC)
 def handle(iid):
@@ -88,9 +88,9 @@ def _total(counts: Counter[str], service: str | None = None) -> int:
 
 
 def lifecycle(env: Any, request: Any) -> dict[str, Any]:
-    from airflow_provider_runners.backends.base import RunnerState
     from airflow_provider_runners.backends.registry import get_backend
-    from airflow_provider_runners.lifecycle import acquire
+    from airflow_provider_runners.core.backend import RunnerState
+    from airflow_provider_runners.core.lifecycle import acquire
     from tests.fakes.ec2_env import RUNNER_CONN_ID
 
     results: dict[str, Any] = {}
@@ -218,7 +218,7 @@ def unbatched(env: Any, ids: list[str]) -> dict[str, Any]:
     from datetime import UTC, datetime, timedelta
 
     from airflow_provider_runners.backends.registry import get_backend
-    from airflow_provider_runners.handles import RunnerHandle
+    from airflow_provider_runners.core.handles import RunnerHandle
     from tests.fakes.ec2_env import RUNNER_CONN_ID
 
     backend = get_backend(RUNNER_CONN_ID)
@@ -252,11 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unbatched", type=int, default=100, help="waits measured for the unbatched side")
     args = parser.parse_args(argv)
 
-    from airflow_provider_runners.backends.base import ProvisionRequest
-    from airflow_provider_runners.backends.ec2 import Ec2Backend
-    from airflow_provider_runners.catalog import resolve_spec
-    from airflow_provider_runners.lineage import Lineage
-    from airflow_provider_runners.specs import RunnerSpec
+    from airflow_provider_runners.backends.ec2.backend import Ec2Backend
+    from airflow_provider_runners.core.backend import ProvisionRequest
+    from airflow_provider_runners.core.catalog import resolve_spec
+    from airflow_provider_runners.core.lineage import Lineage
+    from airflow_provider_runners.core.specs import RunnerSpec
     from tests.fakes.ec2_env import RUNNER_CONN_ID, start_env, stop_env
 
     Ec2Backend.teardown_poll_s = 0.05

@@ -62,10 +62,10 @@ def _conn(url: str) -> None:
 
 
 def _request(task: str) -> Any:
-    from airflow_provider_runners.backends.base import ProvisionRequest
-    from airflow_provider_runners.catalog import resolve_spec
-    from airflow_provider_runners.lineage import Lineage
-    from airflow_provider_runners.specs import RunnerSpec
+    from airflow_provider_runners.core.backend import ProvisionRequest
+    from airflow_provider_runners.core.catalog import resolve_spec
+    from airflow_provider_runners.core.lineage import Lineage
+    from airflow_provider_runners.core.specs import RunnerSpec
 
     lineage = Lineage("bench", "run-1", task)
     resolved = resolve_spec(RunnerSpec.parse(SPEC), backend="kubernetes")
@@ -75,10 +75,10 @@ def _request(task: str) -> Any:
 
 def lifecycle() -> dict[str, Any]:
     """Requests of one provision → command → teardown, by verb and path kind."""
-    from airflow_provider_runners.backends.base import CommandRequest
-    from airflow_provider_runners.backends.kubernetes import POD_COMMAND, KubernetesBackend
+    from airflow_provider_runners.backends.kubernetes.backend import POD_COMMAND, KubernetesBackend
     from airflow_provider_runners.backends.registry import get_backend
-    from airflow_provider_runners.lifecycle import acquire
+    from airflow_provider_runners.core.backend import CommandRequest
+    from airflow_provider_runners.core.lifecycle import acquire
     from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
     from tests.fakes.kubernetes import KubeCluster
 
@@ -137,10 +137,10 @@ def waits(n: int, seconds: float, batched: bool, url: str) -> dict[str, Any]:
     """``n`` triggers waiting ``seconds`` in one loop for Pending pods; requests/s, staleness, CPU, RSS."""
     from kubernetes import client
 
-    from airflow_provider_runners.backends._k8s_client import TokenBucket
-    from airflow_provider_runners.backends.base import Backend
-    from airflow_provider_runners.backends.kubernetes import KubernetesBackend
+    from airflow_provider_runners.backends.kubernetes.backend import KubernetesBackend
+    from airflow_provider_runners.backends.kubernetes.client import TokenBucket
     from airflow_provider_runners.backends.registry import get_backend
+    from airflow_provider_runners.core.backend import Backend
     from airflow_provider_runners.triggers.poller import SharedStatusPoller
 
     TokenBucket._buckets.clear()
@@ -152,7 +152,7 @@ def waits(n: int, seconds: float, batched: bool, url: str) -> dict[str, Any]:
     assert isinstance(backend, KubernetesBackend)
     setup = client.ApiClient(client.Configuration(host=url))  # unthrottled: setup is not measured
     api = client.CoreV1Api(setup)
-    from airflow_provider_runners.backends import _k8s_pod as podlib
+    from airflow_provider_runners.backends.kubernetes import pod as podlib
 
     handles = []
     for i in range(n):
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     _conn(url)
     try:
         batched = waits(args.waits, args.seconds, True, url)
-        from airflow_provider_runners.backends.kubernetes import KubernetesBackend
+        from airflow_provider_runners.backends.kubernetes.backend import KubernetesBackend
 
         saved = KubernetesBackend.status_many
         unbatched_s = args.unbatched_seconds or max(args.seconds, 2.2 * args.waits / 5)

@@ -91,7 +91,7 @@ def install_probes() -> None:
     """Time the steps of a runner's lifecycle. Wraps callables in this process only; no file changes."""
     import airflow.sdk.definitions.dag as dag_module
 
-    from airflow_provider_runners.backends.local_dask import LocalDaskBackend
+    from airflow_provider_runners.backends.local_dask.backend import LocalDaskBackend
     from airflow_provider_runners.evidence.callbacks import EvidenceCallback
     from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
     from airflow_provider_runners.operators.teardown import TeardownRunnerOperator

@@ -39,8 +39,8 @@ mode, n, delay, poll = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(
 
 from airflow.sdk import BaseHook  # noqa: F401 - a triggerer / task process has Airflow loaded already
 from airflow_provider_runners.backends import registry
-from airflow_provider_runners.backends.base import Backend, RunnerState, RunnerStatus, TeardownResult
-from airflow_provider_runners.handles import RunnerHandle
+from airflow_provider_runners.core.backend import Backend, RunnerState, RunnerStatus, TeardownResult
+from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
 
 CALLS = {"status_many": 0, "handles": 0}
@@ -67,7 +67,7 @@ class DelayBackend(Backend):
     def describe(self, handle): return {}
     def list_managed(self): return []
 
-registry.backend_classes.cache_clear()
+registry.reload_backends()
 classes = registry.backend_classes()
 classes["runners_bench_delay"] = DelayBackend
 os.environ["AIRFLOW_CONN_RUNNERS_BENCH"] = json.dumps({"conn_type": "runners_bench_delay"})

@@ -26,23 +26,24 @@ from airflow.sdk import DAG, Param
 from sales_etl import sales_etl_tasks
 
 from airflow_provider_runners import runner
-from airflow_provider_runners.backends.dataproc_dask import validate_spec
+from airflow_provider_runners.backends.dataproc_dask import validate_region
 
 CONN_ID = os.environ.get("RUNNERS_DATAPROC_ETL_CONN_ID", "runners_default")
 #: Provision retries replace a cluster that ended in ERROR (it is deleted first: it bills).
 PROVISION_RETRIES = int(os.environ.get("RUNNERS_DATAPROC_ETL_RETRIES", "1"))
 PROVISION_RETRY_DELAY = timedelta(seconds=float(os.environ.get("RUNNERS_DATAPROC_ETL_RETRY_DELAY_S", "60")))
-SPEC = validate_spec(  # parse time: profile, options and region are checked before anything is created
-    {
-        "runner_class": "dask_cluster",
-        "profile": "standard",
-        "environment": os.environ.get("RUNNERS_DATAPROC_ETL_ENVIRONMENT", "dev"),
-        "image": "dask-runtime@2026.8",
-        "tags": {"tenant": "analytics", "pipeline": "sales-etl", "cost_center": "cc-1234"},
-        "ttl": "2h",
-    },
-    region=os.environ.get("RUNNERS_DATAPROC_ETL_REGION") or None,
-)
+#: No ``backend`` pin: the same DAG runs on local_dask when its Connection says so. Profile and
+#: options are checked at parse time by the backends that serve dask_cluster (docs/architecture.md).
+SPEC = {
+    "runner_class": "dask_cluster",
+    "profile": "standard",
+    "environment": os.environ.get("RUNNERS_DATAPROC_ETL_ENVIRONMENT", "dev"),
+    "image": "dask-runtime@2026.8",
+    "tags": {"tenant": "analytics", "pipeline": "sales-etl", "cost_center": "cc-1234"},
+    "ttl": "2h",
+}
+if os.environ.get("RUNNERS_DATAPROC_ETL_REGION"):
+    validate_region(os.environ["RUNNERS_DATAPROC_ETL_REGION"])  # parse time: a bad region is an import error
 
 
 def build_etl_dag(dag_id: str, max_return_rate: float) -> DAG:

@@ -1,4 +1,4 @@
-"""Monthly partitioned bulk extract, the program a dedicated host runs (seed 000's pattern).
+"""Monthly partitioned bulk extract, the program a dedicated host runs (docs/ec2.md).
 
 Run as ``python3 extract_job.py --partition 2026-01 --output URL --checkpoints URL --dlq URL``
 on the host (``RunnerCommandOperator`` in dags/dedicated_host_extract.py). Everything durable

@@ -1,6 +1,6 @@
 """Seed 001 as a DAG: local runners always work the queue; cloud runners burst when it is deep.
 
-One run = one planning cycle (schedule it at seed 001's ``check_interval``):
+One run = one planning cycle (schedule it at the policy's ``check_interval``, docs/cost.md):
 
 * ``local`` — a runner that is always part of the cycle (on-prem capacity: ``local_count``);
 * ``plan`` — :class:`BurstPlanOperator` reads the queue depth, counts the pool's live cloud

@@ -56,7 +56,7 @@ def build_etl_dag(dag_id: str, max_return_rate: float, doc: str) -> DAG:
 
 
 local_dask_etl = build_etl_dag(
-    "local_dask_etl", max_return_rate=0.05, doc="Sales ETL on a borrowed local Dask cluster (seed 002)."
+    "local_dask_etl", max_return_rate=0.05, doc="Sales ETL on a borrowed local Dask cluster."
 )
 local_dask_etl_failure = build_etl_dag(
     "local_dask_etl_failure",

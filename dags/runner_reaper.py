@@ -5,7 +5,7 @@ create and teardown. Every runner ends itself at its ttl anyway (the backstop), 
 then it bills. This DAG sweeps every configured runner backend and tears down runners that are
 past ``expires-at`` or whose DAG run has ended, writes a ``reap`` evidence entry for each, and
 never touches a resource without the ``managed-by: airflow-provider-runners`` tag
-(``airflow_provider_runners/reaper.py``; the same sweep is ``airflow-runners reap``).
+(``airflow_provider_runners/governance/reaper.py``; the same sweep is ``airflow-runners reap``).
 
 Inside a task the metadata DB is off limits, so: runner Connections come from
 ``AIRFLOW_CONN_*`` variables and ``[runners] reaper_conn_ids`` (plus ``runners_default``);
@@ -28,7 +28,7 @@ from airflow.sdk import DAG, Param, get_current_context, task
 def sweep() -> dict[str, Any]:
     """One sweep; fails (after sweeping everything) if a backend could not be listed or a teardown failed."""
     from airflow_provider_runners.exceptions import ReaperError
-    from airflow_provider_runners.reaper import TaskSdkRuns, sweep as reap
+    from airflow_provider_runners.governance.reaper import TaskSdkRuns, sweep as reap
 
     context = get_current_context()
     dry_run = bool(context["params"].get("dry_run", False))

@@ -30,7 +30,7 @@ def local_dask_daemons(under: Path) -> list[str]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "_local_dask_daemon" in cmdline and str(under) in cmdline:
+        if "airflow_provider_runners.backends.local_dask.daemon" in cmdline and str(under) in cmdline:
             found.append(cmdline)
     return found
 

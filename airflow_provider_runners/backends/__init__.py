@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_runners.backends.base import (
+from airflow_provider_runners.core.backend import (
     Backend,
     ProvisionRequest,
     RunnerState,

@@ -1,233 +1,41 @@
-"""The one small interface every backend implements (ADR-008 option A: a strategy per backend).
-
-A backend knows how to, for one kind of compute:
-
-======================  ====================================================================
-``create(request)``     start creating a runner; return its handle at once (no waiting)
-``find(lineage_key)``   the live runner an earlier try of the same task instance made, if any
-``status(handle)``      PENDING / READY / FAILED / GONE, cheap enough to poll
-``status_many``         the same for many handles in one call (triggers share it; override
-                        to batch API calls, e.g. one DescribeInstances for 1000 waits)
-``teardown(handle)``    end it; idempotent: a runner that is already gone is success
-``describe(handle)``    facts for the evidence ledger (identity, versions, digests, network)
-``list_managed()``      every live runner this backend manages (for the reaper and budgets)
-``run_command``         optional: run a command on the runner, streaming its output
-                        (``RunnerCommandOperator``); backends that support it set
-                        ``supports_commands = True``
-======================  ====================================================================
-
-Adopt-or-replace on retry, pushing the handle to XCom before waiting, deferral, evidence
-and cost are done once, by the operators, for every backend. A third-party backend is a
-subclass registered under the entry-point group ``airflow_provider_runners.backends``.
-"""
+"""Moved to :mod:`airflow_provider_runners.core.backend`; ``airflow_provider_runners.backends.base`` stays importable (the same module object, so
+private names and monkeypatching keep working) for DAGs and third-party backends."""
 
 from __future__ import annotations
 
-import enum
-import threading
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+import sys
 
-if TYPE_CHECKING:
-    from datetime import datetime
+import airflow_provider_runners.core.backend as _moved
+from airflow_provider_runners.core.backend import (
+    STANDARD_FIELDS,
+    Backend,
+    CommandRequest,
+    CommandResult,
+    ConnectionConfig,
+    ConnField,
+    DetectsStale,
+    OutputSink,
+    ProvisionRequest,
+    RunnerState,
+    RunnerStatus,
+    RunsCommands,
+    TeardownResult,
+)
 
-    from airflow_provider_runners.catalog import ResolvedSpec
-    from airflow_provider_runners.handles import RunnerHandle
-    from airflow_provider_runners.lineage import Lineage
+__all__ = [
+    "STANDARD_FIELDS",
+    "Backend",
+    "CommandRequest",
+    "CommandResult",
+    "ConnField",
+    "ConnectionConfig",
+    "DetectsStale",
+    "OutputSink",
+    "ProvisionRequest",
+    "RunnerState",
+    "RunnerStatus",
+    "RunsCommands",
+    "TeardownResult",
+]
 
-
-class RunnerState(enum.StrEnum):
-    PENDING = "pending"  # being created / starting: keep waiting
-    READY = "ready"  # usable
-    FAILED = "failed"  # broken: a retry replaces it; it may still exist and bill
-    GONE = "gone"  # does not exist (never made, torn down, or ended by its backstop)
-
-
-@dataclass(frozen=True)
-class RunnerStatus:
-    state: RunnerState
-    message: str = ""
-    #: Endpoints learned while starting (e.g. the scheduler address), merged into the handle.
-    endpoints: Mapping[str, str] = field(default_factory=dict)
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_healthy(self) -> bool:
-        """Worth adopting on retry: it exists and is not broken."""
-        return self.state in (RunnerState.PENDING, RunnerState.READY)
-
-
-@dataclass(frozen=True)
-class TeardownResult:
-    existed: bool
-    message: str = ""
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ProvisionRequest:
-    """Everything a backend needs to create a runner. No secrets: those come from the Connection."""
-
-    resolved: ResolvedSpec
-    lineage: Lineage
-    attempt_token: str
-    conn_id: str
-    labels: Mapping[str, str]
-
-    @property
-    def spec(self) -> Any:
-        return self.resolved.spec
-
-    def resource_labels(self, expires_at: datetime) -> dict[str, str]:
-        """Tags / labels for every resource the runner creates: the lineage, profile and expiry
-        (defaults), the provision task's labels (tenant, pipeline, ...), then ours, which win."""
-        from airflow_provider_runners.lineage import MANAGED_BY
-
-        return {
-            **self.lineage.labels(),
-            "profile": self.spec.profile.lower(),
-            "expires-at": str(int(expires_at.timestamp())),
-            **self.labels,
-            "managed-by": MANAGED_BY,
-            "runner-env": self.resolved.environment,
-        }
-
-
-@dataclass(frozen=True)
-class CommandRequest:
-    """A command for :meth:`Backend.run_command`. No secret values: only references to them.
-
-    ``command`` is either a shell script (``str``, run by ``/bin/sh -c`` or the backend's
-    shell) or an argv tuple. ``secret_env`` maps an environment variable to a secret
-    *reference* (see :mod:`airflow_provider_runners.secret_refs`), resolved at run time where
-    the command runs; a backend refuses reference kinds it cannot resolve without exposing the
-    value (``Backend.secret_ref_kinds``).
-    """
-
-    command: str | tuple[str, ...]
-    #: Unique per task try: ``<attempt_token>-<task_id>[-<map_index>]``; tag remote commands with it.
-    name: str
-    env: Mapping[str, str] = field(default_factory=dict)
-    secret_env: Mapping[str, str] = field(default_factory=dict)
-    #: Seconds; when it passes the backend cancels the command and returns ``timed_out=True``.
-    timeout: float = 3600.0
-    workdir: str | None = None
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """How a command ended. ``exit_code`` is None when it never finished (timed out, cancelled)."""
-
-    exit_code: int | None
-    timed_out: bool = False
-    cancelled: bool = False
-    #: Non-secret facts for the evidence ledger (remote command id, host, times, ...).
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-
-#: Receives each line of a command's output (stdout and stderr, merged) as it arrives.
-OutputSink = Callable[[str], None]
-
-
-@dataclass
-class ConnectionConfig:
-    """The parts of an Airflow Connection a backend reads. ``password`` is the only secret slot;
-    secret values in ``extra`` must be listed by the backend in ``secret_extra_fields``."""
-
-    conn_id: str
-    conn_type: str
-    host: str | None = None
-    port: int | None = None
-    login: str | None = None
-    password: str | None = field(default=None, repr=False)
-    schema: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-class Backend(ABC):
-    """Base class of every backend. Subclasses set the class attributes and the abstract methods."""
-
-    #: Short name used in handles, evidence and the catalog's ``billing`` section.
-    name: ClassVar[str]
-    #: Airflow Connection type that selects this backend (``runners_<name>``).
-    conn_type: ClassVar[str]
-    #: Human name shown in the Connection form.
-    hook_name: ClassVar[str]
-    #: Runner classes this backend can provide.
-    runner_classes: ClassVar[frozenset[str]]
-    #: Seconds between status polls while waiting for readiness.
-    poll_interval: ClassVar[float] = 5.0
-    #: Extra fields whose values are secrets (masked in logs, never copied anywhere).
-    secret_extra_fields: ClassVar[frozenset[str]] = frozenset()
-    #: True when :meth:`run_command` is implemented (``RunnerCommandOperator`` can use it).
-    supports_commands: ClassVar[bool] = False
-    #: Secret reference kinds ``run_command`` can resolve without exposing the value
-    #: (see :mod:`airflow_provider_runners.secret_refs`).
-    secret_ref_kinds: ClassVar[frozenset[str]] = frozenset()
-
-    def __init__(self, config: ConnectionConfig) -> None:
-        self.config = config
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(conn_id={self.config.conn_id!r})"
-
-    @property
-    def conn_id(self) -> str:
-        return self.config.conn_id
-
-    def billed_nodes(self, resolved: ResolvedSpec) -> int:
-        """How many machines at the profile's price a runner of ``resolved`` is (the budget guard
-        prices a runner before it exists). Override when a runner is several machines."""
-        return 1
-
-    def batch_key(self) -> str:
-        """Triggers whose backends share this key share one status poller (one API account/region)."""
-        return f"{self.name}:{self.conn_id}"
-
-    @abstractmethod
-    def create(self, request: ProvisionRequest) -> RunnerHandle:
-        """Start creating a runner and return its handle without waiting for readiness."""
-
-    @abstractmethod
-    def find(self, lineage_key: str) -> RunnerHandle | None:
-        """The runner tagged with ``lineage_key`` that still exists, if any."""
-
-    @abstractmethod
-    def status(self, handle: RunnerHandle) -> RunnerStatus:
-        """Current state; must be cheap and must not raise for a runner that is gone."""
-
-    def status_many(self, handles: Iterable[RunnerHandle]) -> dict[str, RunnerStatus]:
-        """Status of many runners, keyed by resource_id. Override to batch API calls."""
-        return {handle.resource_id: self.status(handle) for handle in handles}
-
-    @abstractmethod
-    def teardown(self, handle: RunnerHandle) -> TeardownResult:
-        """End the runner and wait until it is gone. Idempotent: already gone is success."""
-
-    @abstractmethod
-    def describe(self, handle: RunnerHandle) -> dict[str, Any]:
-        """Facts for the evidence ledger. Must not contain secrets."""
-
-    @abstractmethod
-    def list_managed(self) -> list[RunnerHandle]:
-        """Every live runner this backend manages (tagged managed-by airflow-provider-runners)."""
-
-    def run_command(
-        self,
-        handle: RunnerHandle,
-        request: CommandRequest,
-        output: OutputSink,
-        cancel: threading.Event,
-    ) -> CommandResult:
-        """Run ``request`` on the runner until it ends, calling ``output(line)`` as lines arrive.
-
-        Must check ``cancel`` at least once a second and, when it is set, stop the remote
-        command and return ``cancelled=True``; on ``request.timeout`` stop it and return
-        ``timed_out=True``. Never log or return secret values.
-        """
-        raise NotImplementedError(
-            f"the {self.name!r} backend does not run commands; RunnerCommandOperator needs a backend "
-            "with supports_commands (local_host, ec2, kubernetes, labgrid, bench_http)"
-        )
+sys.modules[__name__] = _moved

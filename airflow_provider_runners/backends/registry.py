@@ -1,10 +1,12 @@
 """Map an Airflow Connection's ``conn_type`` to a backend class.
 
-Built-in backends are listed below; third parties add theirs with an entry point::
+Every backend, the built-in ones included, is an entry point of the group
+``airflow_provider_runners.backends`` (this distribution's are in its pyproject.toml)::
 
     [project.entry-points."airflow_provider_runners.backends"]
     my_backend = "my_package.backend:MyBackend"   # class sets conn_type = "runners_my_backend"
 
+Two entry points claiming the same conn_type are an error naming both (no silent shadowing).
 A Connection whose id is :data:`DEFAULT_CONN_ID` and that is not defined anywhere selects
 the embedded ``local_dask`` backend, and ``runners_local_host`` the ``local_host`` backend
 (:data:`EMBEDDED_CONNECTIONS`), so the example DAGs run with no configuration at all.
@@ -12,33 +14,28 @@ the embedded ``local_dask`` backend, and ``runners_local_host`` the ``local_host
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_runners.backends.base import Backend, ConnectionConfig
 from airflow_provider_runners.connections import connection_extra, mask_connection_secrets
-from airflow_provider_runners.exceptions import BackendNotFoundError
+from airflow_provider_runners.core.backend import Backend, ConnectionConfig
+from airflow_provider_runners.exceptions import BackendNotFoundError, RunnerSpecError
+
+if TYPE_CHECKING:
+    from airflow_provider_runners.core.catalog import ResolvedSpec
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "airflow_provider_runners.backends"
 DEFAULT_CONN_ID = "runners_default"
 
-#: conn_type -> "module:Class" for the backends shipped in this package.
-BUILTIN_BACKENDS: dict[str, str] = {
-    "runners_local_dask": "airflow_provider_runners.backends.local_dask:LocalDaskBackend",
-    "runners_dataproc_dask": "airflow_provider_runners.backends.dataproc_dask:DataprocDaskBackend",
-    "runners_kubernetes": "airflow_provider_runners.backends.kubernetes:KubernetesBackend",
-    "runners_ec2": "airflow_provider_runners.backends.ec2:Ec2Backend",
-    "runners_local_host": "airflow_provider_runners.backends.local_host:LocalHostBackend",
-    "runners_labgrid": "airflow_provider_runners.backends.labgrid:LabgridBackend",
-    "runners_bench_http": "airflow_provider_runners.backends.bench_http:BenchHttpBackend",
-}
+#: The distribution whose entry points are the built-in backends.
+DISTRIBUTION = "airflow-provider-runners"
 
 #: Connection ids that select an embedded local backend when they are not defined anywhere.
 EMBEDDED_CONNECTIONS: dict[str, str] = {
@@ -47,39 +44,111 @@ EMBEDDED_CONNECTIONS: dict[str, str] = {
 }
 
 
-def _load(path: str) -> type[Backend]:
-    module, _, attr = path.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise TypeError(f"{path} is not a subclass of airflow_provider_runners Backend")
-    return cls
+@dataclass(frozen=True)
+class _Found:
+    classes: dict[str, type[Backend]]
+    builtin: tuple[str, ...]
+    #: conn_type -> the entry points ("name = value") that claim it, when more than one does.
+    conflicts: dict[str, list[str]]
 
 
 @lru_cache(maxsize=1)
-def backend_classes() -> dict[str, type[Backend]]:
-    """Every known backend class by conn_type (built-ins, then entry points)."""
-    found = {conn_type: _load(path) for conn_type, path in BUILTIN_BACKENDS.items()}
+def _discover() -> _Found:
+    classes: dict[str, type[Backend]] = {}
+    origin: dict[str, str] = {}
+    builtin: list[str] = []
+    conflicts: dict[str, list[str]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = ep.load()
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not disable the others
             log.warning("runner backend entry point %s = %s failed to load: %s", ep.name, ep.value, exc)
             continue
-        if isinstance(cls, type) and issubclass(cls, Backend):
-            found.setdefault(cls.conn_type, cls)
-        else:
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
             log.warning("runner backend entry point %s = %s is not a Backend subclass", ep.name, ep.value)
-    return found
+            continue
+        where = f"{ep.name} = {ep.value}"
+        if cls.conn_type in classes and classes[cls.conn_type] is not cls:
+            conflicts.setdefault(cls.conn_type, [origin[cls.conn_type]]).append(where)
+            log.error("runner backend conn_type %r is claimed by %s", cls.conn_type, conflicts[cls.conn_type])
+            continue
+        classes[cls.conn_type], origin[cls.conn_type] = cls, where
+        if ep.dist is not None and ep.dist.name == DISTRIBUTION and cls.conn_type not in builtin:
+            builtin.append(cls.conn_type)
+    return _Found(classes, tuple(builtin), conflicts)
+
+
+def backend_classes() -> dict[str, type[Backend]]:
+    """Every installed backend class by conn_type (entry points of :data:`ENTRY_POINT_GROUP`),
+    read once per process (:func:`reload_backends` reads them again)."""
+    return _discover().classes
+
+
+def reload_backends() -> None:
+    """Forget the entry points read so far (after installing a backend, and in tests)."""
+    _discover.cache_clear()
+
+
+def builtin_backend_classes() -> list[type[Backend]]:
+    """The backends this distribution ships (its own entry points), for its provider info."""
+    found = _discover()
+    return [found.classes[conn_type] for conn_type in found.builtin]
 
 
 def backend_class(conn_type: str) -> type[Backend]:
-    classes = backend_classes()
+    found = _discover()
+    if conn_type in found.conflicts:
+        raise BackendNotFoundError(
+            f"conn_type {conn_type!r} is claimed by several backend entry points: {found.conflicts[conn_type]}; "
+            "uninstall one of them"
+        )
+    classes = found.classes
     try:
         return classes[conn_type]
     except KeyError:
         raise BackendNotFoundError(
             f"no runner backend for conn_type {conn_type!r}; known: {sorted(classes)}"
         ) from None
+
+
+def check_spec(resolved: ResolvedSpec) -> type[Backend] | None:
+    """The parse-time options check (no Connection is read; docs/architecture.md).
+
+    ``spec.backend`` names the backend: its :meth:`~Backend.check_spec` runs (options model and
+    deeper checks) and it must serve the runner class. Without it, the spec's options must be
+    accepted by at least one installed backend serving the runner class (each one's options
+    model); the Connection picks the backend at run time and checks again. Returns the backend
+    class when exactly one can serve the spec.
+    """
+    spec = resolved.spec
+    classes = list(backend_classes().values())
+    if spec.backend is not None:
+        named = [cls for cls in classes if cls.name == spec.backend]
+        if not named:
+            raise RunnerSpecError(
+                f"spec.backend: {spec.backend!r} is not an installed backend; allowed: {sorted(c.name for c in classes)}"
+            )
+        cls = named[0]
+        if spec.runner_class not in cls.runner_classes:
+            raise RunnerSpecError(
+                f"spec.runner_class: {spec.runner_class!r} is not served by backend {cls.name!r}; "
+                f"it serves: {sorted(cls.runner_classes)}"
+            )
+        cls.check_spec(resolved)
+        return cls
+    candidates = sorted((c for c in classes if spec.runner_class in c.runner_classes), key=lambda c: c.name)
+    problems: list[str] = []
+    for cls in candidates:
+        try:
+            cls.check_options(resolved)
+        except RunnerSpecError as exc:
+            problems.append(str(exc))
+    if candidates and len(problems) == len(candidates):
+        raise RunnerSpecError(
+            f"spec.options: no installed backend for runner_class {spec.runner_class!r} accepts them: "
+            + "; ".join(problems)
+        )
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def connection_config(conn_id: str) -> ConnectionConfig:
@@ -161,7 +230,7 @@ def configured_conn_ids(extra: Iterable[str] = (), use_db: bool = True) -> tuple
         try:
             found.update(_db_runner_conn_ids())
         except Exception as exc:  # noqa: BLE001 - no metadata DB here: env and config only
-            from airflow_provider_runners.evidence.redact import redact_text
+            from airflow_provider_runners.core.redact import redact_text
 
             errors.append(redact_text(f"listing Connections: {type(exc).__name__}: {exc}"))
     return sorted(found), errors

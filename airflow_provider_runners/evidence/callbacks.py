@@ -22,10 +22,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_provider_runners.catalog import BillingRule
-from airflow_provider_runners.cost.prices import estimate_cost, handle_rate
-from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.lineage import Lineage, sibling_map_index
+from airflow_provider_runners.core.catalog import BillingRule
+from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.lineage import Lineage, sibling_map_index
+from airflow_provider_runners.core.prices import estimate_cost, handle_rate
 
 log = logging.getLogger(__name__)
 _NO_MINIMUM = BillingRule(minimum_seconds=0)
@@ -144,7 +144,7 @@ class EvidenceCallback:
         if cleanup and terminal and not entry.get("terminal"):
             # this try's entry was already written (by the task itself, as a success): the end
             # of the runner still gets its own record
-            from airflow_provider_runners.lifecycle import record_end
+            from airflow_provider_runners.core.lifecycle import record_end
 
             record_end(
                 dag_id=ti.dag_id,
@@ -173,7 +173,7 @@ class EvidenceCallback:
         dag-processor for a task failed from outside (heartbeat timeout, executor state
         mismatch), where the operator's own cleanup never ran."""
         from airflow_provider_runners.backends.registry import get_backend
-        from airflow_provider_runners.lifecycle import end_runners
+        from airflow_provider_runners.core.lifecycle import end_runners
 
         task = context.get("task")
         conn_id = handle.conn_id if handle else getattr(task, "conn_id", None)

@@ -49,7 +49,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_runners.evidence.redact import redact
+from airflow_provider_runners.core.redact import redact
+from airflow_provider_runners.core.settings import setting
 from airflow_provider_runners.exceptions import EvidenceError
 
 if TYPE_CHECKING:
@@ -63,15 +64,7 @@ _MAX_APPEND_TRIES = 20
 
 
 def _conf(key: str) -> str | None:
-    value = os.environ.get(f"AIRFLOW__RUNNERS__{key.upper()}")
-    if value:
-        return value
-    try:
-        from airflow.configuration import conf
-
-        return conf.get("runners", key, fallback=None) or None
-    except Exception:  # noqa: BLE001 - any config error means "not configured"
-        return None
+    return setting(key)
 
 
 def default_base_url() -> str:

@@ -1,9 +1,9 @@
 """Hybrid burst: :class:`BurstPlanOperator` decides how many cloud runners to launch this cycle.
 
-Each run of a burst DAG is one planning cycle (seed 001's ``check_interval`` is the DAG's
+Each run of a burst DAG is one planning cycle (the policy's ``check_interval``, docs/cost.md, is the DAG's
 schedule). The operator reads the queue depth (SQS ``ApproximateNumberOfMessages`` through the
 Amazon provider's ``SqsHook``, or any callable), counts the cloud runners of its pool that are
-alive, asks the pure planner (:func:`airflow_provider_runners.cost.burst.plan`) and returns one
+alive, asks the pure planner (:func:`airflow_provider_runners.governance.burst.plan`) and returns one
 *launch* per runner to start — a list for ``.expand()``::
 
     plan = BurstPlanOperator(task_id="plan", policy={...}, spec=CLOUD_SPEC, conn_id="runners_ec2",
@@ -36,16 +36,16 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
-from airflow_provider_runners.catalog import resolve_spec
-from airflow_provider_runners.cost.budget import safe_registry
-from airflow_provider_runners.cost.burst import BurstPolicy, BurstState, plan
-from airflow_provider_runners.cost.prices import runner_rate
-from airflow_provider_runners.specs import RunnerSpec
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.prices import runner_rate
+from airflow_provider_runners.core.specs import RunnerSpec
+from airflow_provider_runners.governance.budget import safe_registry
+from airflow_provider_runners.governance.burst import BurstPolicy, BurstState, plan
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_runners.handles import RunnerHandle
+    from airflow_provider_runners.core.handles import RunnerHandle
 
 POOL_TAG = "burst-pool"
 DECISION_XCOM_KEY = "burst_decision"
@@ -57,7 +57,7 @@ def pool_of(spec: RunnerSpec) -> str:
 
 def should_drain(handle: RunnerHandle | Mapping[str, Any]) -> bool:
     """True when the planner asked this runner to finish (registry status ``draining``)."""
-    from airflow_provider_runners.handles import RunnerHandle
+    from airflow_provider_runners.core.handles import RunnerHandle
 
     key = RunnerHandle.from_xcom(handle).lineage_key
     try:
@@ -70,7 +70,7 @@ def should_drain(handle: RunnerHandle | Mapping[str, Any]) -> bool:
 class BurstPlanOperator(BaseOperator):
     """Plan one burst cycle; return the runners to launch (a list for ``.expand()``).
 
-    :param policy: a :class:`~airflow_provider_runners.cost.burst.BurstPolicy` or seed 001's
+    :param policy: a :class:`~airflow_provider_runners.governance.burst.BurstPolicy` or the reference policy's
         ``burst_policy`` keys. ``usd_per_hour`` defaults to the catalog price of ``spec``.
     :param spec: the cloud runners' spec (validated against the catalog at parse time).
     :param conn_id: the cloud runners' Connection (its backend lists the live ones).

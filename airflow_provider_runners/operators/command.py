@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_runners.backends.base import Backend, CommandRequest, CommandResult
 from airflow_provider_runners.backends.registry import get_backend
+from airflow_provider_runners.core.backend import Backend, CommandRequest, CommandResult
+from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.redact import is_secret_key
+from airflow_provider_runners.core.secret_refs import check_kinds, parse_secret_env
+from airflow_provider_runners.core.specs import parse_duration
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
-from airflow_provider_runners.evidence.redact import is_secret_key
 from airflow_provider_runners.exceptions import RunnerCommandError, RunnerCommandTimeout, RunnerSpecError
-from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.links import RUNNER_LINKS
-from airflow_provider_runners.secret_refs import check_kinds, parse_secret_env
-from airflow_provider_runners.specs import parse_duration
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -37,7 +37,7 @@ class RunnerCommandOperator(BaseOperator):
     the command before the task process exits.
 
     Secrets never appear in the command: ``secret_env`` maps environment variables to secret
-    *references* (:mod:`airflow_provider_runners.secret_refs`) that the backend resolves where
+    *references* (:mod:`airflow_provider_runners.core.secret_refs`) that the backend resolves where
     the command runs (an instance profile, a Kubernetes Secret, the worker's secrets backend).
 
     :param handle: the provision task's output.

@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_runners import templated_spec
-from airflow_provider_runners.backends.base import Backend, ProvisionRequest, RunnerState, RunnerStatus
-from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
-from airflow_provider_runners.catalog import ResolvedSpec, resolve_spec
-from airflow_provider_runners.cost import budget
+from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, check_spec, get_backend
+from airflow_provider_runners.core.backend import Backend, ProvisionRequest, RunnerState, RunnerStatus
+from airflow_provider_runners.core.catalog import ResolvedSpec, resolve_spec
+from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.lifecycle import acquire
+from airflow_provider_runners.core.lineage import Lineage, label_value
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.defaults import default_deferrable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
-from airflow_provider_runners.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.lifecycle import acquire
-from airflow_provider_runners.lineage import Lineage, label_value
+from airflow_provider_runners.governance import budget
 from airflow_provider_runners.links import RUNNER_LINKS
-from airflow_provider_runners.specs import RunnerSpec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -75,7 +75,7 @@ class ProvisionRunnerOperator(BaseOperator):
 
     Returns the ready handle (XCom ``return_value``), which work tasks take as ``handle=``.
 
-    :param spec: a :class:`~airflow_provider_runners.specs.RunnerSpec` or a mapping of its fields.
+    :param spec: a :class:`~airflow_provider_runners.core.specs.RunnerSpec` or a mapping of its fields.
     :param conn_id: the runner Connection; its conn_type selects the backend.
     :param deferrable: wait in the triggerer; None (default): ``[operators] default_deferrable``
         when the deployment sets it, else True (``defaults.py``).
@@ -132,7 +132,8 @@ class ProvisionRunnerOperator(BaseOperator):
         self.resolved: ResolvedSpec
         if self.spec_template is None:
             self.spec = RunnerSpec.parse(spec)
-            self.resolved = resolve_spec(self.spec, catalog_path=catalog_path)
+            self.resolved = resolve_spec(self.spec, backend=self.spec.backend, catalog_path=catalog_path)
+            check_spec(self.resolved)  # parse time: the options, by the backend(s) that can serve the spec
         self.conn_id = conn_id
         self.deferrable = default_deferrable(True) if deferrable is None else deferrable
         self.ready_timeout = (
@@ -191,6 +192,11 @@ class ProvisionRunnerOperator(BaseOperator):
         ti = context["ti"]
         lineage = Lineage.from_context(context)
         backend = get_backend(self.conn_id)
+        if self.spec.backend is not None and self.spec.backend != backend.name:
+            raise RunnerSpecError(
+                f"spec.backend: {self.spec.backend!r}, but Connection {self.conn_id!r} selects backend "
+                f"{backend.name!r}; nothing was created"
+            )
         self._remember(context, backend, lineage)
         if self.spec.runner_class not in backend.runner_classes:
             raise _final(
@@ -403,7 +409,7 @@ class ProvisionRunnerOperator(BaseOperator):
 
 
 def _end_and_record(backend: Backend, handle: RunnerHandle | None, who: dict[str, Any], by: str) -> None:
-    from airflow_provider_runners.lifecycle import end_runners, record_end
+    from airflow_provider_runners.core.lifecycle import end_runners, record_end
 
     results = end_runners(backend, [handle], who["lineage_key"], "provision killed")
     if results and who.get("dag_id"):
@@ -468,9 +474,7 @@ def _pricing(resolved: ResolvedSpec, nodes: int = 1) -> dict[str, Any]:
     Dataproc cluster is a master plus its workers), multiplying both price and vCPUs (the
     per-vCPU fee counts every node's vCPUs)."""
     profile = resolved.profile
-    vcpus = profile.vcpus
-    if vcpus is None and profile.workers is not None:
-        vcpus = profile.workers * (profile.threads_per_worker or 1)
+    vcpus = profile.effective_vcpus
     return {
         "usd_per_hour": resolved.hourly_rate * nodes,
         "vcpus": (vcpus or 0) * nodes,

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_runners.backends.registry import mask_runner_connection
+from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.lineage import Lineage
+from airflow_provider_runners.core.runtime import runtime_versions
 from airflow_provider_runners.dask_jobs import AttachedJob, picklable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import ProvisionError
-from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.lineage import Lineage
 from airflow_provider_runners.links import RUNNER_LINKS
-from airflow_provider_runners.runtime import runtime_versions
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -44,7 +44,7 @@ MAX_CHAINS = 500
 
 # -- data --------------------------------------------------------------------------------------
 def _error_text(exc: BaseException) -> str:
-    from airflow_provider_runners.evidence.redact import redact_text
+    from airflow_provider_runners.core.redact import redact_text
 
     return redact_text(f"{type(exc).__name__}: {exc}")
 
@@ -121,10 +121,10 @@ def evidence_rows(
     may_read_dag: Callable[[str], bool] = lambda _dag_id: True,
     states: Callable[[set[tuple[str, str]]], dict[tuple[str, str], str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per evidence chain (runner lineage): ``summarize()`` of the CLI, the verdict and the
-    DAG run's state (``run_state``: success, failed, running, ... or unknown)."""
-    from airflow_provider_runners.cli import summarize
+    """One row per evidence chain (runner lineage): ``summarize()`` of the evidence, the verdict and
+    the DAG run's state (``run_state``: success, failed, running, ... or unknown)."""
     from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
+    from airflow_provider_runners.evidence.summary import summarize
 
     rows = []
     for chain in islice(iter_chains(dag_id or None, run_id or None), MAX_CHAINS):

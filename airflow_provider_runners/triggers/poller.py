@@ -2,7 +2,7 @@
 
 A triggerer may run 1000 waits at once. Polling each on its own would be one API call per
 wait per interval (EC2 Describe refills 20 req/s; 1000 waits at 15 s are 67 req/s). Instead,
-triggers whose backends share a :meth:`~airflow_provider_runners.backends.base.Backend.batch_key`
+triggers whose backends share a :meth:`~airflow_provider_runners.core.backend.Backend.batch_key`
 register here; one loop calls ``backend.status_many`` for all of them once per interval
 and hands each waiter its status. Backends batch inside ``status_many`` (one
 DescribeInstances for many ids); the default falls back to one ``status`` per handle.

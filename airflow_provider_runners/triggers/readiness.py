@@ -10,8 +10,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_runners.backends.base import RunnerState
-from airflow_provider_runners.handles import RunnerHandle
+from airflow_provider_runners.core.backend import RunnerState
+from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 
 PROGRESS_EVERY_S = 30.0
@@ -142,7 +142,7 @@ class RunnerReadyTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """A user killed the deferred provision task: end the runner it was waiting for (and
         any other runner of its lineage), and record that end — once — in its evidence chain."""
-        from airflow_provider_runners.lifecycle import end_runners, record_end
+        from airflow_provider_runners.core.lifecycle import end_runners, record_end
 
         handle = RunnerHandle.from_xcom(self.handle)
         backend = await self._backend()

@@ -23,9 +23,9 @@ from typing import Any
 from airflow.sdk import DAG, task
 
 from airflow_provider_runners import runner
-from airflow_provider_runners.catalog import resolve_spec
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.operators.work import DaskJobOperator
-from airflow_provider_runners.specs import RunnerSpec
 
 ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
 PARTITIONS = 10
@@ -37,7 +37,7 @@ SPEC: dict[str, Any] = {
 }
 
 # The floor uses exactly what the local_dask backend would ask its daemon for: the catalog's
-# profile sizes and the daemon's LocalCluster arguments (backends/_local_dask_daemon.py).
+# profile sizes and the daemon's LocalCluster arguments (backends/local_dask/daemon.py).
 _PROFILE = resolve_spec(RunnerSpec.parse(SPEC)).profile
 FLOOR_CLUSTER: dict[str, Any] = {
     "n_workers": int(_PROFILE.workers or 1),

@@ -48,11 +48,11 @@ class CrashAfterLaunchProvision(ProvisionRunnerOperator):
 
     def execute(self, context: Any) -> Any:
         if context["ti"].try_number == 1:
-            from airflow_provider_runners.backends.base import ProvisionRequest
             from airflow_provider_runners.backends.registry import get_backend
-            from airflow_provider_runners.catalog import resolve_spec
-            from airflow_provider_runners.lifecycle import acquire
-            from airflow_provider_runners.lineage import Lineage
+            from airflow_provider_runners.core.backend import ProvisionRequest
+            from airflow_provider_runners.core.catalog import resolve_spec
+            from airflow_provider_runners.core.lifecycle import acquire
+            from airflow_provider_runners.core.lineage import Lineage
 
             lineage = Lineage.from_context(context)
             backend = get_backend(self.conn_id)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG
 
 from airflow_provider_runners import runner
-from airflow_provider_runners.backends.kubernetes import POD_COMMAND, validate_spec
+from airflow_provider_runners.backends.kubernetes.backend import POD_COMMAND, validate_spec
 from airflow_provider_runners.operators.command import RunnerCommandOperator
 
 SPEC = validate_spec(

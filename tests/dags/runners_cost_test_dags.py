@@ -15,7 +15,7 @@ import yaml
 from airflow.sdk import DAG, task
 
 from airflow_provider_runners import runner
-from airflow_provider_runners.catalog import DEFAULT_CATALOG
+from airflow_provider_runners.core.catalog import DEFAULT_CATALOG
 from airflow_provider_runners.operators.burst import BurstPlanOperator
 from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
 from airflow_provider_runners.operators.work import DaskJobOperator
@@ -82,7 +82,7 @@ def sweep_while_running() -> dict[str, Any]:
     """The reaper, run while this DAG run is still running: it must keep this run's runner."""
     from airflow.sdk import get_current_context
 
-    from airflow_provider_runners.reaper import TaskSdkRuns, sweep
+    from airflow_provider_runners.governance.reaper import TaskSdkRuns, sweep
 
     report = sweep(["runners_default"], runs=TaskSdkRuns(get_current_context()["ti"]), use_db=False)
     return {a.resource_id: [a.decision, a.reason] for a in report.actions}

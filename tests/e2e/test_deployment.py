@@ -240,7 +240,7 @@ def test_reaper_removes_the_host_of_a_run_that_hit_dagrun_timeout(airflow_stack:
 
 def test_hil_suite_reserves_and_releases_benches_on_a_real_deployment(airflow_stack: Stack) -> None:
     """Reservations kept alive by the real triggerer, HIL commands in Celery task processes."""
-    from airflow_provider_runners.backends._labgrid_client import CoordinatorClient
+    from airflow_provider_runners.backends.labgrid.client import CoordinatorClient
 
     airflow_stack.wait_for_dag("hil_bench_suite")
     run_id = airflow_stack.trigger("hil_bench_suite", {"hold_s": 0})

@@ -73,8 +73,8 @@ def etl_run(airflow_stack: Stack) -> dict[str, Any]:
     run_id = airflow_stack.trigger("local_dask_etl", {"rows": 50_000})
     assert airflow_stack.wait_for_run("local_dask_etl", run_id) == "success"
     os.environ["AIRFLOW__RUNNERS__EVIDENCE_PATH"] = airflow_stack.env["AIRFLOW__RUNNERS__EVIDENCE_PATH"]
-    from airflow_provider_runners.cli import summarize
     from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
+    from airflow_provider_runners.evidence.summary import summarize
 
     (chain,) = iter_chains(dag_id="local_dask_etl", run_id=run_id)
     report = verify_chain(chain)

@@ -85,7 +85,7 @@ class FakeDataproc:
         """Make DataprocHook (and the backend's policy client) build clients on this fake."""
         from airflow.providers.google.cloud.hooks.dataproc import DataprocHook
 
-        from airflow_provider_runners.backends import dataproc_dask
+        from airflow_provider_runners.backends.dataproc_dask import backend as dataproc_dask
 
         monkeypatch.setattr(
             DataprocHook, "get_cluster_client", lambda hook, region=None: self.cluster_client()

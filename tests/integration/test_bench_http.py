@@ -16,19 +16,19 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_runners.backends.base import (
+from airflow_provider_runners.backends.bench_http.backend import BenchHttpBackend
+from airflow_provider_runners.core.backend import (
     CommandRequest,
     ConnectionConfig,
     ProvisionRequest,
     RunnerState,
 )
-from airflow_provider_runners.backends.bench_http import BenchHttpBackend
-from airflow_provider_runners.catalog import resolve_spec
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lifecycle import acquire
+from airflow_provider_runners.core.lineage import Lineage
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import ProvisionError, RunnerCommandError
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lifecycle import acquire
-from airflow_provider_runners.lineage import Lineage
-from airflow_provider_runners.specs import RunnerSpec
 from tests.bench_http_server import BenchHttpServer, load_contract, validator_for
 
 pytestmark = pytest.mark.integration

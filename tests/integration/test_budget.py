@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.runner_registry import RunnerRecord
-from airflow_provider_runners.runner_registry.dynamodb import DynamoDBRegistry
+from airflow_provider_runners.governance.runner_index import RunnerRecord
+from airflow_provider_runners.governance.runner_index.dynamodb import DynamoDBRegistry
 from tests.integration.conftest import chain_for, live_daemons, run_dag, state_files, ti_states
 from tests.moto_aws import AWS_CONN_ID, moto_server
 
@@ -113,14 +113,14 @@ def test_second_runner_of_a_tenant_does_not_fit_while_the_first_lives(
     dagbag: Any, dynamo_registry: DynamoDBRegistry
 ) -> None:
     """Budget counted from the backend's own list (a live local_dask runner), not the registry."""
-    from airflow_provider_runners.backends.base import ProvisionRequest
     from airflow_provider_runners.backends.registry import get_backend
-    from airflow_provider_runners.catalog import resolve_spec
-    from airflow_provider_runners.cost.budget import admit
+    from airflow_provider_runners.core.backend import ProvisionRequest
+    from airflow_provider_runners.core.catalog import resolve_spec
+    from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage
+    from airflow_provider_runners.core.specs import RunnerSpec
     from airflow_provider_runners.exceptions import BudgetExceededError
-    from airflow_provider_runners.lineage import MANAGED_BY, Lineage
-    from airflow_provider_runners.runner_registry import NullRegistry
-    from airflow_provider_runners.specs import RunnerSpec
+    from airflow_provider_runners.governance.budget import admit
+    from airflow_provider_runners.governance.runner_index import NullRegistry
     from tests.dags.runners_cost_test_dags import BUDGET_SPEC, CATALOG
 
     backend = get_backend()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.handles import HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.runner_registry import open_registry
+from airflow_provider_runners.core.handles import HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.governance.runner_index import open_registry
 from tests.integration.conftest import live_daemons, run_dag, ti_states, wait_for, xcoms
 from tests.moto_aws import moto_server
 
@@ -116,13 +116,13 @@ def test_planner_reads_sqs_depth_and_caps_the_burst_by_budget(dagbag: Any, sqs_q
 
 
 def test_scale_down_marks_the_oldest_pool_runners_draining(dagbag: Any) -> None:
-    from airflow_provider_runners.backends.base import ProvisionRequest
     from airflow_provider_runners.backends.registry import get_backend
-    from airflow_provider_runners.catalog import resolve_spec
-    from airflow_provider_runners.cost.budget import admit
-    from airflow_provider_runners.lineage import MANAGED_BY, Lineage
+    from airflow_provider_runners.core.backend import ProvisionRequest
+    from airflow_provider_runners.core.catalog import resolve_spec
+    from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage
+    from airflow_provider_runners.core.specs import RunnerSpec
+    from airflow_provider_runners.governance.budget import admit
     from airflow_provider_runners.operators.burst import should_drain
-    from airflow_provider_runners.specs import RunnerSpec
     from tests.dags.runners_cost_test_dags import BURST_SPEC
 
     backend = get_backend()

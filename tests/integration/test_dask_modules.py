@@ -47,11 +47,11 @@ def client() -> Any:
     """A client on a real local_dask runner: scheduler and workers in other processes, as in production."""
     from distributed import Client
 
-    from airflow_provider_runners.backends.base import ProvisionRequest
     from airflow_provider_runners.backends.registry import get_backend
-    from airflow_provider_runners.catalog import resolve_spec
-    from airflow_provider_runners.lineage import Lineage
-    from airflow_provider_runners.specs import RunnerSpec
+    from airflow_provider_runners.core.backend import ProvisionRequest
+    from airflow_provider_runners.core.catalog import resolve_spec
+    from airflow_provider_runners.core.lineage import Lineage
+    from airflow_provider_runners.core.specs import RunnerSpec
     from tests.integration.conftest import wait_for
 
     backend = get_backend()

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends import dataproc_dask
-from airflow_provider_runners.backends.dataproc_dask import DataprocDaskBackend
-from airflow_provider_runners.handles import HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.lineage import MANAGED_BY
+from airflow_provider_runners.backends.dataproc_dask import backend as dataproc_dask
+from airflow_provider_runners.backends.dataproc_dask.backend import DataprocDaskBackend
+from airflow_provider_runners.core.handles import HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.lineage import MANAGED_BY
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from tests.fakes.dataproc import FakeDataproc
 from tests.integration.conftest import chain_for, run_dag, ti_states, xcoms
@@ -183,9 +183,8 @@ def test_invalid_profile_or_options_are_dag_import_errors(
         "from datetime import datetime\n"
         "from airflow.sdk import DAG\n"
         "from airflow_provider_runners import runner\n"
-        "from airflow_provider_runners.backends.dataproc_dask import validate_spec\n"
-        "spec = validate_spec({'runner_class': 'dask_cluster', 'profile': 'standard', 'environment': 'dev',\n"
-        f"                     'tags': {{'tenant': 'qa'}}, {change}}})\n"
+        "spec = {'runner_class': 'dask_cluster', 'backend': 'dataproc_dask', 'profile': 'standard',\n"
+        f"        'environment': 'dev', 'tags': {{'tenant': 'qa'}}, {change}}}\n"
         "with DAG('bad_dataproc', schedule=None, start_date=datetime(2026, 1, 1)):\n"
         "    with runner('cluster', conn_id='runners_dataproc_test', spec=spec):\n"
         "        pass\n"

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends.base import ProvisionRequest
-from airflow_provider_runners.backends.ec2 import Ec2Backend
+from airflow_provider_runners.backends.ec2.backend import Ec2Backend
 from airflow_provider_runners.backends.registry import get_backend
-from airflow_provider_runners.catalog import resolve_spec
+from airflow_provider_runners.core.backend import ProvisionRequest
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.lineage import Lineage
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import RunnerSpecError
-from airflow_provider_runners.lineage import Lineage
-from airflow_provider_runners.specs import RunnerSpec
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from tests.conftest import AIRFLOW_HOME
 from tests.fakes.ec2_env import PARAM_VALUE, RUNNER_CONN_ID, SECRET_VALUE, Ec2Env, start_env, stop_env

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends._labgrid_client import CoordinatorClient
-from airflow_provider_runners.backends.labgrid import LabgridBackend
-from airflow_provider_runners.bench_coordinator import LocalCoordinator
+from airflow_provider_runners.backends.labgrid.backend import LabgridBackend
+from airflow_provider_runners.backends.labgrid.client import CoordinatorClient
+from airflow_provider_runners.backends.labgrid.coordinator import LocalCoordinator
 from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from tests.conftest import AIRFLOW_HOME

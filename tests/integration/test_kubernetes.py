@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends.kubernetes import KubernetesBackend
-from airflow_provider_runners.handles import HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.lineage import MANAGED_BY
+from airflow_provider_runners.backends.kubernetes.backend import KubernetesBackend
+from airflow_provider_runners.core.handles import HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.lineage import MANAGED_BY
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from tests.fakes.kubernetes import KubeCluster
 from tests.integration.conftest import chain_for, run_dag, ti_states, xcoms
@@ -227,10 +227,9 @@ def test_bad_pod_template_is_a_dag_import_error_and_nothing_is_created(
         "from datetime import datetime\n"
         "from airflow.sdk import DAG\n"
         "from airflow_provider_runners import runner\n"
-        "from airflow_provider_runners.backends.kubernetes import validate_spec\n"
-        "spec = validate_spec({'runner_class': 'pod', 'profile': 'small', 'environment': 'dev',\n"
-        "                      'image': 'hardened-base@2026.11', 'tags': {'tenant': 'qa'},\n"
-        f"                      'options': {{'pod_template_file': {str(template)!r}, 'command': 'true'}}}})\n"
+        "spec = {'runner_class': 'pod', 'backend': 'kubernetes', 'profile': 'small', 'environment': 'dev',\n"
+        "        'image': 'hardened-base@2026.11', 'tags': {'tenant': 'qa'},\n"
+        f"        'options': {{'pod_template_file': {str(template)!r}, 'command': 'true'}}}}\n"
         "with DAG('bad_k8s', schedule=None, start_date=datetime(2026, 1, 1)):\n"
         f"    with runner('pod', conn_id={CONN_ID!r}, spec=spec):\n"
         "        pass\n"

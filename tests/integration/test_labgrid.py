@@ -1,6 +1,6 @@
 """The ``labgrid`` backend against a real ``labgrid-coordinator`` process on 127.0.0.1 (free port).
 
-The coordinator is labgrid's own (started by ``airflow_provider_runners.bench_coordinator``
+The coordinator is labgrid's own (started by ``airflow_provider_runners.backends.labgrid.coordinator``
 with labgrid's timings shortened: reservations expire 4 s after their last poll instead of 60 s,
 and the coordinator's expiry/scheduling loop runs every 0.5 s instead of 15 s). Places are
 created per test with tags unique to the test, through the coordinator's gRPC API.
@@ -17,21 +17,21 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends._labgrid_client import CoordinatorClient
-from airflow_provider_runners.backends.base import (
+from airflow_provider_runners.backends.labgrid.backend import LabgridBackend
+from airflow_provider_runners.backends.labgrid.client import CoordinatorClient
+from airflow_provider_runners.backends.labgrid.coordinator import LocalCoordinator
+from airflow_provider_runners.core.backend import (
     CommandRequest,
     ConnectionConfig,
     ProvisionRequest,
     RunnerState,
 )
-from airflow_provider_runners.backends.labgrid import LabgridBackend
-from airflow_provider_runners.bench_coordinator import LocalCoordinator
-from airflow_provider_runners.catalog import resolve_spec
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lifecycle import acquire
+from airflow_provider_runners.core.lineage import Lineage
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import ProvisionError, RunnerCommandError
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lifecycle import acquire
-from airflow_provider_runners.lineage import Lineage
-from airflow_provider_runners.specs import RunnerSpec
 
 pytestmark = pytest.mark.integration
 

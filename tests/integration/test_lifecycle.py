@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends.base import ConnectionConfig, ProvisionRequest
-from airflow_provider_runners.backends.local_dask import LocalDaskBackend
+from airflow_provider_runners.backends.local_dask.backend import LocalDaskBackend
 from airflow_provider_runners.backends.registry import get_backend
-from airflow_provider_runners.catalog import resolve_spec
-from airflow_provider_runners.handles import HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.lifecycle import acquire
-from airflow_provider_runners.lineage import Lineage
-from airflow_provider_runners.specs import RunnerSpec
+from airflow_provider_runners.core.backend import ConnectionConfig, ProvisionRequest
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.handles import HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.lifecycle import acquire
+from airflow_provider_runners.core.lineage import Lineage
+from airflow_provider_runners.core.specs import RunnerSpec
 from tests.integration.conftest import (
     AIRFLOW_HOME,
     EVIDENCE,

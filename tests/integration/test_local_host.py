@@ -133,7 +133,7 @@ def test_command_environment_is_minimal(airflow_db: Path, tmp_path: Path) -> Non
     """The worker's environment (Airflow config, DB URLs) never reaches a host command."""
     import threading
 
-    from airflow_provider_runners.backends.base import CommandRequest
+    from airflow_provider_runners.core.backend import CommandRequest
     from tests.unit.test_local_host import make_host
 
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_TEST_ONLY"] = "postgresql://u:pw@db/airflow"

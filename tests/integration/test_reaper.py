@@ -15,8 +15,8 @@ import psutil
 import pytest
 
 from airflow_provider_runners.cli import main
-from airflow_provider_runners.handles import HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.runner_registry import open_registry
+from airflow_provider_runners.core.handles import HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.governance.runner_index import open_registry
 from tests.integration.conftest import (
     EVIDENCE,
     STATE_DIR,

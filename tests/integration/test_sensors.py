@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_runners.backends._labgrid_client import CoordinatorClient
-from airflow_provider_runners.bench_coordinator import LocalCoordinator
+from airflow_provider_runners.backends.labgrid.client import CoordinatorClient
+from airflow_provider_runners.backends.labgrid.coordinator import LocalCoordinator
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from airflow_provider_runners.triggers.sensors import (
     BenchFreeTrigger,

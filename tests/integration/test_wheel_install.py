@@ -23,7 +23,7 @@ import json, os, sys
 import airflow_provider_runners
 assert "/site-packages/" in airflow_provider_runners.__file__, airflow_provider_runners.__file__
 from airflow.dag_processing.dagbag import DagBag
-from airflow_provider_runners.catalog import load_catalog
+from airflow_provider_runners.core.catalog import load_catalog
 from importlib.metadata import entry_points
 sys.path.insert(0, sys.argv[1])  # Airflow puts the DAGs folder on sys.path (dags import sales_etl)
 bag = DagBag(dag_folder=sys.argv[1])

@@ -288,7 +288,7 @@ def deployment(
     home = Path(tempfile.mkdtemp(prefix=prefix))
     (home / "dags").mkdir()
     # A real labgrid coordinator with one bench per board for dags/hil_bench_suite.py.
-    from airflow_provider_runners.bench_coordinator import LocalCoordinator
+    from airflow_provider_runners.backends.labgrid.coordinator import LocalCoordinator
 
     coordinator = LocalCoordinator(home / "labgrid", places=HIL_PLACES, schedule_interval=0.5).start()
     for name in dag_files:

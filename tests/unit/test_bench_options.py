@@ -8,15 +8,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends._bench_common import (
-    parse_bench_options,
-    run_bench_command,
-    selector_for,
-)
-from airflow_provider_runners.backends.base import CommandRequest
+from airflow_provider_runners.backends.shared.bench import run_bench_command
+from airflow_provider_runners.core.backend import CommandRequest
+from airflow_provider_runners.core.bench_options import parse_bench_options, selector_for
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import RunnerSpecError
 from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
-from airflow_provider_runners.specs import RunnerSpec
 
 BASE = {"runner_class": "bench", "profile": "any", "tags": {"tenant": "hil"}}
 

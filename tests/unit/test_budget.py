@@ -11,17 +11,17 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from airflow_provider_runners.backends.base import Backend, ConnectionConfig, RunnerStatus, TeardownResult
-from airflow_provider_runners.catalog import DEFAULT_CATALOG, Budgets, load_catalog
 from airflow_provider_runners.cli import main
-from airflow_provider_runners.cost.budget import check_budgets, live_spend
-from airflow_provider_runners.cost.prices import handle_rate, runner_rate
+from airflow_provider_runners.core.backend import Backend, ConnectionConfig, RunnerStatus, TeardownResult
+from airflow_provider_runners.core.catalog import DEFAULT_CATALOG, Budgets, load_catalog
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lineage import MANAGED_BY
+from airflow_provider_runners.core.prices import handle_rate, runner_rate
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import CatalogError, ProvisionError
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lineage import MANAGED_BY
-from airflow_provider_runners.runner_registry import PENDING_GRACE_S, RunnerRecord
-from airflow_provider_runners.runner_registry.sqlite import SqliteRegistry
-from airflow_provider_runners.specs import RunnerSpec
+from airflow_provider_runners.governance.budget import check_budgets, live_spend
+from airflow_provider_runners.governance.runner_index import PENDING_GRACE_S, RunnerRecord
+from airflow_provider_runners.governance.runner_index.sqlite import SqliteRegistry
 
 NOW = datetime.now(UTC)
 
@@ -204,7 +204,7 @@ def test_catalog_budgets_are_validated(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_dataproc_runner_is_priced_as_master_plus_workers() -> None:
-    from airflow_provider_runners.backends.dataproc_dask import DataprocDaskBackend
+    from airflow_provider_runners.backends.dataproc_dask.backend import DataprocDaskBackend
 
     backend = DataprocDaskBackend(
         ConnectionConfig(

@@ -7,7 +7,7 @@ import math
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from airflow_provider_runners.cost.burst import (
+from airflow_provider_runners.governance.burst import (
     MAX_LAUNCH_PER_CYCLE,
     MAX_TERMINATE_PER_CYCLE,
     BurstPolicy,

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 import yaml
 
-from airflow_provider_runners.catalog import (
+from airflow_provider_runners.core.catalog import (
     DEFAULT_CATALOG,
     Catalog,
     configured_catalog_path,
     load_catalog,
     resolve_spec,
 )
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import CatalogError, RunnerSpecError
-from airflow_provider_runners.specs import RunnerSpec
 
 BASE = {"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "team-a"}}
 

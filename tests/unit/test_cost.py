@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.catalog import DEFAULT_CATALOG, BillingRule, load_catalog
-from airflow_provider_runners.cost.prices import estimate_cost
+from airflow_provider_runners.core.catalog import DEFAULT_CATALOG, BillingRule, load_catalog
+from airflow_provider_runners.core.handles import HANDLE_XCOM_KEY, RunnerHandle
+from airflow_provider_runners.core.prices import estimate_cost
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.evidence.callbacks import EvidenceCallback
-from airflow_provider_runners.handles import HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.specs import RunnerSpec
 
 EC2 = BillingRule(minimum_seconds=60)
 DATAPROC = BillingRule(minimum_seconds=60, per_vcpu_hour_fee=0.010)
@@ -152,7 +152,7 @@ def test_work_window_cost_has_no_billing_minimum(monkeypatch: pytest.MonkeyPatch
     ],
 )
 def test_rate_of_a_runner_listed_from_its_tags(profile: str, details: dict[str, Any], expected: Any) -> None:
-    from airflow_provider_runners.cost.prices import handle_rate
+    from airflow_provider_runners.core.prices import handle_rate
 
     now = datetime.now(UTC)
     handle = RunnerHandle(

@@ -9,17 +9,21 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends import dataproc_dask
-from airflow_provider_runners.backends.base import ConnectionConfig, ProvisionRequest, RunnerState
-from airflow_provider_runners.backends.dataproc_dask import DataprocDaskBackend, cluster_name, validate_spec
+from airflow_provider_runners.backends.dataproc_dask import backend as dataproc_dask
+from airflow_provider_runners.backends.dataproc_dask.backend import (
+    DataprocDaskBackend,
+    cluster_name,
+    validate_spec,
+)
 from airflow_provider_runners.backends.registry import backend_class
-from airflow_provider_runners.catalog import resolve_spec
-from airflow_provider_runners.cost.prices import estimate_cost
+from airflow_provider_runners.core.backend import ConnectionConfig, ProvisionRequest, RunnerState
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.lifecycle import acquire
+from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage
+from airflow_provider_runners.core.prices import estimate_cost
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import MissingExtraError, RunnerSpecError
-from airflow_provider_runners.lifecycle import acquire
-from airflow_provider_runners.lineage import MANAGED_BY, Lineage
 from airflow_provider_runners.operators.provision import _pricing
-from airflow_provider_runners.specs import RunnerSpec
 from tests.fakes.dataproc import FakeDataproc
 
 PROJECT, REGION, ZONE = "acme-data", "europe-west1", "europe-west1-b"
@@ -343,7 +347,7 @@ def test_module_imports_no_google_code() -> None:
     import subprocess
 
     code = (
-        "import sys, airflow_provider_runners.backends.dataproc_dask as m; "
+        "import sys, airflow_provider_runners.backends.dataproc_dask.backend as m; "
         "print(sorted(n for n in sys.modules if n.startswith(('google.cloud.', 'airflow.providers.google'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends import ec2 as ec2_module
-from airflow_provider_runners.backends._ec2_pool import ClaimTable
-from airflow_provider_runners.backends.base import CommandRequest, ProvisionRequest, RunnerState
-from airflow_provider_runners.backends.ec2 import Ec2Backend
+from airflow_provider_runners.backends.ec2 import backend as ec2_module
+from airflow_provider_runners.backends.ec2.backend import Ec2Backend
+from airflow_provider_runners.backends.ec2.pool import ClaimTable
 from airflow_provider_runners.backends.registry import get_backend
-from airflow_provider_runners.catalog import resolve_spec
+from airflow_provider_runners.core.backend import CommandRequest, ProvisionRequest, RunnerState
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lifecycle import acquire
+from airflow_provider_runners.core.lineage import Lineage
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import RunnerSpecError
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lifecycle import acquire
-from airflow_provider_runners.lineage import Lineage
-from airflow_provider_runners.specs import RunnerSpec
 from tests.fakes.ec2_env import PARAM_VALUE, RUNNER_CONN_ID, SECRET_VALUE, Ec2Env, start_env, stop_env
 
 SPEC: dict[str, Any] = {

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lineage import MANAGED_BY, Lineage, label_value
-from airflow_provider_runners.specs import LABEL_RE
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage, label_value
+from airflow_provider_runners.core.specs import LABEL_RE
 
 #: Dataproc request_id: at most 40 characters of letters, digits, '_' and '-'.
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")

@@ -13,24 +13,26 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from airflow_provider_runners.backends import _k8s_pod as podlib
-from airflow_provider_runners.backends._k8s_client import TokenBucket
-from airflow_provider_runners.backends.base import (
+from airflow_provider_runners.backends.kubernetes import pod as podlib
+from airflow_provider_runners.backends.kubernetes.backend import POD_COMMAND, KubernetesBackend, validate_spec
+from airflow_provider_runners.backends.kubernetes.client import TokenBucket
+from airflow_provider_runners.core.backend import (
+    Backend,
     CommandRequest,
     ConnectionConfig,
     ProvisionRequest,
     RunnerState,
 )
-from airflow_provider_runners.backends.kubernetes import POD_COMMAND, KubernetesBackend, validate_spec
-from airflow_provider_runners.catalog import resolve_spec
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lineage import Lineage
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import RunnerSpecError
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lineage import Lineage
-from airflow_provider_runners.specs import RunnerSpec
+from airflow_provider_runners.testing.contract import BackendContract
 from tests.fakes.kubernetes import KubeCluster
 
 AGENT = "airflow-provider-runners"
@@ -383,7 +385,7 @@ def test_eks_auth_reads_the_cluster_and_signs_a_token_through_the_amazon_provide
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from airflow_provider_runners.backends._k8s_client import ClusterAuth
+    from airflow_provider_runners.backends.kubernetes.client import ClusterAuth
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
@@ -424,3 +426,15 @@ def test_missing_kubernetes_package_is_a_clear_error(monkeypatch: pytest.MonkeyP
     b = KubernetesBackend(ConnectionConfig("k", "runners_kubernetes", host="http://127.0.0.1:1"))
     with pytest.raises(MissingExtraError, match=r"pip install 'airflow-provider-runners\[kubernetes\]'"):
         b.api()
+
+
+class TestKubernetesContract(BackendContract):
+    """The backend contract against the Kubernetes API emulator and its kubelet (workspace pods)."""
+
+    spec: ClassVar[dict[str, Any]] = {**BASE, "options": {"mode": "workspace"}}
+    ready_timeout: ClassVar[float] = 30.0
+
+    @pytest.fixture
+    def backend(self, cluster: KubeCluster) -> Iterator[Backend]:
+        yield backend(cluster)
+        assert cluster.pods("unit") == []

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_runners.core.redact import MASK
 from airflow_provider_runners.evidence import ledger
 from airflow_provider_runners.evidence.ledger import (
     SCHEMA,
@@ -18,7 +19,6 @@ from airflow_provider_runners.evidence.ledger import (
     ledger_root,
     verify_chain,
 )
-from airflow_provider_runners.evidence.redact import MASK
 
 DAG, RUN, KEY = "etl_daily", "manual__2026-05-01T12:00:00+00:00", "rl29f4fd56d59b06d1dc1a224bf5"
 EVENTS = ("provision", "work", "work", "teardown")

@@ -11,19 +11,19 @@ from typing import Any
 import psutil
 import pytest
 
-from airflow_provider_runners.backends.base import (
+from airflow_provider_runners.backends.local_host.backend import LocalHostBackend
+from airflow_provider_runners.core.backend import (
     CommandRequest,
     ConnectionConfig,
     ProvisionRequest,
     RunnerState,
 )
-from airflow_provider_runners.backends.local_host import LocalHostBackend
-from airflow_provider_runners.catalog import resolve_spec
+from airflow_provider_runners.core.catalog import resolve_spec
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lineage import Lineage
+from airflow_provider_runners.core.secret_refs import check_kinds, parse_secret_env, parse_secret_ref
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import RunnerSpecError
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lineage import Lineage
-from airflow_provider_runners.secret_refs import check_kinds, parse_secret_env, parse_secret_ref
-from airflow_provider_runners.specs import RunnerSpec
 
 SPEC = RunnerSpec.parse({"runner_class": "dedicated_host", "profile": "Large", "tags": {"tenant": "qa"}})
 

@@ -14,7 +14,7 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_runners.backends import registry
-from airflow_provider_runners.backends.base import (
+from airflow_provider_runners.core.backend import (
     Backend,
     ConnectionConfig,
     ProvisionRequest,
@@ -22,7 +22,7 @@ from airflow_provider_runners.backends.base import (
     RunnerStatus,
     TeardownResult,
 )
-from airflow_provider_runners.handles import RunnerHandle
+from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.triggers import poller as poller_module
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
@@ -125,11 +125,11 @@ def fake_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeBackend]]
     """Register FakeBackend for conn_type runners_fake and define Connection runners_fake_test."""
     FakeBackend.reset()
     monkeypatch.setattr(SharedStatusPoller, "_pollers", {})
-    registry.backend_classes.cache_clear()
+    registry.reload_backends()
     monkeypatch.setitem(registry.backend_classes(), FakeBackend.conn_type, FakeBackend)
     monkeypatch.setenv("AIRFLOW_CONN_RUNNERS_FAKE_TEST", json.dumps({"conn_type": "runners_fake"}))
     yield FakeBackend
-    registry.backend_classes.cache_clear()
+    registry.reload_backends()
 
 
 def import_string(classpath: str) -> Any:

@@ -118,7 +118,7 @@ def test_console_script_is_installed() -> None:
 def test_backend_entry_point_is_installed() -> None:
     eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     assert "local_dask" in eps
-    from airflow_provider_runners.backends.local_dask import LocalDaskBackend
+    from airflow_provider_runners.backends.local_dask.backend import LocalDaskBackend
 
     assert eps["local_dask"].load() is LocalDaskBackend
 
@@ -145,3 +145,36 @@ def test_task_decorators_import(info: dict[str, Any]) -> None:
     assert set(names) == {"runner"}
     module, _, name = names["runner"].rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_connection_types_are_generated_from_the_backend_classes(info: dict[str, Any]) -> None:
+    from airflow_provider_runners.backends.registry import builtin_backend_classes
+    from airflow_provider_runners.hooks.runner import RunnerHook, hook_class
+
+    classes = builtin_backend_classes()
+    assert len(classes) == 7
+    assert info["connection-types"] == [cls.connection_type_info() for cls in classes]
+    for cls in classes:
+        hook = hook_class(cls)
+        assert issubclass(hook, RunnerHook)
+        assert (hook.conn_type, hook.hook_name, hook.backend_class) == (cls.conn_type, cls.hook_name, cls)
+        assert cls.hook_class_name() == f"{hook.__module__}.{hook.__name__}"
+
+
+def test_airflow_reads_the_generated_connection_forms() -> None:
+    """Real ProvidersManager: hook names, hidden fields, relabeling and conn-fields of each type."""
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    behaviours = pm.field_behaviours
+    assert behaviours["runners_labgrid"]["hidden_fields"] == ["login", "schema", "password"]
+    assert behaviours["runners_labgrid"]["relabeling"]["host"] == "Coordinator host"
+    assert behaviours["runners_kubernetes"]["relabeling"]["password"] == "Bearer token (optional)"
+    widgets = pm.connection_form_widgets
+    region = widgets["extra__runners_ec2__region_name"]
+    assert region.field["schema"]["title"] == "Region"
+    retries = widgets["extra__runners_bench_http__retries"]
+    assert (retries.field["value"], retries.field["schema"]["type"]) == (3, ["integer", "null"])
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    assert ProvidersManagerTaskRuntime().hooks["runners_ec2"].hook_name == "Runners: EC2 dedicated host"

@@ -10,13 +10,13 @@ from typing import Any, ClassVar
 
 import pytest
 
-from airflow_provider_runners.backends.base import Backend, RunnerStatus, TeardownResult
+from airflow_provider_runners.core.backend import Backend, RunnerStatus, TeardownResult
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage
 from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lineage import MANAGED_BY, Lineage
-from airflow_provider_runners.reaper import NoDagRuns, configured_conn_ids, decide, sweep
-from airflow_provider_runners.runner_registry import RunnerRecord
-from airflow_provider_runners.runner_registry.sqlite import SqliteRegistry
+from airflow_provider_runners.governance.reaper import NoDagRuns, configured_conn_ids, decide, sweep
+from airflow_provider_runners.governance.runner_index import RunnerRecord
+from airflow_provider_runners.governance.runner_index.sqlite import SqliteRegistry
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RUN = ("etl", "manual__1")
@@ -136,7 +136,7 @@ def fleet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     backends = {"runners_cloudy": CloudyBackend, "runners_broken": BrokenBackend}
 
     def factory(conn_id: str) -> Backend:
-        from airflow_provider_runners.backends.base import ConnectionConfig
+        from airflow_provider_runners.core.backend import ConnectionConfig
 
         return backends[conn_id](ConnectionConfig(conn_id=conn_id, conn_type=backends[conn_id].conn_type))
 

@@ -5,7 +5,7 @@ import secrets
 
 import pytest
 
-from airflow_provider_runners.evidence.redact import MASK, redact, redact_text
+from airflow_provider_runners.core.redact import MASK, redact, redact_text
 
 
 def _mask_secret(value: str) -> None:
@@ -140,7 +140,7 @@ def test_secret_registered_with_airflow_masker_is_removed_from_free_text() -> No
     ],
 )
 def test_secret_keys_are_matched_by_word_not_by_substring(key: str, secret: bool) -> None:
-    from airflow_provider_runners.evidence.redact import is_secret_key
+    from airflow_provider_runners.core.redact import is_secret_key
 
     assert is_secret_key(key) is secret
     assert (redact({key: "value"})[key] == MASK) is secret

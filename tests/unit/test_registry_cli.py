@@ -14,14 +14,14 @@ import pytest
 import yaml
 
 from airflow_provider_runners.backends import registry
-from airflow_provider_runners.backends.base import Backend, RunnerStatus, TeardownResult
-from airflow_provider_runners.backends.local_dask import LocalDaskBackend
-from airflow_provider_runners.catalog import DEFAULT_CATALOG
+from airflow_provider_runners.backends.local_dask.backend import LocalDaskBackend
 from airflow_provider_runners.cli import main
+from airflow_provider_runners.core.backend import Backend, RunnerStatus, TeardownResult
+from airflow_provider_runners.core.catalog import DEFAULT_CATALOG
+from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.lineage import MANAGED_BY
 from airflow_provider_runners.evidence.ledger import append
 from airflow_provider_runners.exceptions import BackendNotFoundError
-from airflow_provider_runners.handles import RunnerHandle
-from airflow_provider_runners.lineage import MANAGED_BY
 
 
 class ThirdPartyBackend(Backend):
@@ -52,7 +52,7 @@ class ThirdPartyBackend(Backend):
 
 
 class ImpostorBackend(ThirdPartyBackend):
-    """A plugin claiming the built-in conn_type: the built-in must win."""
+    """A plugin claiming a built-in conn_type: an error naming both, not a silent choice."""
 
     conn_type = "runners_local_dask"
 
@@ -63,13 +63,15 @@ class NotABackend:
 
 @pytest.fixture(autouse=True)
 def fresh_registry() -> Iterator[None]:
-    registry.backend_classes.cache_clear()
+    registry.reload_backends()
     yield
-    registry.backend_classes.cache_clear()
+    registry.reload_backends()
 
 
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch, *classes: type) -> None:
-    eps = [
+    """The installed entry points (the built-in backends) plus ``classes``."""
+    installed = list(registry.entry_points(group=registry.ENTRY_POINT_GROUP))
+    eps = installed + [
         EntryPoint(
             name=cls.__name__.lower(),
             value=f"{cls.__module__}:{cls.__qualname__}",
@@ -151,20 +153,47 @@ def test_entry_points_are_read_once_and_cached(monkeypatch: pytest.MonkeyPatch) 
     fake_entry_points(monkeypatch, ThirdPartyBackend)
     with pytest.raises(BackendNotFoundError):  # still the cached answer
         registry.backend_class("runners_acme")
-    registry.backend_classes.cache_clear()
+    registry.reload_backends()
     assert registry.backend_class("runners_acme") is ThirdPartyBackend
 
 
-def test_entry_points_cannot_replace_a_builtin_or_register_non_backends(
+def test_every_builtin_backend_is_an_entry_point_of_this_distribution() -> None:
+    from importlib.metadata import distribution
+
+    eps = {
+        ep.name: ep.value
+        for ep in distribution(registry.DISTRIBUTION).entry_points
+        if ep.group == registry.ENTRY_POINT_GROUP
+    }
+    assert set(eps) == {
+        "local_dask",
+        "local_host",
+        "dataproc_dask",
+        "ec2",
+        "kubernetes",
+        "labgrid",
+        "bench_http",
+    }
+    assert {cls.conn_type for cls in registry.builtin_backend_classes()} == {
+        f"runners_{name}" for name in eps
+    }
+
+
+def test_two_entry_points_claiming_one_conn_type_is_an_error_naming_both(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake_entry_points(monkeypatch, ImpostorBackend, NotABackend)
-    assert registry.backend_class("runners_local_dask") is LocalDaskBackend
-    assert set(registry.backend_classes()) == set(registry.BUILTIN_BACKENDS)
+    with pytest.raises(BackendNotFoundError) as info:
+        registry.backend_class("runners_local_dask")
+    message = str(info.value)
+    assert "local_dask = airflow_provider_runners.backends.local_dask:LocalDaskBackend" in message
+    assert "impostorbackend = tests.unit.test_registry_cli:ImpostorBackend" in message
+    assert "runners_bogus" not in registry.backend_classes()
+    assert registry.backend_class("runners_ec2").__name__ == "Ec2Backend"  # the others are unaffected
 
 
 def test_connection_password_is_registered_with_the_log_masker(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_runners.evidence.redact import redact_text
+    from airflow_provider_runners.core.redact import redact_text
 
     fake_entry_points(monkeypatch, ThirdPartyBackend)
     secret = "acme-pw-7f3a9c2e51"

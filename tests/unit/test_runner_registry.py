@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_runners.runner_registry import NullRegistry, RunnerRecord, RunnerRegistry, open_registry
-from airflow_provider_runners.runner_registry.dynamodb import TTL_RETENTION_S, DynamoDBRegistry
-from airflow_provider_runners.runner_registry.sqlite import SqliteRegistry
+from airflow_provider_runners.governance.runner_index import (
+    NullRegistry,
+    RunnerRecord,
+    RunnerRegistry,
+    open_registry,
+)
+from airflow_provider_runners.governance.runner_index.dynamodb import TTL_RETENTION_S, DynamoDBRegistry
+from airflow_provider_runners.governance.runner_index.sqlite import SqliteRegistry
 from tests.moto_aws import AWS_CONN_ID, moto_server
 
 

@@ -5,8 +5,8 @@ from types import MappingProxyType
 
 import pytest
 
+from airflow_provider_runners.core.specs import MAX_TTL, MIN_TTL, RunnerSpec, RunnerTags, split_ref
 from airflow_provider_runners.exceptions import RunnerError, RunnerSpecError
-from airflow_provider_runners.specs import MAX_TTL, MIN_TTL, RunnerSpec, RunnerTags, split_ref
 
 BASE = {"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "team-a"}}
 

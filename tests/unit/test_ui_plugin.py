@@ -20,9 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from airflow_provider_runners.backends import registry
-from airflow_provider_runners.backends.base import RunnerState, RunnerStatus
+from airflow_provider_runners.core.backend import RunnerState, RunnerStatus
+from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.evidence.ledger import append
-from airflow_provider_runners.handles import RunnerHandle
 from airflow_provider_runners.plugins import runners_ui
 from airflow_provider_runners.plugins.runners_ui import RunnersPlugin, runners_app
 from tests.conftest import REPO

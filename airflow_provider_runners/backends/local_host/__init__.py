@@ -1,0 +1,20 @@
+"""The ``local_host`` backend. dedicated_host runners as subprocesses on the worker."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_runners.backends.local_host.backend import LocalHostBackend
+
+__all__ = ["LocalHostBackend"]
+
+
+def __getattr__(attr: str) -> Any:
+    """Public names, imported on first use: ``python -m`` helpers of this package (daemons,
+    coordinators) and the worker processes they spawn do not import the backend."""
+    if attr in __all__:
+        from airflow_provider_runners.backends.local_host import backend
+
+        return getattr(backend, attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

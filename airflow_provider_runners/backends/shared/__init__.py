@@ -1,0 +1,1 @@
+"""Code shared by several backends: local subprocess commands, bench options and commands."""

@@ -1,1 +1,0 @@
-"""Cost estimates from catalog prices (see :mod:`.prices`)."""

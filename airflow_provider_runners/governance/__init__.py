@@ -1,0 +1,1 @@
+"""Governance across runners: budgets, burst planning, the reaper and the live-runner index."""
