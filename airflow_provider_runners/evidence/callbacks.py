@@ -144,8 +144,6 @@ class EvidenceCallback:
         if cleanup and terminal and not entry.get("terminal"):
             # this try's entry was already written (by the task itself, as a success): the end
             # of the runner still gets its own record
-            from airflow_provider_runners.core.lifecycle import record_end
-
             record_end(
                 dag_id=ti.dag_id,
                 run_id=ti.run_id,
@@ -173,7 +171,7 @@ class EvidenceCallback:
         dag-processor for a task failed from outside (heartbeat timeout, executor state
         mismatch), where the operator's own cleanup never ran."""
         from airflow_provider_runners.backends.registry import get_backend
-        from airflow_provider_runners.core.lifecycle import end_runners
+        from airflow_provider_runners.governance.ending import end_runners
 
         task = context.get("task")
         conn_id = handle.conn_id if handle else getattr(task, "conn_id", None)
@@ -355,3 +353,54 @@ def add_evidence_callbacks(task: Any, event: str, provision_task_id: str | None 
         else:
             merged = [existing, callback]
         setattr(task, attr, merged)
+
+
+def record_end(
+    *,
+    dag_id: str,
+    run_id: str,
+    lineage_key: str,
+    by: str,
+    reason: str,
+    results: list[dict[str, Any]],
+    task_id: str,
+    map_index: int = -1,
+    try_number: Any = None,
+    handle: RunnerHandle | None = None,
+) -> dict[str, Any] | None:
+    """Append the terminal ``end`` entry for a runner ended outside the teardown task and the
+    reaper (see docs/evidence.md). Written once per round; never raises (logs instead)."""
+    from datetime import UTC, datetime
+
+    from airflow_provider_runners.evidence.ledger import append, event_key
+    from airflow_provider_runners.governance.ending import all_ended
+
+    if not all_ended(results):
+        log.error("runner of %s not (fully) ended by %s: %s; the reaper will retry", lineage_key, by, results)
+        return None
+    now = datetime.now(UTC)
+    payload = {
+        "outcome": "success",
+        "by": by,
+        "reason": reason,
+        "task_id": task_id,
+        "map_index": map_index,
+        "try_number": try_number,
+        "runner": _runner_summary(handle),
+        "facts": {"teardown": results},
+        "timings": {"ended_at": now.isoformat()},
+        "cost": _cost("teardown", handle, {}, now),
+    }
+    try:
+        return append(
+            dag_id,
+            run_id,
+            lineage_key,
+            "end",
+            payload,
+            event_key=event_key(dag_id, run_id, task_id, map_index, try_number, f"end:{by}"),
+            terminal=True,
+        )
+    except Exception:
+        log.exception("evidence: the end of runner %s (%s) was not recorded", lineage_key, by)
+        return None

@@ -383,7 +383,7 @@ def _reconcile(
 def _record_backstop_end(record: RunnerRecord) -> None:
     """The runner of ``record`` is gone and nobody of ours ended it (its registry record was still
     live): it ended by its own backstop (ttl / idle timeout) or by hand. Close its chain."""
-    from airflow_provider_runners.core.lifecycle import record_end
+    from airflow_provider_runners.evidence.callbacks import record_end
 
     record_end(
         dag_id=record.dag_id,

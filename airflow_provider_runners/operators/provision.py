@@ -409,7 +409,8 @@ class ProvisionRunnerOperator(BaseOperator):
 
 
 def _end_and_record(backend: Backend, handle: RunnerHandle | None, who: dict[str, Any], by: str) -> None:
-    from airflow_provider_runners.core.lifecycle import end_runners, record_end
+    from airflow_provider_runners.evidence.callbacks import record_end
+    from airflow_provider_runners.governance.ending import end_runners
 
     results = end_runners(backend, [handle], who["lineage_key"], "provision killed")
     if results and who.get("dag_id"):

@@ -9,10 +9,10 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
 from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.core.lifecycle import end_runners
 from airflow_provider_runners.core.lineage import Lineage, sibling_map_index
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import RunnerError
+from airflow_provider_runners.governance.ending import end_runners
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

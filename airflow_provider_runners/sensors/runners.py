@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from airflow_provider_runners.core.bench_options import parse_bench_options
 from airflow_provider_runners.backends.registry import get_backend
+from airflow_provider_runners.core.bench_options import parse_bench_options
 from airflow_provider_runners.defaults import default_deferrable
 
 if TYPE_CHECKING:

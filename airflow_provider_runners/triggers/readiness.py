@@ -142,7 +142,8 @@ class RunnerReadyTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """A user killed the deferred provision task: end the runner it was waiting for (and
         any other runner of its lineage), and record that end — once — in its evidence chain."""
-        from airflow_provider_runners.core.lifecycle import end_runners, record_end
+        from airflow_provider_runners.evidence.callbacks import record_end
+        from airflow_provider_runners.governance.ending import end_runners
 
         handle = RunnerHandle.from_xcom(self.handle)
         backend = await self._backend()

@@ -8,8 +8,8 @@ import pytest
 
 from airflow_provider_runners.backends.registry import connection_config, get_backend
 from airflow_provider_runners.connections import connection_extra
-from airflow_provider_runners.exceptions import ConnectionExtraError
 from airflow_provider_runners.core.secret_refs import parse_secret_env, resolve_on_worker
+from airflow_provider_runners.exceptions import ConnectionExtraError
 
 
 def test_a_json_object_is_read() -> None:
