@@ -70,8 +70,18 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from airflow_provider_runners.backends.dataproc_dask.options import (  # noqa: F401 - re-exported
+    CONN_FIELDS,
+    OPTION_KEYS,
+    REGION_RE,
+    DataprocDaskOptions,
+    check_resolved,
+    validate_region,
+    validate_spec,
+    worker_bounds,
+)
 from airflow_provider_runners.core.backend import (
     Backend,
     ConnectionConfig,
@@ -92,7 +102,6 @@ from airflow_provider_runners.exceptions import (
 
 if TYPE_CHECKING:
     from airflow_provider_runners.core.catalog import ResolvedSpec
-    from airflow_provider_runners.core.specs import RunnerSpec
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +110,12 @@ DEFAULT_INIT_ACTION = "gs://goog-dataproc-initialization-actions-{region}/dask/d
 DEFAULT_SCHEDULER = "tcp://{cluster}-m.{zone}.c.{project}.internal:8786"
 DASHBOARD_PORT = 8787
 NAME_PREFIX = "rn-"
-REGION_RE = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
 ZONE_RE = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+-[a-z]$")
 CLUSTER_NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,49}[a-z0-9])?$")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 PENDING_STATES = frozenset({"CREATING", "UPDATING", "STARTING", "UNKNOWN", "STATE_UNSPECIFIED"})
 FAILED_STATES = frozenset({"ERROR", "ERROR_DUE_TO_UPDATE", "STOPPING", "STOPPED", "REPAIRING"})
 PROGRESS_EVERY_S = 30.0
-OPTION_KEYS = frozenset({"workers", "min_workers", "max_workers"})
 
 
 def cluster_name(attempt_token: str) -> str:
@@ -117,75 +124,6 @@ def cluster_name(attempt_token: str) -> str:
     if not CLUSTER_NAME_RE.match(name):
         raise ValueError(f"cluster name {name!r} from attempt token {attempt_token!r} is not valid")
     return name
-
-
-def worker_bounds(spec: RunnerSpec, resolved: ResolvedSpec | None = None) -> tuple[int, int, int]:
-    """(initial, min, max) primary workers: the profile's, overridden by spec options within its bounds.
-
-    Raises :class:`RunnerSpecError` naming the option — called at DAG parse time by
-    :func:`validate_spec` and again at create time.
-    """
-    unknown = set(spec.options) - OPTION_KEYS
-    if unknown:
-        raise RunnerSpecError(
-            f"spec.options: {sorted(unknown)} not supported by dataproc_dask; allowed: {sorted(OPTION_KEYS)}"
-        )
-    profile = resolved.profile if resolved is not None else None
-    lo = profile.min_workers if profile and profile.min_workers is not None else 2
-    hi = profile.max_workers if profile and profile.max_workers is not None else max(lo, 10)
-    initial = profile.workers if profile and profile.workers is not None else lo
-    values = {"workers": initial, "min_workers": lo, "max_workers": hi}
-    for key in OPTION_KEYS & set(spec.options):
-        value = spec.options[key]
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise RunnerSpecError(
-                f"spec.options.{key}: {value!r} is out of range; allowed: integers {lo} to {hi} "
-                f"(profile {spec.profile!r})"
-            )
-        values[key] = value
-    if not values["min_workers"] <= values["workers"] <= values["max_workers"]:
-        raise RunnerSpecError(
-            f"spec.options.workers: {values['workers']} is outside min_workers..max_workers "
-            f"({values['min_workers']}..{values['max_workers']})"
-        )
-    if values["min_workers"] < 2:
-        raise RunnerSpecError("spec.options.min_workers: Dataproc standard clusters need at least 2 workers")
-    return values["workers"], values["min_workers"], values["max_workers"]
-
-
-def validate_region(region: Any, field: str = "region") -> str:
-    if not isinstance(region, str) or not REGION_RE.match(region):
-        raise RunnerSpecError(f"{field}: {region!r} is not a GCP region; expected e.g. 'europe-west1'")
-    return region
-
-
-def validate_spec(
-    spec: RunnerSpec | Mapping[str, Any], region: str | None = None, catalog_path: str | None = None
-) -> RunnerSpec:
-    """Parse-time check of a spec meant for ``dataproc_dask`` (profile, options) and a region.
-
-    DAG files call it next to ``runner(...)`` so that a bad profile, option or region is a DAG
-    import error and nothing is ever created. Imports nothing from google.
-    """
-    from airflow_provider_runners.core.catalog import resolve_spec
-    from airflow_provider_runners.core.specs import RunnerSpec
-
-    parsed = RunnerSpec.parse(spec)
-    check_resolved(resolve_spec(parsed, backend="dataproc_dask", catalog_path=catalog_path))
-    if region is not None:
-        validate_region(region)
-    return parsed
-
-
-def check_resolved(resolved: ResolvedSpec) -> None:
-    """A cloud profile (machine_type) and worker options within its bounds."""
-    parsed = resolved.spec
-    if not resolved.profile.machine_type:
-        raise RunnerSpecError(
-            f"spec.profile: {parsed.profile!r} in {resolved.environment!r} has no machine_type; "
-            "dataproc_dask needs a cloud profile (e.g. 'standard' in 'dev' or 'prod')"
-        )
-    worker_bounds(parsed, resolved)
 
 
 def autoscaling_client(hook: Any, region: str) -> Any:
@@ -209,38 +147,13 @@ def gcs_object_facts(hook: Any, uri: str) -> dict[str, Any]:
     return {"uri": uri, "generation": blob.generation, "md5_hash": blob.md5_hash, "crc32c": blob.crc32c}
 
 
-class DataprocDaskOptions(BaseModel):
-    """``spec.options`` of a Dataproc cluster: primary workers within the profile's bounds."""
-
-    model_config = ConfigDict(extra="forbid")
-    workers: int | None = None
-    min_workers: int | None = None
-    max_workers: int | None = None
-
-
 class DataprocDaskBackend(Backend):
     """Dask on ephemeral Dataproc clusters. Resources, extras and cleanup: see the module docstring."""
 
     name = "dataproc_dask"
     conn_type = "runners_dataproc_dask"
     hook_name = "Runners: Dataproc Dask cluster"
-    conn_fields: ClassVar[Mapping[str, ConnField]] = {
-        "project_id": ConnField("Project id", placeholder="my-project"),
-        "region": ConnField("Region", placeholder="europe-west1"),
-        "zone": ConnField("Zone", placeholder="europe-west1-b"),
-        "subnetwork_uri": ConnField(
-            "Subnetwork URI", placeholder="projects/my-project/regions/europe-west1/subnetworks/private"
-        ),
-        "service_account": ConnField(
-            "Service account", placeholder="dask@my-project.iam.gserviceaccount.com"
-        ),
-        "kms_key_name": ConnField(
-            "KMS key", placeholder="projects/my-project/locations/europe-west1/keyRings/r/cryptoKeys/k"
-        ),
-        "gcp_conn_id": ConnField(
-            "Google Connection", "Credentials come from this Connection.", placeholder="google_cloud_default"
-        ),
-    }
+    conn_fields: ClassVar[Mapping[str, ConnField]] = CONN_FIELDS
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dask_cluster"})
     options_model: ClassVar[type[BaseModel] | None] = DataprocDaskOptions
 

@@ -55,11 +55,12 @@ import random
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from airflow_provider_runners.backends.ec2 import pool as _ec2_pool, ssm as _ec2_ssm
+from airflow_provider_runners.backends.ec2.options import CONN_FIELDS, PLACEHOLDERS, Ec2Options
 from airflow_provider_runners.backends.ec2.plan import LaunchPlan, plan_for, user_data, validate_spec
 from airflow_provider_runners.core.backend import (
     Backend,
@@ -89,7 +90,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Ec2Backend", "LaunchPlan", "plan_for", "user_data", "validate_spec"]
 log = logging.getLogger(__name__)
-
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 PER_CALL = 100  # instance ids per Describe* call
 #: Tags a pooled host loses when it goes back to the pool (it belongs to no run any more).
@@ -104,36 +104,14 @@ def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
-TeardownMode = Literal["terminate", "pool"]
-
-
-class Ec2Options(BaseModel):
-    """``spec.options`` of an EC2 host: how it is given back (docs/ec2.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-    teardown: TeardownMode | None = None
-
-
 class Ec2Backend(Backend):
     """Dedicated EC2 hosts. Resources, extras and cleanup: see the module docstring and docs/ec2.md."""
 
     name = "ec2"
     conn_type = "runners_ec2"
     hook_name = "Runners: EC2 dedicated host"
-    placeholders: ClassVar[Mapping[str, str]] = {
-        "extra": '{"network_profiles": {"private": {"subnet_id": "subnet-0abc", "security_group_ids": ["sg-0abc"]}}}'
-    }
-    conn_fields: ClassVar[Mapping[str, ConnField]] = {
-        "region_name": ConnField("Region", placeholder="eu-west-1"),
-        "aws_conn_id": ConnField(
-            "AWS Connection", "Credentials come from this Connection.", placeholder="aws_default"
-        ),
-        "instance_profile": ConnField("Instance profile", placeholder="runner-host"),
-        "claim_table": ConnField(
-            "Warm-pool claim table (DynamoDB)", placeholder="airflow-runners-ec2-claims"
-        ),
-        "pool_idle_ttl": ConnField("Warm-pool idle TTL", default="24h"),
-    }
+    placeholders: ClassVar[Mapping[str, str]] = PLACEHOLDERS
+    conn_fields: ClassVar[Mapping[str, ConnField]] = CONN_FIELDS
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dedicated_host"})
     options_model: ClassVar[type[BaseModel] | None] = Ec2Options
     poll_interval = 15.0

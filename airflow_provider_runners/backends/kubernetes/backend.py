@@ -40,9 +40,9 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from airflow_provider_runners.backends.kubernetes import pod as podlib
 from airflow_provider_runners.backends.kubernetes.client import (
@@ -52,6 +52,7 @@ from airflow_provider_runners.backends.kubernetes.client import (
     api_client,
 )
 from airflow_provider_runners.backends.kubernetes.exec import exec_command
+from airflow_provider_runners.backends.kubernetes.options import CONN_FIELDS, PLACEHOLDERS, KubernetesOptions
 from airflow_provider_runners.core.backend import (
     Backend,
     CommandRequest,
@@ -125,27 +126,6 @@ def _bad_reason(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
-PodMode = Literal["command", "workspace"]
-
-
-class KubernetesOptions(BaseModel):
-    """``spec.options`` of a pod (docs/kubernetes.md); values are checked by ``pod.check_options``."""
-
-    model_config = ConfigDict(extra="forbid")
-    mode: PodMode | None = None
-    command: str | list[str] | None = None
-    args: list[str] | None = None
-    env: dict[str, str] | None = None
-    secret_env: dict[str, str] | None = None
-    node_selector: dict[str, str] | None = None
-    tolerations: list[dict[str, Any]] | None = None
-    service_account: str | None = None
-    automount_service_account_token: bool | None = None
-    workspace_size: str | None = None
-    pod_template_file: str | None = None
-    pod_template: dict[str, Any] | None = None
-
-
 class KubernetesBackend(Backend):
     """A pod per execution. Resources, extras and cleanup: see the module docstring."""
 
@@ -157,16 +137,8 @@ class KubernetesBackend(Backend):
         "host": "API server URL (optional)",
         "password": "Bearer token (optional)",
     }
-    placeholders: ClassVar[Mapping[str, str]] = {
-        "extra": '{"eks_cluster_name": "sil", "region_name": "eu-west-1", "aws_conn_id": "aws_default"}'
-    }
-    conn_fields: ClassVar[Mapping[str, ConnField]] = {
-        "namespace": ConnField("Namespace", placeholder="sil-runners"),
-        "pod_template_file": ConnField("Pod template file", placeholder="/opt/airflow/config/sil-pod.yaml"),
-        "service_account": ConnField("Service account", placeholder="sil-runner"),
-        "qps": ConnField("API requests per second", type="number", placeholder="5"),
-        "burst": ConnField("API request burst", type="integer", placeholder="10"),
-    }
+    placeholders: ClassVar[Mapping[str, str]] = PLACEHOLDERS
+    conn_fields: ClassVar[Mapping[str, ConnField]] = CONN_FIELDS
     runner_classes: ClassVar[frozenset[str]] = frozenset({"pod"})
     options_model: ClassVar[type[BaseModel] | None] = KubernetesOptions
 
