@@ -147,18 +147,20 @@ class RunnerReadyTrigger(BaseTrigger):
 
         handle = RunnerHandle.from_xcom(self.handle)
         backend = await self._backend()
-        results = await asyncio.to_thread(
-            end_runners, backend, [handle], handle.lineage_key, "provision killed"
-        )
-        self.log.info("task killed: ended runner %s (%s)", handle.resource_id, results)
         who = self.provision_ti or {}
-        if not who.get("dag_id") or not who.get("run_id"):
-            self.log.warning(
-                "no task identity in this trigger (deferred by an older version): end not recorded"
-            )
-            return
-        await asyncio.to_thread(
-            lambda: record_end(
+
+        def end_and_record() -> None:
+            # One thread for both steps: Airflow bounds on_kill ([triggerer] on_kill_timeout, 30 s)
+            # and cancels this coroutine past it, but a thread runs on — so a slow teardown
+            # still gets its end entry instead of losing it between the two steps.
+            results = end_runners(backend, [handle], handle.lineage_key, "provision killed")
+            self.log.info("task killed: ended runner %s (%s)", handle.resource_id, results)
+            if not who.get("dag_id") or not who.get("run_id"):
+                self.log.warning(
+                    "no task identity in this trigger (deferred by an older version): end not recorded"
+                )
+                return
+            record_end(
                 dag_id=who["dag_id"],
                 run_id=who["run_id"],
                 lineage_key=handle.lineage_key,
@@ -170,4 +172,5 @@ class RunnerReadyTrigger(BaseTrigger):
                 try_number=who.get("try_number"),
                 handle=handle,
             )
-        )
+
+        await asyncio.to_thread(end_and_record)
