@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 # The lowest Airflow minor pyproject.toml claims, in its own venv (`make test-lowest-airflow`),
 # from requirements/airflow-$(AIRFLOW_LOWEST).lock.
-AIRFLOW_LOWEST := 3.2
+AIRFLOW_LOWEST := 3.3
 VENV_LOW ?= .venv-airflow-$(AIRFLOW_LOWEST)
 STAMP_LOW := $(VENV_LOW)/.installed
 LOCK_LOW := requirements/airflow-$(AIRFLOW_LOWEST).lock
