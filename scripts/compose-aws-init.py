@@ -15,7 +15,7 @@ import sys
 def main() -> int:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    from airflow_provider_runners.runner_registry import open_registry
+    from airflow_provider_runners.governance.runner_index import open_registry
 
     queue_url = os.environ["RUNNERS_BURST_QUEUE_URL"]
     sqs = AwsBaseHook(aws_conn_id=os.environ["RUNNERS_BURST_AWS_CONN_ID"], client_type="sqs").get_conn()
