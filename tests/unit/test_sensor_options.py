@@ -85,3 +85,17 @@ def test_provision_and_sensors_take_the_default(monkeypatch: pytest.MonkeyPatch)
     assert ProvisionRunnerOperator(task_id="p", spec=SPEC).deferrable is False
     assert RunnerReadySensor(task_id="s", lineage_key="rl0").deferrable is False
     assert ProvisionRunnerOperator(task_id="p", spec=SPEC, deferrable=True).deferrable is True
+
+
+def test_the_false_airflow_writes_into_a_generated_airflow_cfg_keeps_deferral_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Airflow writes ``default_deferrable = false`` into the airflow.cfg it generates: that is not a
+    choice, so provisions still defer (the real deployment's provisions never deferred before)."""
+    from airflow.configuration import conf
+
+    monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
+    monkeypatch.setattr(conf, "getboolean", lambda section, key, fallback=None: False)
+    assert default_deferrable(True) is True
+    monkeypatch.setattr(conf, "getboolean", lambda section, key, fallback=None: True)
+    assert default_deferrable(False) is True
