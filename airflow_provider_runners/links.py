@@ -49,9 +49,9 @@ def handle_for(operator: Any, ti_key: Any) -> RunnerHandle | None:
 
 
 def _template(option: str) -> str:
-    from airflow.configuration import conf
+    from airflow_provider_runners.core.settings import setting
 
-    return conf.get("runners", option, fallback="") or ""
+    return setting(option) or ""
 
 
 def dashboard_url(handle: RunnerHandle) -> str:

@@ -35,7 +35,7 @@ class _AirflowConfig(PydanticBaseSettingsSource):
 
 
 class RunnersSettings(BaseSettings):
-    """``[runners]``: catalog, environment, evidence ledger, live-runner index, reaper."""
+    """``[runners]``: catalog, environment, evidence ledger, live-runner index, reaper, link templates."""
 
     model_config = SettingsConfigDict(env_prefix="AIRFLOW__RUNNERS__", case_sensitive=False, extra="ignore")
 
@@ -47,6 +47,8 @@ class RunnersSettings(BaseSettings):
     registry_conn_id: str = ""
     registry_namespace: str = ""
     reaper_conn_ids: str = ""
+    pod_link_template: str = ""
+    bench_link_template: str = ""
 
     @classmethod
     def settings_customise_sources(

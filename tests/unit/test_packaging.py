@@ -33,7 +33,7 @@ def test_extras_match_the_users_in_the_readme() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert set(extras) == {"google", "amazon", "kubernetes", "labgrid", "examples", "test", "dev"}
     base = {Requirement(r).name for r in PYPROJECT["project"]["dependencies"]}
-    assert base == {"apache-airflow", "pydantic", "PyYAML", "dask"}
+    assert base == {"apache-airflow", "pydantic", "pydantic-settings", "PyYAML", "dask"}
     (everything,) = [
         Requirement(r) for r in extras["test"] if Requirement(r).name == "airflow-provider-runners"
     ]
