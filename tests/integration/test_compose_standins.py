@@ -133,4 +133,7 @@ def test_aws_init_makes_the_queue_and_the_registry_table_once(tmp_path: Path) ->
         urls = boto3.client("sqs", **kw).list_queues()["QueueUrls"]  # other tests share this moto server
         assert [u for u in urls if u.endswith(f"/{queue}")] == [f"{endpoint}/123456789012/{queue}"]
         table = env_compose["AIRFLOW__RUNNERS__REGISTRY"].removeprefix("dynamodb://")
-        assert boto3.client("dynamodb", **kw).list_tables()["TableNames"] == [table]
+        ddb = boto3.client("dynamodb", **kw)
+        names = ddb.list_tables()["TableNames"]  # other tests share this moto server too
+        assert [n for n in names if n.startswith("runners-registry")] == [table]
+        assert ddb.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE"
