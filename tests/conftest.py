@@ -6,7 +6,10 @@ import os
 import shutil
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
+
+import pytest
 
 _HOME = Path(tempfile.mkdtemp(prefix="runners-tests-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
@@ -42,3 +45,34 @@ AIRFLOW_HOME = _HOME
 for _source in (REPO / "dags").glob("*.py"):
     shutil.copy(_source, _HOME / "dags" / _source.name)
 sys.path.append(str(_HOME / "dags"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-at",
+        default=os.environ.get("RUNNERS_TEST_CLOCK_AT"),
+        help="run the tests with this process's wall clock moved to an ISO instant, ticking from there "
+        "(e.g. 2026-12-31T23:59:00+00:00: a year change during the run). Subprocesses keep the real "
+        "clock. docs/testing.md says what the last sweep found.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    clock_at = config.getoption("--clock-at")
+    if not clock_at:
+        return
+    try:
+        import time_machine
+    except ImportError as err:  # pragma: no cover - the `test` extra brings it
+        raise pytest.UsageError("--clock-at needs time-machine (the `test` extra)") from err
+    instant = datetime.fromisoformat(clock_at)
+    if instant.tzinfo is None:
+        raise pytest.UsageError(f"--clock-at {clock_at!r}: give a UTC offset, e.g. {clock_at}+00:00")
+    traveller = time_machine.travel(instant, tick=True)
+    traveller.start()
+    config.add_cleanup(traveller.stop)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    clock_at = config.getoption("--clock-at")
+    return f"wall clock moved to {clock_at} (ticking)" if clock_at else None
