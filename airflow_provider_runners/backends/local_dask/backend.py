@@ -191,6 +191,7 @@ class LocalDaskBackend(Backend):
             "threads_per_worker": int(options.get("threads_per_worker", profile.threads_per_worker or 1)),
             "memory_limit": str(options.get("memory_limit", f"{profile.memory_gib or 1}GiB")),
             "idle_timeout_s": spec.idle_timeout.total_seconds() if spec.idle_timeout else None,
+            "ttl_s": spec.ttl.total_seconds(),
             "dashboard": self.dashboard,
         }
         self.state_dir.mkdir(parents=True, exist_ok=True)

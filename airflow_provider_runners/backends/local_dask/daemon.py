@@ -6,7 +6,8 @@ its settings from the state file the backend wrote, starts a ``distributed.Local
 address, then waits for one of:
 
 * SIGTERM / SIGINT (teardown)                  -> stop_reason ``teardown``
-* the ttl deadline (``expires_at``)            -> stop_reason ``ttl-expired``   (the backstop)
+* the ttl deadline (``expires_at``, or ``ttl_s`` after its own start, whichever comes first)
+                                               -> stop_reason ``ttl-expired``   (the backstop)
 * no task queued or running for ``idle_timeout`` (the scheduler's ``idle_since``) -> ``idle-timeout``
 * the scheduler dying                          -> ``scheduler-exited``
 
@@ -56,6 +57,7 @@ def _warm_imports() -> None:
 
 
 def main(state_path: Path) -> int:
+    started = time.monotonic()
     state = json.loads(state_path.read_text())
     settings = state["settings"]
     stop = threading.Event()
@@ -106,8 +108,12 @@ def main(state_path: Path) -> int:
         print(f"local_dask {state['resource_id']}: running at {cluster.scheduler_address}", flush=True)
         threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
         expires_at = datetime.fromisoformat(state["expires_at"])
+        # The ttl also counts on this process's own monotonic clock from its start, so the backstop
+        # holds when the provisioning process's wall clock is ahead of this one (docs/testing.md).
+        ttl_s = settings.get("ttl_s")
+        ends_by = started + float(ttl_s) if ttl_s is not None else float("inf")
         while not stop.wait(0.5):
-            if _now() >= expires_at:
+            if _now() >= expires_at or time.monotonic() >= ends_by:
                 reason["value"] = "ttl-expired"
                 break
             scheduler = cluster.scheduler
