@@ -151,8 +151,9 @@ class DaskJobOperator(BaseOperator):
         try:
             result = job.wait()
         except BaseException:
-            # A kill leaves the job for the next try; any other failure of this try ends it.
-            job.abandon(cancel=not self._killed)
+            # A kill leaves the job for the next try, and so does an orphaned try (its supervisor
+            # died: whatever failed here, a retry follows); any other failure of this try ends it.
+            job.abandon(cancel=not self._killed and os.getppid() == parent)
             raise
         facts["job_seconds"] = round(time.monotonic() - started, 3)
         # Hand the result over before unpublishing it. A task process whose supervisor was killed
