@@ -62,7 +62,15 @@ def test_teardown_runs_after_a_provision_that_died_after_creating_a_runner(dagba
     assert get_backend().status(handle).state.value == "gone"
     assert not live_daemons()
     report = _complete("runners_test_provision_dies_after_create", dr.run_id)
-    assert _events(report) == [("teardown", "cluster.teardown", SUCCESS, True)]
+    # the teardown task also writes the entry the dead provision never wrote, before its own
+    assert _events(report) == [
+        ("provision", "cluster.provision", FAILED, False),
+        ("teardown", "cluster.teardown", SUCCESS, True),
+    ]
+    killed = report.entries[0]
+    assert killed["facts"]["noticed_by"] == "cluster.teardown"
+    assert killed["error"]["type"] == "ProvisionKilled"
+    assert killed["try_number"] == int(handle.attempt_token.rsplit("-t", 1)[1])
 
 
 def test_a_killed_work_task_gets_its_entry_from_the_teardown_task(dagbag: Any) -> None:
