@@ -14,13 +14,19 @@ cluster, and the next try takes it instead of starting another:
 - published but errored, cancelled or lost → unpublished; the try computes anew;
 - nothing published (first try, the runner was replaced, the scheduler restarted) → submit.
 
-The result is unpublished once a try has taken it (and when the job fails), so nothing stays
-on the cluster. The job's ``print()`` output and log records are sent back as Dask events
+The result is unpublished once a try has taken it *and stored it in Airflow*
+(:meth:`AttachedJob.release`, called by ``DaskJobOperator`` after its facts reached the
+metadata DB), and when the job fails, so nothing stays on the cluster. A try that saw the job
+to its end but could not hand the result over — its supervisor was killed, so the orphaned task
+process finishes waiting but can no longer talk to Airflow, and the task is retried — leaves
+the finished job published, and the next try takes its result instead of computing it again
+(docs/reliability.md). The job's ``print()`` output and log records are sent back as Dask events
 (topic ``airflow-runners-output-<lineage key>``) and written into the task log of whichever
 try is attached; a re-attached try first replays what the job printed before it attached.
 
 Resources on the cluster, until the runner's teardown at the latest: one published dataset and
-its result per running or unclaimed job. By hand: ``client.list_datasets()`` and
+its result per running or unclaimed job (a finished job whose try died before storing the
+result, and that no later try takes, stays until then). By hand: ``client.list_datasets()`` and
 ``client.unpublish_dataset(name)``.
 
 This module is pickled *by value* (``cloudpickle.register_pickle_by_value``), so the driver runs
@@ -251,7 +257,8 @@ class AttachedJob:
         raise RuntimeError(f"could not publish or re-attach Dask job {self.name}")
 
     def wait(self, poll: float = 0.2) -> Any:
-        """Wait for the job, writing its output as it arrives; unpublish once it ended."""
+        """Wait for the job, writing its output as it arrives, and return its result. A job that
+        failed is unpublished; a finished one stays published until :meth:`release`."""
         assert self.future is not None
         while not self.future.done():
             self.drain()
@@ -259,8 +266,14 @@ class AttachedJob:
         self._settle()
         try:
             return self.future.result()
-        finally:
+        except BaseException:
             self._unpublish()
+            raise
+
+    def release(self) -> None:
+        """The result is stored where the task keeps it: the job may go. A try that cannot store
+        it (its supervisor died) must not call this: the next try takes the result instead."""
+        self._unpublish()
 
     def abandon(self, cancel: bool) -> None:
         """This try stops waiting: ``cancel`` ends the computation too (a timeout, an error of

@@ -5,8 +5,9 @@
     with runner("cluster", conn_id="runners_default", spec={...}) as handle:
         DaskJobOperator(task_id="aggregate", handle=handle, python_callable=aggregate)
 
-makes a task group ``cluster`` holding ``provision`` (a setup task), the work, and
-``teardown`` (a teardown task, trigger rule ``all_done``). So the teardown runs once the
+makes a task group ``cluster`` holding ``provision`` (a setup task), the work,
+``teardown`` (a teardown task, trigger rule ``all_done``) and ``provisioned`` (an empty
+teardown of the provision with ``on_failure_fail_dagrun=True``). So the teardown runs once the
 provision and the work are done, whatever their outcome — also when the provision *failed*
 after creating something (its handle is in XCom, or the runner carries its lineage tag), and
 when the work failed — and clearing a work task clears provision and teardown with it (that
@@ -14,6 +15,15 @@ comes from the setup/teardown marks, not the trigger rule). A DAG with ``fail_fa
 accepts only ``all_success`` / ``all_done_setup_success``: there the teardown keeps Airflow's
 ``all_done_setup_success``, and a failed provision is cleaned up by its own failure callback
 and the reaper (docs/architecture.md).
+
+``provisioned`` is what makes a failed provision fail the run. Airflow judges a run by its
+leaves and ignores teardown tasks there, so with only the work and the ``all_done`` teardown a
+provision failed from outside (the run marked failed over the REST API while the provision was
+deferred: Airflow skips the work, keeps the teardown, and then judges the run by the skipped
+work) would end the run ``success``. ``provisioned`` becomes ``upstream_failed`` when the
+provision failed and counts for the run's state (``on_failure_fail_dagrun``); it never occupies
+a worker slot (the scheduler marks an empty task done itself). Cleanup by hand: nothing, it
+creates nothing.
 
 The provision gets retries with exponential backoff by default (``PROVISION_RETRY_DEFAULTS`` in
 operators/provision.py): a retry adopts the runner an earlier try made.
@@ -27,6 +37,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import TaskGroup
 
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID
@@ -78,8 +89,12 @@ def runner(
             # all_done_setup_success would skip the teardown (upstream_failed) when the provision
             # failed — exactly when it may have left a runner behind.
             teardown.trigger_rule = dict(teardown_kwargs or {}).get("trigger_rule", _ALL_DONE)
+        # the provision's outcome as a leaf that counts for the run's state (module docstring)
+        provisioned = EmptyOperator(task_id="provisioned").as_teardown(
+            setups=provision, on_failure_fail_dagrun=True
+        )
         for task in group.children.values():
-            if task is provision or task is teardown or isinstance(task, TaskGroup):
+            if any(task is own for own in (provision, teardown, provisioned)) or isinstance(task, TaskGroup):
                 continue
             add_evidence_callbacks(task, "work", provision_task_id=provision.task_id)
             # as_teardown() wires plain operators only: a mapped task (.partial().expand()) must

@@ -404,3 +404,62 @@ def record_end(
     except Exception:
         log.exception("evidence: the end of runner %s (%s) was not recorded", lineage_key, by)
         return None
+
+
+def try_of(handle: RunnerHandle | None) -> int | None:
+    """The provision try that made ``handle`` (its attempt token ends in ``-t<try>``)."""
+    token = getattr(handle, "attempt_token", None) or ""
+    head, _, tail = str(token).rpartition("-t")
+    return int(tail) if head and tail.isdigit() else None
+
+
+def record_killed_provision(
+    *,
+    dag_id: str,
+    run_id: str,
+    lineage_key: str,
+    provision_task_id: str,
+    handle: RunnerHandle | None,
+    noticed_by: str,
+    map_index: int = -1,
+    try_number: Any = None,
+) -> dict[str, Any] | None:
+    """Append the ``provision``/``failed`` entry of a provision that was ended from outside
+    without running its callbacks (its run marked failed over the REST API while it was
+    deferred, its process killed): called by the teardown task and the reaper when the runner's
+    chain has no provision entry. Keyed like the provision's own entry (try from the handle's
+    attempt token), so a callback that still runs later writes nothing; never raises."""
+    from airflow_provider_runners.evidence.ledger import (
+        append,
+        chain_dir,
+        event_key,
+        ledger_root,
+        read_entries,
+    )
+
+    try:
+        entries = read_entries(chain_dir(ledger_root(), dag_id, run_id, lineage_key))
+        if any(e.get("event") == "provision" for e in entries):
+            return None
+        tries = try_number if try_number is not None else try_of(handle)
+        now = datetime.now(UTC)
+        payload = {
+            "outcome": "failed",
+            "task_id": provision_task_id,
+            "map_index": map_index,
+            "try_number": tries,
+            "runner": _runner_summary(handle),
+            "facts": {"noticed_by": noticed_by},
+            "timings": {"ended_at": now.isoformat()},
+            "cost": _cost("provision", handle, {}, now),
+            "error": {
+                "type": "ProvisionKilled",
+                "message": f"{provision_task_id} try {tries} ended without recording evidence (failed from "
+                f"outside: its run marked failed or timed out, or its process killed); noticed by {noticed_by}",
+            },
+        }
+        key = event_key(dag_id, run_id, provision_task_id, map_index, tries, "provision")
+        return append(dag_id, run_id, lineage_key, "provision", payload, event_key=key)
+    except Exception:
+        log.exception("evidence: the killed provision of %s was not recorded", lineage_key)
+        return None

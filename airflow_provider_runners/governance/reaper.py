@@ -27,7 +27,8 @@ One :func:`sweep`:
    its state from the metadata DB (CLI) or the Task SDK's ``get_dagrun_state`` (the reaper DAG);
 3. tears each reaped runner down (idempotent), marks its registry record ended, and appends a
    ``reap`` entry with the reason, the teardown result and the lifetime cost to the runner's
-   evidence chain;
+   evidence chain — preceded by a ``provision``/``failed`` entry when the chain has no
+   provision entry (a provision failed from outside, whose callbacks never ran);
 4. reconciles the registry: records of a listed backend that it no longer lists are ended, and
    — the runner ended by its own backstop (ttl, idle timeout) or by hand, with nobody of ours
    recording it — an ``end`` entry (``by: backstop``) closes its evidence chain.
@@ -348,6 +349,17 @@ def _record_evidence(
     from airflow_provider_runners.evidence.ledger import event_key
 
     key = event_key(dag_id, run_id, "reaper", -1, handle.resource_id, "reap")
+    if action.dag_id and action.run_id:  # a provision failed from outside left no entry: say so first
+        from airflow_provider_runners.evidence.callbacks import record_killed_provision
+
+        record_killed_provision(
+            dag_id=dag_id,
+            run_id=run_id,
+            lineage_key=handle.lineage_key,
+            provision_task_id=handle.tags.get("task-id") or "provision",
+            handle=handle,
+            noticed_by="reaper",
+        )
     try:
         entry = append(
             dag_id, run_id, handle.lineage_key, "reap", payload, event_key=key, terminal=outcome == "success"

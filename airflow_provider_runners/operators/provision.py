@@ -409,11 +409,21 @@ class ProvisionRunnerOperator(BaseOperator):
 
 
 def _end_and_record(backend: Backend, handle: RunnerHandle | None, who: dict[str, Any], by: str) -> None:
-    from airflow_provider_runners.evidence.callbacks import record_end
+    from airflow_provider_runners.evidence.callbacks import record_end, record_killed_provision
     from airflow_provider_runners.governance.ending import end_runners
 
     results = end_runners(backend, [handle], who["lineage_key"], "provision killed")
     if results and who.get("dag_id"):
+        record_killed_provision(  # its callbacks may not run for a task killed from outside
+            dag_id=who["dag_id"],
+            run_id=who["run_id"],
+            lineage_key=who["lineage_key"],
+            provision_task_id=who["task_id"],
+            handle=handle,
+            noticed_by=by,
+            map_index=who["map_index"],
+            try_number=who["try_number"],
+        )
         record_end(
             dag_id=who["dag_id"],
             run_id=who["run_id"],

@@ -38,7 +38,8 @@ class TeardownRunnerOperator(BaseOperator):
     provision failed after creating something (trigger rule ``all_done``, docs/architecture.md).
 
     Before its own entry it also writes the evidence entry of a work task whose last try was
-    killed before its callbacks ran (docs/evidence.md); its success entry ends the chain.
+    killed before its callbacks ran, and the ``provision``/``failed`` entry of a provision that
+    was failed from outside without one (docs/evidence.md); its success entry ends the chain.
     """
 
     template_fields = ("handle", "conn_id")
@@ -99,6 +100,20 @@ class TeardownRunnerOperator(BaseOperator):
                 )
             except Exception:
                 self.log.exception("evidence: could not check the work tasks for unrecorded tries")
+            if handles and _failed(context, self.provision_task_id):
+                # failed from outside (run marked failed while deferred): no callback wrote its entry
+                from airflow_provider_runners.evidence.callbacks import record_killed_provision
+
+                ti = context["ti"]
+                record_killed_provision(
+                    dag_id=ti.dag_id,
+                    run_id=ti.run_id,
+                    lineage_key=handles[0].lineage_key,
+                    provision_task_id=self.provision_task_id,
+                    handle=handles[0],
+                    noticed_by=ti.task_id,
+                    map_index=sibling_map_index(context, self.provision_task_id),
+                )
         results = end_runners(backend, handles, lineage_key, "teardown")
         for entry in results:
             self.log.info("teardown %s: %s", entry["resource_id"], entry["message"])
@@ -111,3 +126,20 @@ class TeardownRunnerOperator(BaseOperator):
                 f"could not tear down {[r['resource_id'] for r in failed]}: {[r['message'] for r in failed]}"
             )
         return results
+
+
+def _failed(context: Context, task_id: str) -> bool:
+    """Whether ``task_id`` (this group's instance of it) ended ``failed``; False if unknown."""
+    ti = context["ti"]
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id]
+        )
+    except Exception:  # noqa: BLE001 - not in a task runner (dag.test() in-process): unknown
+        return False
+    index = sibling_map_index(context, task_id)
+    name = task_id if index in (None, -1) else f"{task_id}_{index}"
+    state = (states.get(ti.run_id) or {}).get(name)
+    return str(getattr(state, "value", state)) == "failed"

@@ -56,7 +56,10 @@ class DaskJobOperator(BaseOperator):
     Killing a try (SIGTERM/``on_kill``, SIGKILL) does **not** stop a published job — a later
     try takes it; tearing the runner down does. A try that fails on its own (the job raised,
     ``execution_timeout``) cancels and unpublishes it, so the retry recomputes. The result
-    travels through the scheduler: like the XCom it becomes, it must be small.
+    travels through the scheduler: like the XCom it becomes, it must be small. The job is
+    unpublished only after this try stored its facts in Airflow: a try whose supervisor was
+    killed (its task process orphaned, still waiting) sees the job end but cannot store them, so
+    the finished job stays published and the retry takes its result (docs/reliability.md).
     Evidence facts: ``computation`` = name, key, ``started_by_try``, ``reattached``, ``this_try``.
     """
 
@@ -118,7 +121,7 @@ class DaskJobOperator(BaseOperator):
             )
             why_not = picklable(self.python_callable, self.op_args, self.op_kwargs) if self.reattach else None
             if self.reattach and why_not is None:
-                result = self._run_published(client, context, facts)
+                result = self._run_published(client, context, facts, started)
             else:
                 facts["computation"] = {"mode": "in_process", "why": why_not or "reattach=False"}
                 context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
@@ -131,8 +134,9 @@ class DaskJobOperator(BaseOperator):
         context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
         return result
 
-    def _run_published(self, client: Any, context: Context, facts: dict[str, Any]) -> Any:
-        """Re-attach to this task instance's published job, or start and publish it; wait."""
+    def _run_published(self, client: Any, context: Context, facts: dict[str, Any], started: float) -> Any:
+        """Re-attach to this task instance's published job, or start and publish it; wait; store
+        the facts, then unpublish (``AttachedJob.release``)."""
         ti = context["ti"]
         try_number = int(getattr(ti, "try_number", 1) or 1)
         job = AttachedJob(client, Lineage.from_context(context).key, try_number, self._job_output)
@@ -143,12 +147,27 @@ class DaskJobOperator(BaseOperator):
             self.log.info("re-attached to %s, started by try %s", run.key, run.started_by_try)
         else:
             self.log.info("running %s on %s as Dask job %s", facts["callable"], facts["scheduler"], run.key)
+        parent = os.getppid()
         try:
-            return job.wait()
+            result = job.wait()
         except BaseException:
-            # A kill leaves the job for the next try; any other failure of this try ends it.
-            job.abandon(cancel=not self._killed)
+            # A kill leaves the job for the next try, and so does an orphaned try (its supervisor
+            # died: whatever failed here, a retry follows); any other failure of this try ends it.
+            job.abandon(cancel=not self._killed and os.getppid() == parent)
             raise
+        facts["job_seconds"] = round(time.monotonic() - started, 3)
+        # Hand the result over before unpublishing it. A task process whose supervisor was killed
+        # sees the job to its end but cannot reach Airflow any more (this push raises; its parent
+        # changed): then the finished job stays published and the retry takes its result instead
+        # of computing it again (docs/reliability.md).
+        ti.xcom_push(key=FACTS_XCOM_KEY, value=facts)
+        if os.getppid() != parent:
+            raise RuntimeError(
+                f"the supervisor of this task process is gone: Dask job {run.key} is left published "
+                "for the next try"
+            )
+        job.release()
+        return result
 
     def _job_output(self, line: str) -> None:
         self.log.info("%s", line)

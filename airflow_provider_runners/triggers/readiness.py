@@ -141,8 +141,9 @@ class RunnerReadyTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """A user killed the deferred provision task: end the runner it was waiting for (and
-        any other runner of its lineage), and record that end — once — in its evidence chain."""
-        from airflow_provider_runners.evidence.callbacks import record_end
+        any other runner of its lineage), and record that end — once — in its evidence chain, after
+        the provision's own ``failed`` entry when it has none (its callbacks do not run)."""
+        from airflow_provider_runners.evidence.callbacks import record_end, record_killed_provision
         from airflow_provider_runners.governance.ending import end_runners
 
         handle = RunnerHandle.from_xcom(self.handle)
@@ -160,6 +161,17 @@ class RunnerReadyTrigger(BaseTrigger):
                     "no task identity in this trigger (deferred by an older version): end not recorded"
                 )
                 return
+            # the provision's callbacks do not run for a task failed from outside: its entry first
+            record_killed_provision(
+                dag_id=who["dag_id"],
+                run_id=who["run_id"],
+                lineage_key=handle.lineage_key,
+                provision_task_id=who.get("task_id") or "provision",
+                handle=handle,
+                noticed_by="trigger on_kill",
+                map_index=who.get("map_index", -1),
+                try_number=who.get("try_number"),
+            )
             record_end(
                 dag_id=who["dag_id"],
                 run_id=who["run_id"],

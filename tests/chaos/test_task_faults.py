@@ -212,9 +212,23 @@ def _play(stack: Stack, s: Scenario) -> None:
     s.task_states = stack.task_states(s.dag_id, s.run_id)
 
 
+#: The scenario each test judges: the fixture plays only those of the selected tests (``-k``).
+TEST_SCENARIO = {
+    "test_task_runner_killed_during_dask_work": "runner_kill_dask",
+    "test_task_runner_killed_during_host_command": "runner_kill_host",
+    "test_supervisor_killed_during_dask_work": "supervisor_kill_dask",
+    "test_supervisor_killed_during_host_command": "supervisor_kill_host",
+    "test_run_marked_failed_during_provision": "failed_in_provision",
+    "test_run_marked_failed_during_dask_work": "failed_in_work_dask",
+    "test_run_marked_failed_during_host_command": "failed_in_work_host",
+    "test_dagrun_timeout_shorter_than_the_work": "dagrun_timeout",
+}
+
+
 @pytest.fixture(scope="module")
-def played(chaos_stack: Stack) -> dict[str, Scenario]:
-    scenarios = {s.name: s for s in SCENARIOS}
+def played(request: pytest.FixtureRequest, chaos_stack: Stack) -> dict[str, Scenario]:
+    selected = {TEST_SCENARIO.get(getattr(item, "originalname", item.name)) for item in request.session.items}
+    scenarios = {s.name: s for s in SCENARIOS if s.name in selected}
     with Sampler(chaos_stack.home) as sampler:
         with ThreadPoolExecutor(max_workers=len(scenarios)) as pool:
             for future in [pool.submit(_play, chaos_stack, s) for s in scenarios.values()]:

@@ -19,6 +19,7 @@ ETL_TASKS = (
     "cluster.aggregate",
     "cluster.validate",
     "cluster.teardown",
+    "cluster.provisioned",
 )
 
 
@@ -138,6 +139,7 @@ def test_host_command_secrets_are_masked_in_real_task_logs(airflow_stack: Stack)
         "host.fails": "failed",
         "host.slow": "failed",
         "host.teardown": "success",
+        "host.provisioned": "success",
     }
     run_logs = airflow_stack.home / "logs" / "dag_id=runners_test_host_commands" / f"run_id={run_id}"
     ok_log = "".join(p.read_text() for p in (run_logs / "task_id=host.ok").rglob("*.log"))

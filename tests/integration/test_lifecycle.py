@@ -52,6 +52,7 @@ def test_etl_success_provisions_runs_tears_down_and_records_evidence(dagbag: Any
         "cluster.aggregate",
         "cluster.validate",
         "cluster.teardown",
+        "cluster.provisioned",
     }
     values = {(task, key): value for task, key, value in xcoms("local_dask_etl", dr.run_id)}
     aggregate = values[("cluster.aggregate", "return_value")]

@@ -103,6 +103,7 @@ def test_commands_exit_codes_timeouts_and_secrets(dagbag: Any, capfd: pytest.Cap
         "host.fails": FAILED,
         "host.slow": FAILED,
         "host.teardown": SUCCESS,
+        "host.provisioned": SUCCESS,
     }
     out = capfd.readouterr().out
     assert f"token_len={len(HOST_SECRET)}" in out  # the command got the secret at run time

@@ -62,7 +62,15 @@ def test_teardown_runs_after_a_provision_that_died_after_creating_a_runner(dagba
     assert get_backend().status(handle).state.value == "gone"
     assert not live_daemons()
     report = _complete("runners_test_provision_dies_after_create", dr.run_id)
-    assert _events(report) == [("teardown", "cluster.teardown", SUCCESS, True)]
+    # the teardown task also writes the entry the dead provision never wrote, before its own
+    assert _events(report) == [
+        ("provision", "cluster.provision", FAILED, False),
+        ("teardown", "cluster.teardown", SUCCESS, True),
+    ]
+    killed = report.entries[0]
+    assert killed["facts"]["noticed_by"] == "cluster.teardown"
+    assert killed["error"]["type"] == "ProvisionKilled"
+    assert killed["try_number"] == int(handle.attempt_token.rsplit("-t", 1)[1])
 
 
 def test_a_killed_work_task_gets_its_entry_from_the_teardown_task(dagbag: Any) -> None:
@@ -122,10 +130,13 @@ def test_on_kill_ends_a_runner_the_process_never_held(airflow_db: Path, monkeypa
     op.on_kill()  # a second SIGTERM: nothing more to end, nothing more to record
     report = chain_for("kill_window_dag", "run-1")
     assert report.ok
-    assert [(e["event"], e["by"], e["terminal"]) for e in report.entries] == [
-        ("end", "provision on_kill", True)
+    # the killed try's callbacks may not run: its provision entry first, then the end
+    assert [(e["event"], e.get("by"), bool(e.get("terminal"))) for e in report.entries] == [
+        ("provision", None, False),
+        ("end", "provision on_kill", True),
     ]
-    assert report.entries[0]["facts"]["teardown"][0]["resource_id"] == handle.resource_id
+    assert report.entries[0]["error"]["type"] == "ProvisionKilled"
+    assert report.entries[1]["facts"]["teardown"][0]["resource_id"] == handle.resource_id
 
 
 def test_on_kill_after_the_handle_was_returned_leaves_the_runner_to_the_teardown(airflow_db: Path) -> None:

@@ -29,9 +29,11 @@ def test_taskflow_dag_borrows_a_cluster_and_a_host_and_gives_both_back(dagbag: A
         "word_lengths.provision",
         "word_lengths.word_lengths",
         "word_lengths.teardown",
+        "word_lengths.provisioned",
         "write_report.provision",
         "write_report.write_report",
         "write_report.teardown",
+        "write_report.provisioned",
         "summarize",
     }
     out = {(t, k): v for t, k, v in xcoms("taskflow_runner", dr.run_id)}
@@ -68,6 +70,7 @@ def test_a_failing_decorated_function_fails_its_task_and_the_runner_is_torn_down
         "explode.provision": "success",
         "explode.explode": "failed",
         "explode.teardown": "success",
+        "explode.provisioned": "success",
     }
     report = chain_for("runners_test_taskflow_failure", dr.run_id)
     assert report.ok, report.problems
@@ -102,6 +105,7 @@ def test_a_templated_spec_is_checked_when_rendered(dagbag: Any) -> None:
         "cluster.provision": "success",
         "cluster.job": "success",
         "cluster.teardown": "success",
+        "cluster.provisioned": "success",
     }
     out = {(t, k): v for t, k, v in xcoms("runners_test_templated_spec", dr.run_id)}
     facts = out[("cluster.provision", "runner_facts")]

@@ -124,7 +124,27 @@ def test_a_try_killed_mid_job_leaves_it_running_and_the_next_try_reattaches(
     assert _lines(counter) == 1  # the body ran exactly once over both tries
     assert output[0] == "[before this try attached] body started, run 1"
     assert output[-1] == "body done"
-    assert client.list_datasets() == ()  # the result was taken: unpublished
+    assert client.list_datasets() == (job_name(LINEAGE),)  # taken, but not yet stored
+    job.release()
+    assert client.list_datasets() == ()  # the result was stored: unpublished
+
+
+def test_a_try_that_saw_the_job_end_but_could_not_store_it_leaves_it_for_the_next_try(
+    client: Any, cluster: Any, tmp_path: Path
+) -> None:
+    # an orphaned task process (its supervisor was killed) waits the job out, then cannot hand
+    # the result to Airflow, so it never calls release(): the retry takes the finished job
+    counter, release = tmp_path / "runs", tmp_path / "release"
+    release.touch()
+    orphan = _start_try_in_subprocess(cluster.scheduler_address, counter, release, try_number=1)
+    assert orphan.wait(timeout=60) == 0
+    assert _lines(counter) == 1
+    assert client.list_datasets() == (job_name(LINEAGE),)
+    job = AttachedJob(client, LINEAGE, 2, lambda line: None)
+    run = job.start(counted_job, [str(counter), str(release)], {})
+    assert (run.reattached, run.started_by_try) == (True, 1)
+    assert job.wait() == {"runs": 1, "total": 6}
+    assert _lines(counter) == 1  # the body ran once over both tries
 
 
 def test_a_finished_job_of_a_killed_try_is_taken_without_running_again(
@@ -167,6 +187,7 @@ def test_an_errored_job_is_not_reattached_the_next_try_recomputes(
     assert run.started_by_try == 2
     assert run.replaced == [f"{key} (erred)"]
     assert job.wait() == {"runs": 2, "total": 6}
+    job.release()
     assert client.list_datasets() == ()
 
 

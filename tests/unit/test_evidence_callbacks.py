@@ -77,3 +77,68 @@ def test_work_started_notes_the_try_number() -> None:
     ti = TaskInstanceStub(try_number=3)
     WorkStarted()({"ti": ti})
     assert ti.xcoms[("cluster.job", "runner_work_try", -1)] == 3
+
+
+def test_a_provision_failed_from_outside_gets_its_entry_once_and_only_without_one() -> None:
+    """Run marked failed while the provision was deferred: no callback runs; the teardown task,
+    the trigger's on_kill and the reaper each may notice — one entry, keyed like the provision's."""
+    from datetime import timedelta
+
+    from airflow_provider_runners.core.handles import RunnerHandle
+    from airflow_provider_runners.core.lineage import Lineage
+    from airflow_provider_runners.evidence.callbacks import record_killed_provision, try_of
+
+    lineage = Lineage("etl", "manual__1", "cluster.provision")
+    created = datetime(2026, 5, 1, tzinfo=UTC)
+    handle = RunnerHandle(
+        backend="local_dask",
+        runner_class="dask_cluster",
+        resource_id="ld-1",
+        conn_id="runners_default",
+        lineage_key=lineage.key,
+        attempt_token=lineage.attempt_token(2),
+        created_at=created,
+        expires_at=created + timedelta(hours=1),
+        environment="dev",
+        profile="small",
+    )
+    assert try_of(handle) == 2
+    common = {
+        "dag_id": "etl",
+        "run_id": "manual__1",
+        "lineage_key": lineage.key,
+        "provision_task_id": "cluster.provision",
+        "handle": handle,
+    }
+    first = record_killed_provision(**common, noticed_by="cluster.teardown")
+    assert first is not None
+    assert record_killed_provision(**common, noticed_by="reaper") is None
+    (entry,) = _chain_entries()
+    assert (entry["event"], entry["outcome"], entry["try_number"]) == ("provision", "failed", 2)
+    assert entry["event_key"] == "etl|manual__1|cluster.provision|-1|2|provision"
+    assert entry["error"]["type"] == "ProvisionKilled"
+    assert not entry.get("terminal")
+    # the provision's own callback, had it run late, writes nothing more for that try
+    ti = TaskInstanceStub(task_id="cluster.provision", try_number=2)
+    EvidenceCallback("provision", "success")({"ti": ti})
+    assert len(_chain_entries()) == 1
+
+
+def test_no_killed_provision_entry_when_the_provision_recorded_itself() -> None:
+    from airflow_provider_runners.evidence.callbacks import record_killed_provision
+
+    ti = TaskInstanceStub(task_id="cluster.provision")
+    EvidenceCallback("provision", "up_for_retry")({"ti": ti})
+    (entry,) = _chain_entries()
+    assert (
+        record_killed_provision(
+            dag_id="etl",
+            run_id="manual__1",
+            lineage_key=entry["lineage_key"],
+            provision_task_id="cluster.provision",
+            handle=None,
+            noticed_by="cluster.teardown",
+        )
+        is None
+    )
+    assert len(_chain_entries()) == 1

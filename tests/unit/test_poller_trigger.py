@@ -439,7 +439,15 @@ async def test_on_kill_records_the_end_once(tmp_path: Any, monkeypatch: pytest.M
     (chain,) = list(iter_chains("etl", "manual__1"))
     report = verify_chain(chain, complete=True)
     assert report.ok, report.problems
-    (end,) = report.entries
+    # the killed provision ran no callback: its own entry first, then the end
+    killed_entry, end = report.entries
+    assert (killed_entry["event"], killed_entry["outcome"], killed_entry["task_id"]) == (
+        "provision",
+        "failed",
+        "cluster.provision",
+    )
+    assert killed_entry["facts"] == {"noticed_by": "trigger on_kill"}
+    assert killed_entry["try_number"] == PROVISION_TI["try_number"]
     assert (end["event"], end["by"], end["terminal"], end["task_id"]) == (
         "end",
         "trigger on_kill",

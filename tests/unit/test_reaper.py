@@ -179,7 +179,11 @@ def test_sweep_reaps_ended_and_expired_keeps_running_and_unknown_never_touches_f
     # The reaped runners' chains: one under the known run, one under the runner's dag-id tag.
     ended = chains["manual__old"]
     assert ended.ok
-    (entry,) = ended.entries
+    # its chain had no provision entry (a provision failed from outside): the reaper says so first
+    killed, entry = ended.entries
+    assert (killed["event"], killed["outcome"], killed["try_number"]) == ("provision", "failed", 1)
+    assert killed["error"]["type"] == "ProvisionKilled"
+    assert killed["facts"] == {"noticed_by": "reaper"}
     assert (entry["event"], entry["outcome"]) == ("reap", "success")
     assert entry["cost"]["basis"] == "lifetime"
     assert entry["cost"]["usd"] == pytest.approx(0.504, abs=0.001)  # one hour at $0.504/h
@@ -313,4 +317,7 @@ def test_a_reap_entry_is_terminal_and_written_once_per_runner(fleet: dict[str, A
     (chain,) = [c for c in iter_chains() if c.parent.name == "manual__old"]
     report = verify_chain(chain, complete=True)
     assert report.ok, report.problems
-    assert [(e["event"], e["terminal"]) for e in report.entries] == [("reap", True)]
+    assert [(e["event"], e.get("terminal", False)) for e in report.entries] == [
+        ("provision", False),
+        ("reap", True),
+    ]

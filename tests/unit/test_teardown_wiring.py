@@ -38,7 +38,30 @@ def test_teardown_runs_when_the_provision_failed() -> None:
 
 def test_clearing_a_work_task_still_clears_provision_and_teardown() -> None:
     subset = _dag().partial_subset(task_ids=["cluster.job"], include_upstream=False, include_downstream=False)
-    assert set(subset.task_dict) == {"cluster.provision", "cluster.job", "cluster.teardown"}
+    assert set(subset.task_dict) == {
+        "cluster.provision",
+        "cluster.job",
+        "cluster.teardown",
+        "cluster.provisioned",
+    }
+
+
+@pytest.mark.parametrize("fail_fast", [False, True])
+def test_the_provisioned_leaf_makes_a_failed_provision_fail_the_run(fail_fast: bool) -> None:
+    """Airflow judges a run by its leaves, ignoring teardowns unless on_failure_fail_dagrun: a
+    provision failed from outside (run marked failed while deferred) must not end 'success'."""
+    dag = _dag(fail_fast=fail_fast)
+    provisioned = dag.get_task("cluster.provisioned")
+    assert provisioned.is_teardown
+    assert provisioned.on_failure_fail_dagrun
+    assert provisioned.upstream_task_ids == {"cluster.provision"}
+    assert not provisioned.downstream_task_ids
+    # upstream_failed when the provision failed (no setup succeeded)
+    assert str(provisioned.trigger_rule) in ("all_done_setup_success", "TriggerRule.ALL_DONE_SETUP_SUCCESS")
+    # an empty task without callbacks: the scheduler marks it done without a worker slot
+    assert not provisioned.on_success_callback
+    assert not provisioned.on_execute_callback
+    dag.validate()
 
 
 def test_a_fail_fast_dag_keeps_airflows_teardown_rule() -> None:
