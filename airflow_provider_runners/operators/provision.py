@@ -206,6 +206,8 @@ class ProvisionRunnerOperator(BaseOperator):
                 )
             )
         resolved = resolve_spec(self.spec, backend=backend.name, catalog_path=self.catalog_path)
+        if (idle_error := backend.idle_timeout_error(self.spec)) is not None:  # the Connection's backend
+            raise _final(RunnerSpecError(f"{idle_error} (Connection {self.conn_id!r}); nothing was created"))
         expires_at = datetime.now(UTC) + self.spec.ttl
         request = ProvisionRequest(
             resolved=resolved,
