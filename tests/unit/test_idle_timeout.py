@@ -9,7 +9,6 @@ The EC2 launch itself (tag, user-data, SSM activity marks) is in tests/unit/test
 
 from __future__ import annotations
 
-import http.server
 import os
 import stat
 import subprocess
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.backends.ec2.idle import ACTIVITY_LINES, IDLE_WATCHER
+from airflow_provider_runners.backends.ec2.idle import ACTIVITY_LINES
 from airflow_provider_runners.backends.local_host.backend import LocalHostBackend
 from airflow_provider_runners.backends.registry import backend_classes, check_spec
 from airflow_provider_runners.core.backend import (
@@ -37,6 +36,7 @@ from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import Lineage
 from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import RunnerSpecError
+from tests.fakes.imds import FakeImds, watch_once
 
 REFUSING = {
     "kubernetes": ("pod", "small", "dev"),
@@ -245,36 +245,6 @@ def test_local_host_without_idle_timeout_is_never_ended_for_idleness(tmp_path: P
 
 
 # -- the EC2 host's idle watcher, in bash ------------------------------------------------------
-class FakeImds:
-    """IMDSv2 with instance tags: PUT /latest/api/token, GET /latest/meta-data/tags/instance/<key>."""
-
-    def __init__(self) -> None:
-        self.tags: dict[str, str] = {}
-        imds = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:
-                self._answer(200, "token-1")
-
-            def do_GET(self) -> None:
-                key = self.path.removeprefix("/latest/meta-data/tags/instance/")
-                ok = self.headers.get("X-aws-ec2-metadata-token") == "token-1" and key in imds.tags
-                self._answer(200 if ok else 404, imds.tags.get(key, "") if ok else "")
-
-            def _answer(self, code: int, body: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 @pytest.fixture
 def imds() -> Iterator[FakeImds]:
     fake = FakeImds()
@@ -287,32 +257,20 @@ def host(tmp_path: Path) -> Path:
     """A host directory: the watcher script, and a bin dir with a ``shutdown`` that only records."""
     (tmp_path / "bin").mkdir()
     shutdown = tmp_path / "bin" / "shutdown"
-    shutdown.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/shutdown.log"\n')
+    shutdown.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/bin/shutdown.log"\n')
     shutdown.chmod(shutdown.stat().st_mode | stat.S_IXUSR)
-    (tmp_path / "watch").write_text(IDLE_WATCHER)
     return tmp_path
 
 
-def watch_once(host: Path, imds: FakeImds, now: float | None = None) -> list[str]:
-    """One round of the watcher at ``now`` (default: the real clock); the shutdown calls so far."""
-    env = {
-        "PATH": f"{host / 'bin'}:{os.environ['PATH']}",
-        "RUNNER_IDLE_DIR": str(host / "idle"),
-        "RUNNER_IMDS": imds.url,
-        "RUNNER_IDLE_ONCE": "1",
-    }
-    if now is not None:
-        env["RUNNER_IDLE_NOW"] = str(int(now))
-    subprocess.run(["bash", str(host / "watch")], env=env, check=True, timeout=30, capture_output=True)
-    log = host / "shutdown.log"
-    return log.read_text().splitlines() if log.exists() else []
+def watch(host: Path, imds: FakeImds, now: float | None = None) -> list[str]:
+    return watch_once(imds, host / "idle", host / "bin", now)
 
 
 def test_watcher_shuts_the_host_down_after_its_idle_timeout_tag(host: Path, imds: FakeImds) -> None:
     imds.tags = {"idle-timeout": "600", "runner-lineage": "rl-1", "runner-pool-state": "in-use"}
-    assert watch_once(host, imds) == []  # just active (a new lineage restarts the clock)
-    assert watch_once(host, imds, now=time.time() + 300) == []
-    assert watch_once(host, imds, now=time.time() + 700) == ["-h now"]
+    assert watch(host, imds) == []  # just active (a new lineage restarts the clock)
+    assert watch(host, imds, now=time.time() + 300) == []
+    assert watch(host, imds, now=time.time() + 700) == ["-h now"]
 
 
 def test_watcher_keeps_a_host_with_a_running_command(host: Path, imds: FakeImds) -> None:
@@ -325,7 +283,7 @@ def test_watcher_keeps_a_host_with_a_running_command(host: Path, imds: FakeImds)
         deadline = time.monotonic() + 10
         while not list((host / "idle" / "active").glob("*")) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert watch_once(host, imds, now=time.time() + 7200) == []
+        assert watch(host, imds, now=time.time() + 7200) == []
     finally:
         command.terminate()
         command.wait(10)
@@ -335,11 +293,11 @@ def test_watcher_does_nothing_without_an_idle_timeout_or_on_an_idle_pool_host(
     host: Path, imds: FakeImds
 ) -> None:
     imds.tags = {"idle-timeout": "none", "runner-lineage": "rl-1"}
-    assert watch_once(host, imds, now=time.time() + 86_400) == []
+    assert watch(host, imds, now=time.time() + 86_400) == []
     imds.tags = {"runner-lineage": "rl-1"}  # an older host without the tag
-    assert watch_once(host, imds, now=time.time() + 86_400) == []
+    assert watch(host, imds, now=time.time() + 86_400) == []
     imds.tags = {"idle-timeout": "600", "runner-pool-state": "idle"}  # back in the warm pool
-    assert watch_once(host, imds, now=time.time() + 86_400) == []
+    assert watch(host, imds, now=time.time() + 86_400) == []
 
 
 def test_activity_lines_mark_start_and_end_and_keep_the_exit_code(tmp_path: Path) -> None:
