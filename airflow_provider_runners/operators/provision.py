@@ -23,6 +23,7 @@ from airflow_provider_runners.defaults import default_deferrable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
 from airflow_provider_runners.governance import budget
+from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.links import RUNNER_LINKS
 
 if TYPE_CHECKING:
@@ -291,6 +292,7 @@ class ProvisionRunnerOperator(BaseOperator):
         ``until`` (return None: the caller defers)."""
         interval = self.poll_interval or backend.poll_interval
         started = last_progress = time.monotonic()
+        pulse = Heartbeat(handle.lineage_key)  # this task holds the runner while it waits
         while True:
             if until is not None and datetime.now(UTC) >= until:
                 return None
@@ -309,6 +311,7 @@ class ProvisionRunnerOperator(BaseOperator):
                     status.message,
                     last_progress - started,
                 )
+            pulse.maybe()
             time.sleep(interval)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
