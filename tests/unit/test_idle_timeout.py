@@ -308,3 +308,40 @@ def test_activity_lines_mark_start_and_end_and_keep_the_exit_code(tmp_path: Path
     assert done.returncode == 7
     assert (tmp_path / "last-active").exists()
     assert list((tmp_path / "active").iterdir()) == []  # the command's mark is gone when it ends
+
+
+class _Ti:
+    dag_id, run_id, task_id, map_index, try_number = "etl", "manual__1", "p", -1, 1
+
+    def xcom_push(self, key: str, value: Any) -> None:  # pragma: no cover - nothing is pushed
+        raise AssertionError(f"nothing may be pushed before the refusal: {key}")
+
+
+def test_a_connection_selecting_a_refusing_backend_is_refused_at_run_time_before_anything_is_created(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RUNNERS_DP",
+        json.dumps({"conn_type": "runners_dataproc_dask", "extra": {"region": "europe-west1"}}),
+    )
+    op = ProvisionRunnerOperator(  # parses: local_dask, another dask_cluster backend, enforces it
+        task_id="p",
+        conn_id="runners_dp",
+        spec={
+            "runner_class": "dask_cluster",
+            "profile": "standard",
+            "environment": "dev",
+            "tags": {"tenant": "qa"},
+            "idle_timeout": "10m",
+        },
+    )
+    with pytest.raises(
+        RunnerSpecError, match="spec.idle_timeout: 10m is not enforced by backend 'dataproc_dask'"
+    ) as info:
+        op.execute({"ti": _Ti()})  # type: ignore[arg-type]
+    assert "Connection 'runners_dp'" in str(info.value)
+    assert "nothing was created" in str(info.value)
