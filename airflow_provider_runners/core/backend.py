@@ -15,6 +15,9 @@ A backend knows how to, for one kind of compute:
                         (``RunnerCommandOperator``); overriding it is the :class:`RunsCommands`
                         capability (``supports_commands`` follows); ``stale()`` is
                         :class:`DetectsStale` (the reaper removes what dead runners left)
+``idle_timeout_...``    ``idle_timeout_unsupported``: None when the backend ends a runner
+                        idle for ``spec.idle_timeout``, else why not (specs with one are then
+                        refused at parse time: :meth:`Backend.check_idle_timeout`)
 ======================  ====================================================================
 
 Adopt-or-replace on retry, pushing the handle to XCom before waiting, deferral, evidence
