@@ -279,3 +279,30 @@ def test_a_command_task_beats_while_its_command_runs(monkeypatch: pytest.MonkeyP
         host_backend.teardown(host)
     assert result["exit_code"] == 0
     assert len([b for b in beats if b > 0]) >= 2  # at the start and again while it ran
+
+
+# -- holders: a @task.runner function while it runs ----------------------------------------------
+def test_a_task_runner_function_holds_its_runner_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_provider_runners.decorators.runner import RunnerPythonOperator
+    from tests.unit.test_poller_trigger import make_handle
+
+    path = tmp_path / "registry.sqlite"
+    monkeypatch.setenv("AIRFLOW__RUNNERS__REGISTRY", f"sqlite:///{path}")
+    monkeypatch.setenv("AIRFLOW__RUNNERS__HEARTBEAT_INTERVAL", "0.02")
+    registry = SqliteRegistry(path)
+    runner = make_handle(5)
+    registry.put(held(runner.lineage_key, last=0.0))
+    seen: list[float] = []
+
+    def work(handle: Any) -> str:  # the function sees the record refreshed while it runs
+        deadline = time.monotonic() + 10
+        while len(set(seen)) < 3 and time.monotonic() < deadline:
+            seen.append(registry.get(handle.lineage_key).last_heartbeat)
+            time.sleep(0.01)
+        return handle.resource_id
+
+    op = RunnerPythonOperator(task_id="fn", handle=runner.to_xcom(), python_callable=work)
+    assert op.execute({"ti": _Ti()}) == runner.resource_id  # type: ignore[arg-type]
+    assert len({s for s in seen if s > 0}) >= 2  # at the start, then from the thread
