@@ -306,3 +306,42 @@ def test_a_task_runner_function_holds_its_runner_while_it_runs(
     op = RunnerPythonOperator(task_id="fn", handle=runner.to_xcom(), python_callable=work)
     assert op.execute({"ti": _Ti()}) == runner.resource_id  # type: ignore[arg-type]
     assert len({s for s in seen if s > 0}) >= 2  # at the start, then from the thread
+
+
+# -- holders: a Dask job while it runs ---------------------------------------------------------
+def test_a_dask_job_task_holds_its_runner_while_the_job_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from distributed import LocalCluster
+
+    from airflow_provider_runners.operators.work import DaskJobOperator
+    from tests.unit.test_poller_trigger import make_handle
+
+    path = tmp_path / "registry.sqlite"
+    monkeypatch.setenv("AIRFLOW__RUNNERS__REGISTRY", f"sqlite:///{path}")
+    monkeypatch.setenv("AIRFLOW__RUNNERS__HEARTBEAT_INTERVAL", "0.02")
+    registry = SqliteRegistry(path)
+    seen: list[float] = []
+
+    def job(client: Any, key: str) -> int:
+        deadline = time.monotonic() + 10
+        while len(set(seen)) < 3 and time.monotonic() < deadline:
+            seen.append(registry.get(key).last_heartbeat)
+            time.sleep(0.01)
+        return 1
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None
+    ) as cluster:
+        runner = make_handle(6).evolve(endpoints={"scheduler": cluster.scheduler_address})
+        runner = runner.evolve(conn_id="runners_default")
+        registry.put(held(runner.lineage_key, last=0.0))
+        op = DaskJobOperator(
+            task_id="job",
+            handle=runner.to_xcom(),
+            python_callable=job,
+            op_args=[runner.lineage_key],
+            reattach=False,
+        )
+        assert op.execute({"ti": _Ti(), "dag": None}) == 1  # type: ignore[arg-type]
+    assert len({s for s in seen if s > 0}) >= 2
