@@ -140,6 +140,22 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "runners_ec2,runners_dataproc",
                         "default": "",
                     },
+                    "heartbeat_interval": {
+                        "description": "Seconds between heartbeats of a runner's registry record from "
+                        "whoever holds it (readiness trigger, work and command tasks, @task.runner).",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "30",
+                        "default": "30",
+                    },
+                    "heartbeat_expiry": {
+                        "description": "Seconds after its last heartbeat a held runner's record expires: "
+                        "the reaper then ends the runner (docs/cost.md, heartbeats).",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "3600",
+                        "default": "3600",
+                    },
                 },
             }
         },

@@ -117,8 +117,9 @@ def check_spec(resolved: ResolvedSpec) -> type[Backend] | None:
     ``spec.backend`` names the backend: its :meth:`~Backend.check_spec` runs (options model and
     deeper checks) and it must serve the runner class. Without it, the spec's options must be
     accepted by at least one installed backend serving the runner class (each one's options
-    model); the Connection picks the backend at run time and checks again. Returns the backend
-    class when exactly one can serve the spec.
+    model), and a ``spec.idle_timeout`` must be enforced by at least one of them
+    (:meth:`~Backend.check_idle_timeout`); the Connection picks the backend at run time and checks
+    again. Returns the backend class when exactly one can serve the spec.
     """
     spec = resolved.spec
     classes = list(backend_classes().values())
@@ -148,6 +149,9 @@ def check_spec(resolved: ResolvedSpec) -> type[Backend] | None:
             f"spec.options: no installed backend for runner_class {spec.runner_class!r} accepts them: "
             + "; ".join(problems)
         )
+    refusals = [error for cls in candidates if (error := cls.idle_timeout_error(spec)) is not None]
+    if candidates and len(refusals) == len(candidates):  # nobody would end it when idle
+        raise RunnerSpecError("; ".join(refusals))
     return candidates[0] if len(candidates) == 1 else None
 
 

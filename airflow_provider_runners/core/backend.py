@@ -15,6 +15,9 @@ A backend knows how to, for one kind of compute:
                         (``RunnerCommandOperator``); overriding it is the :class:`RunsCommands`
                         capability (``supports_commands`` follows); ``stale()`` is
                         :class:`DetectsStale` (the reaper removes what dead runners left)
+``idle_timeout_...``    ``idle_timeout_unsupported``: None when the backend ends a runner
+                        idle for ``spec.idle_timeout``, else why not (specs with one are then
+                        refused at parse time: :meth:`Backend.check_idle_timeout`)
 ======================  ====================================================================
 
 Adopt-or-replace on retry, pushing the handle to XCom before waiting, deferral, evidence
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from pydantic import BaseModel
 
@@ -69,6 +72,22 @@ class TeardownResult:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: Tag / label on every runner resource: the spec's ``idle_timeout`` in seconds, ``none`` without
+#: one. Backends that enforce it on the resource read it there (the EC2 host's idle watcher).
+IDLE_TIMEOUT_TAG = "idle-timeout"
+
+
+def idle_timeout_label(value: timedelta | None) -> str:
+    """``timedelta(minutes=10)`` -> ``"600"``; None -> ``"none"`` (label-safe either way)."""
+    return str(max(1, int(value.total_seconds()))) if value is not None else "none"
+
+
+def idle_timeout_seconds(tags: Mapping[str, str]) -> float | None:
+    """The idle timeout a resource's :data:`IDLE_TIMEOUT_TAG` carries, None when it has none."""
+    value = tags.get(IDLE_TIMEOUT_TAG, "none")
+    return float(value) if value.isdigit() and int(value) > 0 else None
+
+
 @dataclass(frozen=True)
 class ProvisionRequest:
     """Everything a backend needs to create a runner. No secrets: those come from the Connection."""
@@ -95,6 +114,7 @@ class ProvisionRequest:
             **self.labels,
             "managed-by": MANAGED_BY,
             "runner-env": self.resolved.environment,
+            IDLE_TIMEOUT_TAG: idle_timeout_label(self.spec.idle_timeout),
         }
 
 
@@ -231,6 +251,11 @@ class Backend(ABC):
     #: (see :mod:`airflow_provider_runners.core.secret_refs`).
     secret_ref_kinds: ClassVar[frozenset[str]] = frozenset()
 
+    #: Why this backend cannot enforce ``spec.idle_timeout`` (a spec with one is refused at parse
+    #: time, :meth:`check_idle_timeout`); None when it ends its runners after that long idle.
+    #: A backend must opt in: the default refuses, so no idle_timeout is ever silently ignored.
+    idle_timeout_unsupported: ClassVar[str | None] = "it does not enforce idle_timeout"
+
     #: The ``spec.options`` this backend accepts (a pydantic model, ``extra="forbid"``); None: any.
     options_model: ClassVar[type[BaseModel] | None] = None
 
@@ -266,6 +291,30 @@ class Backend(ABC):
         model, then anything deeper a backend adds by overriding (templates, profile fit, ...).
         Must not read a Connection or call an API: it runs in the DAG processor."""
         cls.check_options(resolved)
+        cls.check_idle_timeout(resolved.spec)
+
+    @classmethod
+    def idle_timeout_error(cls, spec: Any) -> str | None:
+        """The refusal of ``spec.idle_timeout`` by this backend (field, value, backend, why, what
+        to do), or None when the spec has none or the backend enforces it (docs/cost.md)."""
+        if spec.idle_timeout is None or cls.idle_timeout_unsupported is None:
+            return None
+        from airflow_provider_runners.core.specs import human_duration
+
+        return (
+            f"spec.idle_timeout: {human_duration(spec.idle_timeout)} is not enforced by backend {cls.name!r}: "
+            f"{cls.idle_timeout_unsupported}; allowed: no idle_timeout (the ttl ends the runner), or a "
+            "backend that enforces it (docs/cost.md, 'Idle timeout')"
+        )
+
+    @classmethod
+    def check_idle_timeout(cls, spec: Any) -> None:
+        """Refuse a ``spec.idle_timeout`` this backend would ignore (RunnerSpecError, nothing created)."""
+        error = cls.idle_timeout_error(spec)
+        if error is not None:
+            from airflow_provider_runners.exceptions import RunnerSpecError
+
+            raise RunnerSpecError(error)
 
     @classmethod
     def hook_class_name(cls) -> str:

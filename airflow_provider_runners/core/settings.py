@@ -47,6 +47,10 @@ class RunnersSettings(BaseSettings):
     registry_conn_id: str = ""
     registry_namespace: str = ""
     reaper_conn_ids: str = ""
+    #: Registry heartbeats (governance/heartbeat.py): every interval from the runner's holder;
+    #: the reaper ends a held runner whose record saw none for expiry seconds.
+    heartbeat_interval: float = 30.0
+    heartbeat_expiry: float = 3600.0
     pod_link_template: str = ""
     bench_link_template: str = ""
 

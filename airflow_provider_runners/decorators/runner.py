@@ -42,6 +42,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_runners import templated_spec
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID
+from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.handles import FACTS_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.links import RUNNER_LINKS
 from airflow_provider_runners.specs import RunnerSpec
@@ -78,7 +79,8 @@ class RunnerPythonOperator(BaseOperator):
         name = f"{self.python_callable.__module__}.{self.python_callable.__qualname__}"
         context["ti"].xcom_push(key=FACTS_XCOM_KEY, value={"callable": name, "runner": handle.resource_id})
         self.log.info("running %s with runner %s (%s)", name, handle.resource_id, handle.backend)
-        return self.python_callable(handle, *self.op_args, **self.op_kwargs)
+        with Heartbeat(handle.lineage_key):  # this task holds the runner while the function runs
+            return self.python_callable(handle, *self.op_args, **self.op_kwargs)
 
 
 class _RunnerTask:

@@ -17,6 +17,8 @@ One :func:`sweep`:
    no ``managed-by: airflow-provider-runners``  **never touched** (foreign), reported
    past ``expires-at``                           reap (the backstop is late or missing)
    its daemon/process died (``stale()``)         reap (state left behind)
+   its registry record's heartbeats stopped      reap — unless tagged ``keep-until-expiry``
+   (``heartbeat_expiry``, governance/heartbeat.py)
    its DAG run ended (success / failed)          reap — unless tagged ``keep-until-expiry``
    its DAG run is queued / running               keep
    DAG run unknown                               keep (until expiry)
@@ -54,6 +56,7 @@ from airflow_provider_runners.core.backend import DetectsStale
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage
 from airflow_provider_runners.core.settings import setting
+from airflow_provider_runners.governance import heartbeat
 from airflow_provider_runners.governance.runner_index import RunnerRecord, RunnerRegistry, quietly
 
 log = logging.getLogger(__name__)
@@ -211,7 +214,12 @@ def configured_conn_ids(extra: Iterable[str] = (), use_db: bool = True) -> list[
 
 
 def decide(
-    handle: RunnerHandle, stale: bool, now: datetime, run: tuple[str, str] | None, run_state: str | None
+    handle: RunnerHandle,
+    stale: bool,
+    now: datetime,
+    run: tuple[str, str] | None,
+    run_state: str | None,
+    record: RunnerRecord | None = None,
 ) -> tuple[str, str]:
     """``(decision, reason)`` for one runner; see the table in the module docstring."""
     if handle.tags.get("managed-by") != MANAGED_BY:
@@ -220,6 +228,13 @@ def decide(
         return "reap", f"expired at {handle.expires_at.isoformat()}"
     if stale:
         return "reap", "stale (its process died)"
+    if (
+        record is not None
+        and heartbeat.expired(record, now.timestamp())
+        and handle.tags.get(KEEP_TAG) != "true"
+    ):
+        last = datetime.fromtimestamp(record.last_heartbeat, UTC).isoformat()
+        return "reap", f"no heartbeat since {last} (heartbeat_expiry {heartbeat.heartbeat_expiry():.0f}s)"
     if run is None:
         return "keep", f"DAG run unknown; expires {handle.expires_at.isoformat()}"
     if run_state in ENDED_STATES and handle.tags.get(KEEP_TAG) != "true":
@@ -295,7 +310,7 @@ def _one(
     if run is None and handle.tags.get("managed-by") == MANAGED_BY:
         run = runs.find_run(handle)
     run_state = runs.state(*run) if run else None
-    decision, reason = decide(handle, stale, now, run, run_state)
+    decision, reason = decide(handle, stale, now, run, run_state, record)
     action = Action(
         conn_id=conn_id,
         backend=handle.backend,
@@ -307,9 +322,7 @@ def _one(
         run_id=run[1] if run else None,
         dag_run_state=run_state,
     )
-    if decision != "reap" or dry_run:
-        if decision == "keep" and not dry_run and record is not None:
-            quietly(registry.heartbeat, handle.lineage_key)
+    if decision != "reap" or dry_run:  # no heartbeat here: the reaper does not hold the runner
         return action
     try:
         result = backend.teardown(handle)

@@ -23,6 +23,7 @@ from airflow_provider_runners.defaults import default_deferrable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
 from airflow_provider_runners.governance import budget
+from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.links import RUNNER_LINKS
 
 if TYPE_CHECKING:
@@ -206,6 +207,8 @@ class ProvisionRunnerOperator(BaseOperator):
                 )
             )
         resolved = resolve_spec(self.spec, backend=backend.name, catalog_path=self.catalog_path)
+        if (idle_error := backend.idle_timeout_error(self.spec)) is not None:  # the Connection's backend
+            raise _final(RunnerSpecError(f"{idle_error} (Connection {self.conn_id!r}); nothing was created"))
         expires_at = datetime.now(UTC) + self.spec.ttl
         request = ProvisionRequest(
             resolved=resolved,
@@ -289,6 +292,7 @@ class ProvisionRunnerOperator(BaseOperator):
         ``until`` (return None: the caller defers)."""
         interval = self.poll_interval or backend.poll_interval
         started = last_progress = time.monotonic()
+        pulse = Heartbeat(handle.lineage_key)  # this task holds the runner while it waits
         while True:
             if until is not None and datetime.now(UTC) >= until:
                 return None
@@ -307,6 +311,7 @@ class ProvisionRunnerOperator(BaseOperator):
                     status.message,
                     last_progress - started,
                 )
+            pulse.maybe()
             time.sleep(interval)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:

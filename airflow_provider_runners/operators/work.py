@@ -16,6 +16,7 @@ from airflow_provider_runners.core.runtime import runtime_versions
 from airflow_provider_runners.dask_jobs import AttachedJob, picklable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import ProvisionError
+from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.links import RUNNER_LINKS
 
 if TYPE_CHECKING:
@@ -106,7 +107,10 @@ class DaskJobOperator(BaseOperator):
         from airflow_provider_runners.dask_modules import ship_modules
 
         started = time.monotonic()
-        with Client(address, timeout=f"{self.connect_timeout}s", set_as_default=False) as client:
+        with (
+            Heartbeat(handle.lineage_key),  # this task holds the runner while the job runs
+            Client(address, timeout=f"{self.connect_timeout}s", set_as_default=False) as client,
+        ):
             workers = client.scheduler_info(n_workers=-1).get("workers", {})
             facts = {
                 "scheduler": address,

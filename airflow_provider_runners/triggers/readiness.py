@@ -12,6 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_runners.core.backend import RunnerState
 from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 
 PROGRESS_EVERY_S = 30.0
@@ -78,6 +79,7 @@ class RunnerReadyTrigger(BaseTrigger):
             yield TriggerEvent({"status": "failed", "handle": handle.to_xcom(), "message": f"backend: {exc}"})
             return
         poller = SharedStatusPoller.for_backend(backend, self.poll_interval)
+        pulse = Heartbeat(handle.lineage_key)  # the trigger holds the runner while it waits
         started = time.monotonic()
         last_progress = started
         last_message = "no status yet"
@@ -98,6 +100,7 @@ class RunnerReadyTrigger(BaseTrigger):
                 )
                 return
             last_message = status.message
+            await asyncio.to_thread(pulse.maybe)
             if status.state is RunnerState.READY:
                 await self._dwell()
                 ready = handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))

@@ -289,6 +289,7 @@ class HostAgent:
             "PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(self.bin.parent),
             "RUNNERS_FAKE_AWS_ENDPOINT": self.server.url,
+            "RUNNER_IDLE_DIR": str(self.bin.parent / "runner-idle"),  # the idle watcher's marks
             "LANG": "C.UTF-8",
         }
         proc = subprocess.Popen(

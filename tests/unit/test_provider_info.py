@@ -91,6 +91,8 @@ def test_config_options_have_string_defaults(info: dict[str, Any]) -> None:
         "reaper_conn_ids",
         "pod_link_template",
         "bench_link_template",
+        "heartbeat_interval",
+        "heartbeat_expiry",
     }
     for option in options.values():
         assert isinstance(option["default"], str)

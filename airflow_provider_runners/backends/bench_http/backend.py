@@ -86,6 +86,9 @@ class BenchHttpBackend(Backend):
     runner_classes: ClassVar[frozenset[str]] = frozenset({"bench"})
     options_model: ClassVar[type[BaseModel] | None] = BenchOptions
     poll_interval = 2.0
+    idle_timeout_unsupported: ClassVar[str | None] = (
+        "the bench platform has no idle release; it ends the reservation at its ttl"
+    )
     secret_ref_kinds: ClassVar[frozenset[str]] = LOCAL_KINDS
 
     def __init__(self, config: ConnectionConfig) -> None:

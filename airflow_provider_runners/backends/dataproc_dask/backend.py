@@ -164,6 +164,10 @@ class DataprocDaskBackend(Backend):
         check_resolved(resolved)
 
     poll_interval = 15.0
+    idle_timeout_unsupported: ClassVar[str | None] = (
+        "Dataproc's idle_delete_ttl counts YARN and Jobs API work, not Dask's, and would delete a busy "
+        "cluster (docs/dataproc.md); the ttl (auto_delete_ttl) ends it"
+    )
     #: Seconds between get_cluster calls while waiting for a deletion, and the bound of that wait.
     teardown_poll_s: ClassVar[float] = 10.0
     teardown_timeout_s: ClassVar[float] = 15 * 60.0

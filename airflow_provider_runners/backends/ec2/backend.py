@@ -16,7 +16,7 @@ what                       where / how to find it
 an EC2 instance            tags managed-by, runner-lineage, tenant, pipeline, profile, expires-at,
                            runner-attempt, runner-env, runner-image, runner-teardown, and (pool)
                            runner-pool, runner-pool-state; ``InstanceInitiatedShutdownBehavior=
-                           terminate``; IMDSv2 with instance tags; user-data = shutdown timer only
+                           terminate``; IMDSv2 with instance tags; user-data = shutdown timer + idle watcher
 its EBS root volume        same tags (TagSpecifications), ``DeleteOnTermination``
 a claim item (pool only)   DynamoDB table ``claim_table`` (see ``_ec2_pool``), one item per host
 SSM commands               ``AWS-RunShellScript`` invocations, Comment = the command name
@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from airflow_provider_runners.backends.ec2 import pool as _ec2_pool, ssm as _ec2_ssm
+from airflow_provider_runners.backends.ec2 import idle as _ec2_idle, pool as _ec2_pool, ssm as _ec2_ssm
 from airflow_provider_runners.backends.ec2.options import CONN_FIELDS, PLACEHOLDERS, Ec2Options
 from airflow_provider_runners.backends.ec2.plan import LaunchPlan, plan_for, user_data, validate_spec
 from airflow_provider_runners.core.backend import (
@@ -104,7 +104,7 @@ def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
-class Ec2Backend(Backend):
+class Ec2Backend(_ec2_idle.EndsIdleHosts, Backend):
     """Dedicated EC2 hosts. Resources, extras and cleanup: see the module docstring and docs/ec2.md."""
 
     name = "ec2"

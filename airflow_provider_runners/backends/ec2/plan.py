@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_runners.backends.ec2 import pool as _ec2_pool
+from airflow_provider_runners.backends.ec2 import idle as _ec2_idle, pool as _ec2_pool
 from airflow_provider_runners.exceptions import RunnerSpecError
 
 if TYPE_CHECKING:
@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 OPTION_KEYS = frozenset({"teardown"})
 TEARDOWN_MODES = ("terminate", "pool")
 USER_DATA = """#cloud-config
-# airflow-provider-runners backstop (nothing else, nothing secret): on every boot, shut down at
-# the instance's expires-at tag; InstanceInitiatedShutdownBehavior=terminate then ends the host.
+# airflow-provider-runners backstops (nothing else, nothing secret): on every boot, shut down at
+# the instance's expires-at tag, and start the idle watcher (ends the host after its idle-timeout
+# tag without commands); InstanceInitiatedShutdownBehavior=terminate then ends the host.
 bootcmd:
   - [sh, -c, 'T=$(curl -s -m 5 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" http://169.254.169.254/latest/api/token); E=$(curl -sf -m 5 -H "X-aws-ec2-metadata-token: $T" http://169.254.169.254/latest/meta-data/tags/instance/expires-at); N=$(date +%s); if [ -n "$E" ]; then M=$(( (E - N + 59) / 60 )); else M={ttl_minutes}; fi; [ "$M" -ge 1 ] || M=1; shutdown -h +$M']
 """
@@ -164,5 +165,7 @@ def validate_spec(
 
 
 def user_data(ttl: timedelta) -> str:
-    """The whole user-data: the shutdown timer backstop (base64 is done by boto3)."""
-    return USER_DATA.replace("{ttl_minutes}", str(max(1, int(ttl.total_seconds() // 60))))
+    """The whole user-data: the shutdown timer backstop and the idle watcher, which does nothing
+    unless the host's ``idle-timeout`` tag sets one (base64 is done by boto3)."""
+    timer = USER_DATA.replace("{ttl_minutes}", str(max(1, int(ttl.total_seconds() // 60))))
+    return timer + _ec2_idle.WRITE_FILES

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airflow_provider_runners.backends.ec2.idle import ACTIVITY_LINES
 from airflow_provider_runners.core.backend import CommandRequest, CommandResult, OutputSink
 from airflow_provider_runners.core.secret_refs import parse_secret_ref
 
@@ -96,7 +97,12 @@ def build_script(
     drivers_dir: str = "/opt/runner/drivers",
 ) -> str:
     """The shell script sent to the host: env, secret fetches, driver bundles, then the command."""
-    lines = ["set +x", "exec 2>&1", f"export RUNNER_COMMAND_NAME={shlex.quote(request.name)}"]
+    lines = [
+        "set +x",
+        "exec 2>&1",
+        *ACTIVITY_LINES,
+        f"export RUNNER_COMMAND_NAME={shlex.quote(request.name)}",
+    ]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in sorted(request.env.items())]
     lines += [secret_line(name, ref, region) for name, ref in sorted(request.secret_env.items())]
     if bundles:

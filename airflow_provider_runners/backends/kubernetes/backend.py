@@ -144,12 +144,12 @@ class KubernetesBackend(Backend):
 
     @classmethod
     def check_spec(cls, resolved: ResolvedSpec) -> None:
-        """The options model, then the pod built from them (as :func:`validate_spec`, without the
-        Connection's pod_template_file: a spec naming the backend must not need it)."""
+        """The options model, then the pod built from them (as :func:`validate_spec`, no pod template)."""
         super().check_spec(resolved)
         podlib.check_options(resolved.spec, resolved, None)
 
     poll_interval = 5.0
+    idle_timeout_unsupported = "a pod has no idle signal; activeDeadlineSeconds (the ttl) ends it"
     secret_ref_kinds: ClassVar[frozenset[str]] = frozenset({"k8s-secret"})
     #: Seconds between reads while waiting for a deleted pod to go, and while following a command.
     teardown_poll_s: ClassVar[float] = 1.0

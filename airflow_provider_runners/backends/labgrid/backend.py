@@ -126,6 +126,9 @@ class LabgridBackend(Backend):
     runner_classes: ClassVar[frozenset[str]] = frozenset({"bench"})
     options_model: ClassVar[type[BaseModel] | None] = BenchOptions
     poll_interval = 2.0
+    idle_timeout_unsupported: ClassVar[str | None] = (
+        "a bench reservation has no idle signal; its lease expiry (the ttl) ends it"
+    )
     secret_ref_kinds: ClassVar[frozenset[str]] = LOCAL_KINDS
 
     def __init__(self, config: ConnectionConfig) -> None:

@@ -103,6 +103,7 @@ class LocalDaskBackend(Backend):
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dask_cluster"})
     options_model: ClassVar[type[BaseModel] | None] = LocalDaskOptions
     poll_interval = 0.1  # reads a local file: cheap
+    idle_timeout_unsupported: ClassVar[str | None] = None  # the daemon reads the scheduler's idle_since
     secret_extra_fields: ClassVar[frozenset[str]] = frozenset({"worker_env"})
 
     def __init__(self, config: ConnectionConfig) -> None:

@@ -11,11 +11,15 @@ Resources it creates, under ``state_dir`` (default ``$AIRFLOW_HOME/runners/local
 * ``<resource_id>/`` — the host's workspace: each command's working directory
   (``$RUNNER_WORKSPACE``); ephemeral like an EC2 host's disk, so put checkpoints and outputs
   in object storage;
-* ``<resource_id>.pids/<pid>`` — one file per running command (its process group).
+* ``<resource_id>.pids/<pid>`` — one file per running command (its process group);
+* ``<resource_id>.active`` — the activity mark for ``idle_timeout``
+  (:mod:`~airflow_provider_runners.backends.local_host.idle`).
 
 Backstop: every command runs under coreutils ``timeout`` capped at the runner's expiry, so
 no process outlives the ttl even if the worker dies; an expired runner's files are removed
-by the next ``status``/``find`` on it and by ``airflow-runners reap``.
+by the next ``status``/``find`` on it and by ``airflow-runners reap``. A spec's ``idle_timeout``
+is enforced the same way: a host with no command running for that long ends on first sight
+(``status``, ``find``, ``list_managed``, so the reaper's sweep).
 
 Clean up by hand: ``kill -- -<pid>`` for each file in ``*.pids/``, then
 ``rm -rf <state_dir>/<resource_id>*``.
@@ -46,6 +50,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from airflow_provider_runners.backends.local_host.idle import idle_too_long, mark_active
 from airflow_provider_runners.backends.shared.subprocess import argv_for, command_environment, run_subprocess
 from airflow_provider_runners.core.backend import (
     Backend,
@@ -98,6 +103,11 @@ class LocalHostBackend(Backend):
     options_model: ClassVar[type[BaseModel] | None] = LocalHostOptions
     poll_interval = 1.0
     secret_ref_kinds = frozenset({"conn", "var"})
+    idle_timeout_unsupported: ClassVar[str | None] = None  # the .active mark (local_host/idle.py)
+
+    def now(self) -> datetime:
+        """The clock of the idle test (tests replace it)."""
+        return datetime.now(UTC)
 
     @property
     def state_dir(self) -> Path:
@@ -112,6 +122,17 @@ class LocalHostBackend(Backend):
 
     def _pids_dir(self, resource_id: str) -> Path:
         return self.state_dir / f"{resource_id}.pids"
+
+    def _active_mark(self, resource_id: str) -> Path:
+        return self.state_dir / f"{resource_id}.active"
+
+    def _ended_idle(self, handle: RunnerHandle) -> str | None:
+        """End the host when idle past its idle_timeout; return why (None: it is not)."""
+        mark = self._active_mark(handle.resource_id)
+        why = idle_too_long(handle, mark, len(self._running_pids(handle.resource_id)), self.now())
+        if why is not None:
+            self.teardown(handle)
+        return why
 
     # -- lifecycle -----------------------------------------------------------------------------
     def create(self, request: ProvisionRequest) -> RunnerHandle:
@@ -145,6 +166,7 @@ class LocalHostBackend(Backend):
                 return existing
         self._workspace(resource_id).mkdir(parents=True, exist_ok=True)
         self._pids_dir(resource_id).mkdir(exist_ok=True)
+        mark_active(self._active_mark(resource_id), self.now())
         return handle
 
     def _read(self, resource_id: str) -> RunnerHandle | None:
@@ -178,6 +200,9 @@ class LocalHostBackend(Backend):
         if datetime.now(UTC) >= handle.expires_at:
             self.teardown(handle)  # the backstop: an expired host ends on first sight
             return RunnerStatus(RunnerState.GONE, f"expired at {handle.expires_at.isoformat()}")
+        idle = self._ended_idle(handle)
+        if idle is not None:
+            return RunnerStatus(RunnerState.GONE, f"ended by its idle_timeout: {idle}")
         running = len(self._running_pids(handle.resource_id))
         return RunnerStatus(
             RunnerState.READY,
@@ -198,6 +223,7 @@ class LocalHostBackend(Backend):
         shutil.rmtree(self._workspace(rid), ignore_errors=True)
         shutil.rmtree(self._pids_dir(rid), ignore_errors=True)
         self._record_path(rid).unlink(missing_ok=True)
+        self._active_mark(rid).unlink(missing_ok=True)
         message = f"removed local host {rid}" if existed else f"local host {rid} already gone"
         if killed:
             message += f"; killed {killed} running command(s)"
@@ -216,7 +242,8 @@ class LocalHostBackend(Backend):
         }
 
     def list_managed(self) -> list[RunnerHandle]:
-        return self._records()
+        """Every host, less those their idle_timeout ends now (the reaper then finds them gone)."""
+        return [h for h in self._records() if self._ended_idle(h) is None]
 
     # -- commands ------------------------------------------------------------------------------
     def _running_pids(self, resource_id: str) -> list[int]:
@@ -265,6 +292,7 @@ class LocalHostBackend(Backend):
         def track(pid: int) -> None:
             pid_holder["pid"] = pid
             (self._pids_dir(handle.resource_id) / str(pid)).touch()
+            mark_active(self._active_mark(handle.resource_id), self.now())
 
         env, secrets = self.command_env(handle, request)
         result = run_subprocess(
@@ -272,6 +300,8 @@ class LocalHostBackend(Backend):
         )
         if "pid" in pid_holder:
             (self._pids_dir(handle.resource_id) / str(pid_holder["pid"])).unlink(missing_ok=True)
+        if self._record_path(handle.resource_id).exists():
+            mark_active(self._active_mark(handle.resource_id), self.now())  # the idle clock restarts
         if result.exit_code == 124 and float(result.details["elapsed_s"]) >= limit:  # coreutils timeout fired
             ended_by = "runner expiry" if limit < request.timeout else "timeout"
             return CommandResult(

@@ -1,0 +1,119 @@
+"""Registry heartbeats: whoever holds a runner says so every ``heartbeat_interval`` (docs/cost.md).
+
+A runner's registry record (:mod:`~airflow_provider_runners.governance.runner_index`) carries
+``last_heartbeat``. It is refreshed by whoever holds the runner at the time:
+
+========================================  ===================================================
+provision, when the runner exists          ``Admission.confirm`` (budget.py)
+provision waiting in the task              :class:`Heartbeat` ``.maybe()`` in its poll loop
+the readiness trigger while deferred       ``.maybe()`` in its poll loop (triggers/readiness.py)
+work / command tasks, ``@task.runner``     ``with Heartbeat(key):`` — a background thread
+========================================  ===================================================
+
+every ``[runners] heartbeat_interval`` seconds (30). A record in use (``running``/``draining``)
+whose last heartbeat is older than ``[runners] heartbeat_expiry`` (3600 s) has *expired*
+(:func:`expired`): nobody holds the runner any more, and the reaper ends it through its backend
+and writes its ``reap`` evidence (governance/reaper.py). Warm-pool records (``idle``) have
+no holder and never expire this way; ``keep-until-expiry`` protects a runner as for ended runs.
+
+A heartbeat never fails the task that sends it (the registry is an index: ``quietly``), and a
+heartbeat of an ended record is refused by the registry (an ended runner is never revived).
+Creates nothing; clean-up: none.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from airflow_provider_runners.core.settings import runners_settings
+from airflow_provider_runners.governance.runner_index import RunnerRecord, RunnerRegistry, quietly
+
+log = logging.getLogger(__name__)
+
+#: Statuses of a held runner: only these expire when their heartbeats stop.
+HELD_STATUSES = ("running", "draining")
+
+
+def heartbeat_interval() -> float:
+    return float(runners_settings().heartbeat_interval)
+
+
+def heartbeat_expiry() -> float:
+    return float(runners_settings().heartbeat_expiry)
+
+
+def expired(record: RunnerRecord, now: float, expiry_s: float | None = None) -> bool:
+    """A held runner's record whose holder stopped sending heartbeats ``expiry_s`` ago."""
+    expiry_s = heartbeat_expiry() if expiry_s is None else expiry_s
+    return record.status in HELD_STATUSES and now - record.last_heartbeat >= expiry_s
+
+
+class Heartbeat:
+    """Heartbeats for the runner whose lineage key is ``key``.
+
+    ``with Heartbeat(key):`` beats at once and then every ``interval`` seconds from a daemon
+    thread until the block ends (work tasks, commands, ``@task.runner``). A poll loop calls
+    :meth:`maybe` instead, which beats when ``interval`` has passed on ``clock``. ``registry``,
+    ``interval`` and ``clock`` default to the configured registry, ``[runners]
+    heartbeat_interval`` and ``time.time``; tests pass their own.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        registry: RunnerRegistry | None = None,
+        interval: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.key = key
+        self._registry = registry
+        self.interval = heartbeat_interval() if interval is None else float(interval)
+        self.clock = clock
+        self.last: float | None = None
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def registry(self) -> RunnerRegistry:
+        if self._registry is None:
+            from airflow_provider_runners.governance.budget import safe_registry
+
+            self._registry = safe_registry()
+        return self._registry
+
+    def beat(self) -> bool:
+        """Refresh the record now; False when it is ended, gone or the registry failed."""
+        now = self.clock()
+        self.last = now
+        ok = bool(quietly(self.registry.heartbeat, self.key, None, now))
+        self.sent += 1
+        return ok
+
+    def maybe(self) -> bool | None:
+        """Beat if ``interval`` passed since the last beat (None: not due yet)."""
+        if self.last is not None and self.clock() - self.last < self.interval:
+            return None
+        return self.beat()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def __enter__(self) -> Self:
+        self.beat()
+        self._thread = threading.Thread(target=self._run, name=f"runner-heartbeat-{self.key}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
