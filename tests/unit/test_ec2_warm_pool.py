@@ -240,3 +240,28 @@ def test_bad_warm_pools_are_clear_errors(pools: Any, match: str) -> None:
     with pytest.raises(ConnectionConfigError, match=match) as err:
         warm_pool.pool_configs("runners_ec2", {"warm_pools": pools})
     assert "Connection 'runners_ec2' extra warm_pools" in str(err.value)
+
+
+def test_cli_pool_lists_and_maintains_the_pools(
+    aws: Ec2Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from airflow_provider_runners.cli import main
+
+    env = _setup(aws, monkeypatch, warm_pools={"erp": {**WARM["erp"], "min_size": 1}})
+    args = ["pool", "--conn-id", RUNNER_CONN_ID, "--catalog", env.catalog_path]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "erp" in out
+    assert "Large" in out
+    assert main([*args, "--maintain", "--report-only"]) == 0
+    assert "would launch" in capsys.readouterr().out
+    assert env.managed() == []
+    assert main([*args, "--maintain", "--json"]) == 0
+    out = capsys.readouterr().out
+    listed = json.loads(out[out.index('{\n  "pools"') :])  # after the log lines
+    assert [a["action"] for a in listed["actions"]] == ["launch"]
+    assert (listed["pools"][0]["idle"], listed["pools"][0]["min_size"]) == (1, 1)
+    assert main(["pool", "--conn-id", "runners_default"]) == 1
+    assert "warm pools are ec2 only" in capsys.readouterr().err
