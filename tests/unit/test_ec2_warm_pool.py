@@ -265,3 +265,22 @@ def test_cli_pool_lists_and_maintains_the_pools(
     assert (listed["pools"][0]["idle"], listed["pools"][0]["min_size"]) == (1, 1)
     assert main(["pool", "--conn-id", "runners_default"]) == 1
     assert "warm pools are ec2 only" in capsys.readouterr().err
+
+
+def test_the_runners_page_shows_the_warm_pools(aws: Ec2Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_runners.plugins import runners_ui
+    from airflow_provider_runners.plugins.pool_view import warm_pools
+
+    env = _setup(aws, monkeypatch, warm_pools={"erp": {**WARM["erp"], "min_size": 3}})
+    monkeypatch.setenv("AIRFLOW__RUNNERS__CATALOG_PATH", env.catalog_path)
+    pooled_host(env)
+    rows = [r for r in warm_pools() if r.get("conn_id") == RUNNER_CONN_ID]
+    assert [(r["pool"], r["idle"], r["in_use"], r["min_size"]) for r in rows] == [("erp", 1, 0, 3)]
+    page = runners_ui.render_page([], [], pools=rows)
+    assert "<h2>Warm pools</h2>" in page
+    assert '<tr class="bad"' in page  # below its minimum
+    assert (
+        "<td>erp</td><td>Large</td><td>hardened-base@2026.11</td><td>1</td><td>0</td><td>3</td><td>3</td>"
+        in page
+    )
+    assert "Warm pools" not in runners_ui.render_page(None, [], pools=None)  # no Connection access
