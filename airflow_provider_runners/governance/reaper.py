@@ -280,7 +280,10 @@ def _prune_pools(backend: Any, conn_id: str, now: datetime, dry_run: bool, repor
     from airflow_provider_runners.backends.ec2.warm_pool import prune
 
     errors: list[str] = []
-    actions = prune(backend, now, report_only=dry_run, errors=errors)
+    try:
+        actions = prune(backend, now, report_only=dry_run, errors=errors)
+    except Exception as exc:  # noqa: BLE001 - e.g. a bad warm_pools extra: the runners are still swept
+        actions, errors = [], [f"{type(exc).__name__}: {exc}"]
     for n, error in enumerate(errors):
         report.errors[f"{conn_id}:warm-pool:{n}"] = error
     for a in actions:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -284,3 +285,24 @@ def test_the_runners_page_shows_the_warm_pools(aws: Ec2Env, monkeypatch: pytest.
         in page
     )
     assert "Warm pools" not in runners_ui.render_page(None, [], pools=None)  # no Connection access
+
+
+def test_pools_from_the_catalog_and_the_connection_entry_wins(
+    aws: Ec2Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import yaml
+
+    env = _setup(aws, monkeypatch, warm_pools={"erp": {**WARM["erp"], "min_size": 0}})
+    catalog = yaml.safe_load(Path(env.catalog_path).read_text())
+    catalog["warm_pools"] = {
+        "erp": WARM["erp"],
+        "big": {"profile": "XLarge", "image": "hardened-base@2026.11"},
+    }
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(catalog))
+    rows = warm_pool.pools(backend(), catalog_path=str(path))
+    assert [(r["pool"], r["min_size"]) for r in rows] == [("big", 0), ("erp", 0)]  # the Connection's erp
+    catalog["warm_pools"] = {"big": {"profile": "XLarge"}}
+    path.write_text(yaml.safe_dump(catalog))
+    with pytest.raises(ConnectionConfigError, match=r"catalog warm_pools.big.image: required"):
+        warm_pool.maintain(backend(), catalog_path=str(path))

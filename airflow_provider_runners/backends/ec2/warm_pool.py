@@ -15,7 +15,8 @@ pool lifecycle"). One :func:`maintain` pass over a ``runners_ec2`` Connection:
    new ones (pre-warm: launch as a run would, wait until running, stop, tag ``idle``, write its
    claim item), never more hosts in the pool than ``max_size``.
 
-Pools are configured per profile + image in the Connection extra ``warm_pools``::
+Pools are configured per profile + image in the Connection extra ``warm_pools`` (or the
+catalog's top-level ``warm_pools``, same shape, for every ``runners_ec2`` Connection)::
 
     {"warm_pools": {"erp-large": {"profile": "Pooled", "image": "hardened-base@2026.11",
                                   "min_size": 1, "max_size": 3, "idle_ttl": "2h",
@@ -127,14 +128,26 @@ def _duration(value: Any, where: str) -> timedelta:
     raise ConnectionConfigError(f"{where}: {value!r} is not a duration; {DURATION_HINT}")
 
 
-def pool_configs(conn_id: str, extra: Mapping[str, Any]) -> list[PoolConfig]:
-    """The ``warm_pools`` of a Connection extra, validated (errors name Connection, field, value)."""
+def pool_configs(
+    conn_id: str,
+    extra: Mapping[str, Any],
+    catalog_pools: Mapping[str, Any] | None = None,
+    where: str | None = None,
+) -> list[PoolConfig]:
+    """The ``warm_pools`` of the catalog and of a Connection extra (its entry of the same name
+    wins), validated: errors name the Connection (or the catalog), field and value."""
     raw = extra.get("warm_pools") or {}
-    where = f"Connection {conn_id!r} extra warm_pools"
+    where = where or f"Connection {conn_id!r} extra warm_pools"
     if not isinstance(raw, Mapping):
         raise ConnectionConfigError(
             f"{where}: must be an object {{name: {{profile, image, ...}}}}, got {raw!r}"
         )
+    if catalog_pools:
+        catalog = pool_configs(
+            conn_id, {"warm_pools": catalog_pools}, where="catalog warm_pools"
+        )  # errors named as the catalog's
+        own = pool_configs(conn_id, extra)
+        return sorted({c.name: c for c in [*catalog, *own]}.values(), key=lambda c: c.name)
     configs = []
     for name, entry in sorted(raw.items()):
         at = f"{where}.{name}"
@@ -171,6 +184,12 @@ def pool_configs(conn_id: str, extra: Mapping[str, Any]) -> list[PoolConfig]:
             )
         )
     return configs
+
+
+def _configs(backend: Ec2Backend, catalog_path: str | None) -> list[PoolConfig]:
+    from airflow_provider_runners.core.catalog import load_catalog
+
+    return pool_configs(backend.conn_id, backend.config.extra, load_catalog(catalog_path).warm_pools)
 
 
 def _spec(config: PoolConfig) -> dict[str, Any]:
@@ -286,7 +305,7 @@ def prune(
     ``max_size`` (oldest idle first). ``report_only``: say what would be done, do nothing."""
     now = now or datetime.now(UTC)
     errors = errors if errors is not None else []
-    keyed = _keyed(backend, pool_configs(backend.conn_id, backend.config.extra), catalog_path, errors)
+    keyed = _keyed(backend, _configs(backend, catalog_path), catalog_path, errors)
     hosts = pool_hosts(backend)
     doomed: dict[str, tuple[PoolHost, str, str]] = {}
     for host in filter(_idle, hosts):
@@ -324,7 +343,7 @@ def refill(
     """Pre-warm configured pools below ``min_size`` idle hosts, never above ``max_size`` hosts."""
     now = now or datetime.now(UTC)
     errors = errors if errors is not None else []
-    keyed = _keyed(backend, pool_configs(backend.conn_id, backend.config.extra), catalog_path, errors)
+    keyed = _keyed(backend, _configs(backend, catalog_path), catalog_path, errors)
     hosts = pool_hosts(backend)
     actions = []
     for key, (config, resolved, plan) in keyed.items():
@@ -389,7 +408,7 @@ def pools(
     """One row per pool (configured or seen): sizes, idle / in-use hosts, oldest idle host."""
     now = now or datetime.now(UTC)
     errors: list[str] = []
-    keyed = _keyed(backend, pool_configs(backend.conn_id, backend.config.extra), catalog_path, errors)
+    keyed = _keyed(backend, _configs(backend, catalog_path), catalog_path, errors)
     hosts = pool_hosts(backend)
     rows: dict[str, dict[str, Any]] = {}
     for key, (config, _resolved, _plan) in keyed.items():
