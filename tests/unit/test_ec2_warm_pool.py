@@ -306,3 +306,23 @@ def test_pools_from_the_catalog_and_the_connection_entry_wins(
     path.write_text(yaml.safe_dump(catalog))
     with pytest.raises(ConnectionConfigError, match=r"catalog warm_pools.big.image: required"):
         warm_pool.maintain(backend(), catalog_path=str(path))
+
+
+def test_the_operator_runs_a_pass_and_refuses_other_backends(
+    aws: Ec2Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_runners.operators.pool import WarmPoolMaintenanceOperator
+
+    env = _setup(aws, monkeypatch, warm_pools={"erp": {**WARM["erp"], "min_size": 1}})
+    op = WarmPoolMaintenanceOperator(
+        task_id="maintain", conn_id=RUNNER_CONN_ID, catalog_path=env.catalog_path, report_only="True"
+    )  # type: ignore[arg-type]  # as the template renders it
+    preview = op.execute({})  # type: ignore[arg-type]
+    assert preview["report_only"] is True
+    assert [a["action"] for a in preview["actions"]] == ["launch"]
+    assert env.managed() == []
+    op.report_only = False
+    assert len(op.execute({})["launched"]) == 1  # type: ignore[arg-type]
+    other = WarmPoolMaintenanceOperator(task_id="other", conn_id="runners_default")
+    with pytest.raises(ConnectionConfigError, match="warm pools need conn_type 'runners_ec2'"):
+        other.execute({})  # type: ignore[arg-type]
