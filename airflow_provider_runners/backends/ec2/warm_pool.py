@@ -280,12 +280,15 @@ def terminate_idle(backend: Ec2Backend, host: PoolHost, reason: str, pool: str) 
     """Take the host's claim (so no run gets it meanwhile), terminate it, delete its claim."""
     claims = backend.claims()
     token = f"pool-maintenance-{host.instance_id}"
-    if not claims.claim(host.instance_id, host.pool_key, token, "pool-maintenance", backend.claim_lease_s, 0):
+    keep_item = int(datetime.now(UTC).timestamp()) + 86_400  # the item's TTL if we stop short
+    if not claims.claim(
+        host.instance_id, host.pool_key, token, "pool-maintenance", backend.claim_lease_s, keep_item
+    ):
         return PoolAction(pool, "skip", f"{reason}; claimed by a run meanwhile", host.instance_id, "kept")
     inst = backend._instances([host.instance_id]).get(host.instance_id)
     tags = {t["Key"]: t["Value"] for t in (inst or {}).get("Tags", [])}
     if inst is not None and tags.get("runner-pool-state") != "idle":  # taken before our claim landed
-        claims.release(host.instance_id, host.pool_key, token, 0)
+        claims.release(host.instance_id, host.pool_key, token, keep_item)
         return PoolAction(pool, "skip", f"{reason}; in use again", host.instance_id, "kept")
     if inst is not None:
         backend.client("ec2").terminate_instances(InstanceIds=[host.instance_id])
