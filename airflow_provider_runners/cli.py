@@ -4,6 +4,7 @@
     airflow-runners evidence show   [--dag-id D] [--run-id R] [--base URL] [--json]
     airflow-runners evidence verify [--dag-id D] [--run-id R] [--base URL] [--complete]
     airflow-runners reap [--dry-run] [--conn-id ID ...]   (default: every configured runner Connection)
+    airflow-runners pool [--conn-id ID ...] [--maintain [--report-only]] [--catalog FILE] [--json]
     airflow-runners demo [--rows N]
 
 Exit codes: 0 ok, 1 a check failed (invalid catalog, broken chain, failed demo) or an error
@@ -176,6 +177,48 @@ def cmd_reap(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# -- pool ------------------------------------------------------------------------------------
+def cmd_pool(args: argparse.Namespace) -> int:
+    """EC2 warm pools of every (or the named) ``runners_ec2`` Connection; ``--maintain`` runs a pass."""
+    from airflow_provider_runners.backends.ec2 import warm_pool
+    from airflow_provider_runners.backends.registry import get_backend
+    from airflow_provider_runners.governance.reaper import configured_conn_ids
+
+    rows, actions, ok = [], [], True
+    for conn_id in args.conn_id or configured_conn_ids():
+        backend = get_backend(conn_id)
+        if backend.name != "ec2":
+            if args.conn_id:
+                raise CliError(
+                    f"Connection {conn_id!r} is for backend {backend.name!r}; warm pools are ec2 only"
+                )
+            continue
+        if args.maintain:
+            report = warm_pool.maintain(backend, report_only=args.report_only, catalog_path=args.catalog)  # type: ignore[arg-type]
+            rows += report.pools
+            actions += [{"conn_id": conn_id, **a} for a in report.summary()["actions"]]
+            for error in report.errors:
+                ok = False
+                _print(f"ERROR  {conn_id}: {error}")
+        else:
+            rows += warm_pool.pools(backend, catalog_path=args.catalog)  # type: ignore[arg-type]
+    if args.json:
+        _print(json.dumps({"pools": rows, "actions": actions}, indent=2, default=str))
+        return 0 if ok else 1
+    for a in actions:
+        done = "would " + a["action"] if args.report_only else a["action"]
+        _print(f"{done:<16} {a['pool']} {a['instance_id']}: {a['reason']}")
+    _print(f"{'CONNECTION':<22} {'POOL':<24} {'PROFILE':<10} {'IMAGE':<26} IDLE IN-USE MIN  MAX  IDLE-TTL")
+    for r in rows:
+        _print(
+            f"{r['conn_id']:<22} {r['pool']:<24} {r['profile']:<10} {r['image']:<26} {r['idle']:<4} "
+            f"{r['in_use']:<6} {r['min_size']:<4} {r['max_size'] if r['max_size'] is not None else '-':<4} {r['idle_ttl']}"
+        )
+    if not rows:
+        _print("no warm pools (no runners_ec2 Connection with warm_pools or pooled hosts)")
+    return 0 if ok else 1
+
+
 # -- demo ------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from airflow_provider_runners.demo import run_demo
@@ -246,6 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="runner Connection(s) to sweep (default: all configured)",
     )
     reap.set_defaults(func=cmd_reap)
+
+    pool = sub.add_parser(
+        "pool", help="list EC2 warm pools (idle / in-use hosts, sizes); --maintain runs a pass"
+    )
+    pool.add_argument(
+        "--conn-id", action="append", default=None, help="runners_ec2 Connection(s) (default: all)"
+    )
+    pool.add_argument(
+        "--maintain", action="store_true", help="terminate idle-too-long hosts, pre-warm to min_size"
+    )
+    pool.add_argument("--report-only", action="store_true", help="with --maintain: print what would be done")
+    pool.add_argument("--catalog", default=None, help="catalog YAML (default: [runners] catalog_path)")
+    pool.add_argument("--json", action="store_true", help="print pools and actions as JSON")
+    pool.set_defaults(func=cmd_pool)
 
     demo = sub.add_parser("demo", help="run the local Dask ETL DAG end to end and print a summary")
     demo.add_argument(

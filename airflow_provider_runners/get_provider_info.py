@@ -31,6 +31,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_runners.operators.work",
                     "airflow_provider_runners.operators.command",
                     "airflow_provider_runners.operators.burst",
+                    "airflow_provider_runners.operators.pool",
                 ],
             }
         ],

@@ -209,6 +209,9 @@ class Catalog(_Model):
     driver_bundles: dict[str, dict[str, DriverBundle]] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
     billing: dict[str, BillingRule] = Field(default_factory=dict)
+    #: EC2 warm pools for every runners_ec2 Connection (docs/ec2.md); a Connection's own
+    #: ``warm_pools`` entry of the same name wins. Checked by backends/ec2/warm_pool.py.
+    warm_pools: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _default_environment_exists(self) -> Catalog:

@@ -38,12 +38,27 @@ def estimate_cost(
     }
 
 
-def runner_rate(resolved: ResolvedSpec, nodes: int = 1) -> float:
-    """$/hour of a runner of ``resolved`` before it exists: catalog price x nodes, plus the
-    backend's per-vCPU fee on every node's vCPUs (the budget guard's "new runner" rate)."""
+def machine_rate(resolved: ResolvedSpec, nodes: int = 1, spot_nodes: int | None = None) -> float:
+    """$/hour of ``nodes`` machines of the profile, fees excluded. ``spot_nodes`` None: every node
+    at :attr:`ResolvedSpec.hourly_rate` (spot if the spec asks and the catalog knows). Otherwise
+    what the backend provisions: ``spot_nodes`` at the spot price, the rest on-demand (a Dataproc
+    cluster's spot secondaries next to its on-demand master and primaries; docs/cost.md)."""
+    if spot_nodes is None or resolved.price is None:
+        return resolved.hourly_rate * nodes
+    price = resolved.price
+    spot = price.spot if price.spot is not None else price.on_demand
+    return price.on_demand * (nodes - spot_nodes) + spot * spot_nodes
+
+
+def runner_rate(resolved: ResolvedSpec, nodes: int = 1, spot_nodes: int | None = None) -> float:
+    """$/hour of a runner of ``resolved`` before it exists: catalog price x nodes (``spot_nodes``
+    of them at the spot price, see :func:`machine_rate`), plus the backend's per-vCPU fee on
+    every node's vCPUs (the budget guard's "new runner" rate)."""
     profile = resolved.profile
     vcpus = profile.effective_vcpus
-    return resolved.hourly_rate * nodes + resolved.billing.per_vcpu_hour_fee * (vcpus or 0) * nodes
+    return (
+        machine_rate(resolved, nodes, spot_nodes) + resolved.billing.per_vcpu_hour_fee * (vcpus or 0) * nodes
+    )
 
 
 def handle_rate(handle: RunnerHandle, catalog: Catalog | None = None) -> float | None:
@@ -83,6 +98,10 @@ def handle_rate(handle: RunnerHandle, catalog: Catalog | None = None) -> float |
     rate = 0.0
     if price is not None:
         rate = price.spot if spot and price.spot is not None else price.on_demand
+    if price is not None and details.get("spot_nodes") is not None:  # as provisioned: spot + on-demand
+        spot_n = int(details.get("spot_nodes") or 0)
+        spot_rate = price.spot if price.spot is not None else price.on_demand
+        rate = (price.on_demand * (nodes - spot_n) + spot_rate * spot_n) / max(nodes, 1)
     if profile is None:
         return None if price is None else rate * nodes
     vcpus = profile.effective_vcpus

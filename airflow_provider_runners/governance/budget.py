@@ -235,7 +235,10 @@ def admit(
     registry = safe_registry(registry)
     labels = request.labels
     tenant, pipeline = labels.get("tenant"), labels.get("pipeline")
-    new_rate = runner_rate(resolved, backend.billed_nodes(resolved))
+    spot_nodes = getattr(backend, "spot_nodes", None)  # nodes billed at spot (Dataproc secondaries)
+    new_rate = runner_rate(
+        resolved, backend.billed_nodes(resolved), spot_nodes(resolved) if spot_nodes else None
+    )
     now = time.time()
     lineage = request.lineage
     record = RunnerRecord(

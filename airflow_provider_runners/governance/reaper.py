@@ -31,6 +31,8 @@ One :func:`sweep`:
    ``reap`` entry with the reason, the teardown result and the lifetime cost to the runner's
    evidence chain — preceded by a ``provision``/``failed`` entry when the chain has no
    provision entry (a provision failed from outside, whose callbacks never ran);
+   EC2 warm pools first: idle pooled hosts past expiry or idle too long are terminated
+   (:func:`~airflow_provider_runners.backends.ec2.warm_pool.prune`, docs/ec2.md);
 4. reconciles the registry: records of a listed backend that it no longer lists are ended, and
    — the runner ended by its own backstop (ttl, idle timeout) or by hand, with nobody of ours
    recording it — an ``end`` entry (``by: backstop``) closes its evidence chain.
@@ -266,6 +268,7 @@ def sweep(
     for conn_id in ids:
         try:
             backend = backend_factory(conn_id)
+            pooled = _prune_pools(backend, conn_id, now, dry_run, report)
             live = list(backend.list_managed())
             stale = list(backend.stale()) if isinstance(backend, DetectsStale) else []
         except Exception as exc:  # noqa: BLE001 - report it, sweep the others
@@ -274,7 +277,7 @@ def sweep(
             continue
         listed = {h.resource_id for h in [*live, *stale]}
         for handle, is_stale in [*((h, False) for h in live), *((h, True) for h in stale)]:
-            if (handle.backend, handle.resource_id) in seen:
+            if (handle.backend, handle.resource_id) in seen or handle.resource_id in pooled:
                 continue
             seen.add((handle.backend, handle.resource_id))
             report.actions.append(
@@ -283,6 +286,36 @@ def sweep(
         if not dry_run:
             _reconcile(registry, records, backend, conn_id, listed, now.timestamp() - RECONCILE_GRACE_S)
     return report
+
+
+def _prune_pools(backend: Any, conn_id: str, now: datetime, dry_run: bool, report: SweepReport) -> set[str]:
+    """EC2 warm pools: terminate idle pooled hosts past expiry or their pool's idle ttl (a stopped
+    host cannot run its own timer; docs/ec2.md). Returns the pooled hosts handled here."""
+    if getattr(backend, "name", None) != "ec2":
+        return set()
+    from airflow_provider_runners.backends.ec2.warm_pool import prune
+
+    errors: list[str] = []
+    try:
+        actions = prune(backend, now, report_only=dry_run, errors=errors)
+    except Exception as exc:  # noqa: BLE001 - e.g. a bad warm_pools extra: the runners are still swept
+        actions, errors = [], [f"{type(exc).__name__}: {exc}"]
+    for n, error in enumerate(errors):
+        report.errors[f"{conn_id}:warm-pool:{n}"] = error
+    for a in actions:
+        decision = "reap" if a.action == "terminate" else "keep"
+        report.actions.append(
+            Action(
+                conn_id,
+                "ec2",
+                a.instance_id,
+                "",
+                decision,
+                f"warm pool {a.pool}: {a.reason}",
+                result=a.result,
+            )
+        )
+    return {a.instance_id for a in actions}
 
 
 def _records(registry: RunnerRegistry) -> dict[str, RunnerRecord]:

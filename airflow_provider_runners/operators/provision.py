@@ -18,6 +18,7 @@ from airflow_provider_runners.core.catalog import ResolvedSpec, resolve_spec
 from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.core.lifecycle import acquire
 from airflow_provider_runners.core.lineage import Lineage, label_value
+from airflow_provider_runners.core.prices import machine_rate
 from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.defaults import default_deferrable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
@@ -232,7 +233,9 @@ class ProvisionRunnerOperator(BaseOperator):
         handle, acquisition = acquire(backend, request)
         self._held = (backend, handle)  # from here on, on_kill ends it
         nodes = int(handle.details.get("nodes") or 1)  # machines billed at the profile's price
-        handle = handle.evolve(details={**_pricing(resolved, nodes), "acquisition": acquisition})
+        spot_nodes = handle.details.get("spot_nodes")  # as provisioned (Dataproc spot secondaries)
+        pricing = _pricing(resolved, nodes, None if spot_nodes is None else int(spot_nodes))
+        handle = handle.evolve(details={**pricing, "acquisition": acquisition})
         self._held = (backend, handle)
         ti.xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_xcom())  # before any wait
         admission.confirm(handle)  # registry: running, with its resource id, rate and expiry
@@ -485,16 +488,16 @@ def _with_status(handle: RunnerHandle, status: RunnerStatus) -> RunnerHandle:
     return handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
 
 
-def _pricing(resolved: ResolvedSpec, nodes: int = 1) -> dict[str, Any]:
+def _pricing(resolved: ResolvedSpec, nodes: int = 1, spot_nodes: int | None = None) -> dict[str, Any]:
     """Cost inputs for the handle. ``nodes``: how many machines of the profile the runner is (a
     Dataproc cluster is a master plus its workers), multiplying both price and vCPUs (the
     per-vCPU fee counts every node's vCPUs)."""
     profile = resolved.profile
     vcpus = profile.effective_vcpus
     return {
-        "usd_per_hour": resolved.hourly_rate * nodes,
+        "usd_per_hour": machine_rate(resolved, nodes, spot_nodes),
         "vcpus": (vcpus or 0) * nodes,
         "billing_minimum_s": resolved.billing.minimum_seconds,
         "billing_vcpu_fee": resolved.billing.per_vcpu_hour_fee,
-        "spot": resolved.spec.spot,
+        "spot": resolved.spec.spot if spot_nodes is None else spot_nodes > 0,
     }

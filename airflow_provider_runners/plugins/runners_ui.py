@@ -318,8 +318,12 @@ def render_page(
     dag_id: str | None = None,
     run_id: str | None = None,
     now: datetime | None = None,
+    pools: list[dict[str, Any]] | None = None,
 ) -> str:
-    """The whole page; every value is escaped. ``runners`` None: the user may not see them."""
+    """The whole page; every value is escaped. ``runners`` None: the user may not see them
+    (nor the warm pools, :mod:`~airflow_provider_runners.plugins.pool_view`)."""
+    from airflow_provider_runners.plugins.pool_view import render_warm_pools
+
     if runners is None:
         runners_html = '<p class="note">Live runners need read access to Connections.</p>'
     else:
@@ -349,7 +353,7 @@ def render_page(
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Runners</title>'
         f"<style>{_CSS}</style></head><body><h1>Runners</h1>"
-        f"<h2>Live runners</h2>{runners_html}"
+        f"<h2>Live runners</h2>{runners_html}{render_warm_pools(pools) if pools is not None else ''}"
         '<h2>Evidence per DAG run</h2><form method="get" action="./">'
         f'<label>DAG <input name="dag_id" value="{_e(dag_id)}"></label>'
         f'<label>Run <input name="run_id" value="{_e(run_id)}"></label>'
@@ -381,8 +385,11 @@ def create_app() -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def page(dag_id: str | None = None, run_id: str | None = None, user: BaseUser = current_user) -> str:
-        runners = live_runners() if _may_read_connections(user) else None
-        return render_page(runners, evidence_rows(dag_id, run_id, _dag_reader(user)), dag_id, run_id)
+        from airflow_provider_runners.plugins.pool_view import warm_pools
+
+        runners, pools = (live_runners(), warm_pools()) if _may_read_connections(user) else (None, None)
+        evidence = evidence_rows(dag_id, run_id, _dag_reader(user))
+        return render_page(runners, evidence, dag_id, run_id, pools=pools)
 
     @app.get("/ui.js")
     def ui_js() -> Response:

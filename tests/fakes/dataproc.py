@@ -152,6 +152,9 @@ class FakeDataproc:
             config.worker_config.instance_names = [
                 f"{name}-w-{i}" for i in range(config.worker_config.num_instances)
             ]
+            config.secondary_worker_config.instance_names = [
+                f"{name}-sw-{i}" for i in range(config.secondary_worker_config.num_instances)
+            ]
             cluster.labels.update(
                 {"goog-dataproc-cluster-name": name, "goog-dataproc-cluster-uuid": cluster.cluster_uuid}
             )

@@ -16,7 +16,8 @@ Connection named in ``gcp_conn_id``); the SDK is imported only inside methods.
 what                           name / where
 =============================  ==================================================================
 a Dataproc cluster             ``rn-<attempt token>`` in ``project_id``/``region``: 1 master and
-                               N primary workers of the profile's machine type, private IPs
+                               N primary workers of the profile's machine type (on-demand), and
+                               the profile's secondary workers (SPOT by default), private IPs
                                only, labels managed-by, runner-lineage, tenant, pipeline,
                                profile, expires-at, runner-env; ``lifecycle_config.auto_delete_ttl``
                                = the spec's ttl (the backstop)
@@ -52,7 +53,8 @@ bounds the cluster between ``min`` and ``max`` rather than following Dask's load
 ==========================  ==================================================================
 
 Spec ``options``: ``workers`` (initial primary workers), ``min_workers``, ``max_workers``
-(autoscaling bounds), all within the catalog profile's bounds.
+(autoscaling bounds), all within the catalog profile's bounds; ``secondary_workers`` (spot /
+preemptible secondaries, preemptibility from the profile: docs/dataproc.md).
 
 **Manual cleanup**::
 
@@ -78,6 +80,7 @@ from airflow_provider_runners.backends.dataproc_dask.options import (  # noqa: F
     REGION_RE,
     DataprocDaskOptions,
     check_resolved,
+    secondary_workers,
     validate_region,
     validate_spec,
     worker_bounds,
@@ -233,7 +236,7 @@ class DataprocDaskBackend(Backend):
         return list(hook.list_clusters(filter_=label_filter, page_size=1000, **self._where()))
 
     # -- cluster config ------------------------------------------------------------------------
-    def _ensure_policy(self, hook: Any, policy_id: str, lo: int, hi: int) -> str:
+    def _ensure_policy(self, hook: Any, policy_id: str, lo: int, hi: int, secondaries: int = 0) -> str:
         """Create the autoscaling policy if missing, update it if its bounds differ; return its URI."""
         exceptions = self._gexc()
         parent = f"projects/{self.project_id}/regions/{self.region}"
@@ -241,6 +244,12 @@ class DataprocDaskBackend(Backend):
         wanted = {
             "id": policy_id,
             "worker_config": {"min_instances": lo, "max_instances": hi, "weight": 1},
+            # the autoscaler keeps the spot secondaries it was given (its default max is 0)
+            "secondary_worker_config": {
+                "min_instances": secondaries,
+                "max_instances": secondaries,
+                "weight": 1,
+            },
             "basic_algorithm": {
                 "cooldown_period": timedelta(minutes=2),
                 "yarn_config": {
@@ -282,6 +291,7 @@ class DataprocDaskBackend(Backend):
             gce["subnetwork_uri"] = self.subnetwork_uri
         if self.service_account:
             gce["service_account"] = self.service_account
+        count, preemptibility = secondary_workers(resolved.spec, resolved)
         config: dict[str, Any] = {
             "gce_cluster_config": gce,
             "master_config": {"num_instances": 1, "machine_type_uri": machine, "disk_config": disk},
@@ -292,6 +302,13 @@ class DataprocDaskBackend(Backend):
             ],
             "lifecycle_config": {"auto_delete_ttl": resolved.spec.ttl},
         }
+        if count:  # spot / preemptible capacity; master and primaries stay on-demand (docs/dataproc.md)
+            config["secondary_worker_config"] = {
+                "num_instances": count,
+                "preemptibility": preemptibility,
+                "machine_type_uri": machine,
+                "disk_config": disk,
+            }
         if policy_uri:
             config["autoscaling_config"] = {"policy_uri": policy_uri}
         if self.kms_key_name:
@@ -308,13 +325,16 @@ class DataprocDaskBackend(Backend):
                 f"spec.profile: {spec.profile!r} in {resolved.environment!r} has no machine_type"
             )
         workers, lo, hi = worker_bounds(spec, resolved)
+        count, preemptibility = secondary_workers(spec, resolved)
         name = cluster_name(request.attempt_token)
         now = datetime.now(UTC)
         expires_at = now + spec.ttl
         labels = request.resource_labels(expires_at)
         hook = self._hook()
-        policy_id = self.autoscaling_policy_id or f"runners-{spec.profile.lower()}-{lo}-{hi}"
-        policy_uri = self._ensure_policy(hook, policy_id, lo, hi)
+        policy_id = self.autoscaling_policy_id or f"runners-{spec.profile.lower()}-{lo}-{hi}" + (
+            f"-s{count}" if count else ""
+        )
+        policy_uri = self._ensure_policy(hook, policy_id, lo, hi, count)
         try:
             hook.create_cluster(
                 cluster_name=name,
@@ -337,14 +357,21 @@ class DataprocDaskBackend(Backend):
             environment=resolved.environment,
             profile=spec.profile,
             tags={k: v for k, v in labels.items() if k != "airflow-version"},
-            details=self._details(workers, resolved.profile.machine_type, policy_uri),
+            details=self._details(workers, resolved.profile.machine_type, policy_uri, count, preemptibility),
         )
 
     def billed_nodes(self, resolved: ResolvedSpec) -> int:
-        """Master + initial primary workers (as ``details.nodes`` after create)."""
-        return worker_bounds(resolved.spec, resolved)[0] + 1
+        """Master + initial primary workers + secondary workers (as ``details.nodes`` after create)."""
+        return worker_bounds(resolved.spec, resolved)[0] + 1 + secondary_workers(resolved.spec, resolved)[0]
 
-    def _details(self, workers: int, machine: str | None, policy: str | None) -> dict[str, Any]:
+    def spot_nodes(self, resolved: ResolvedSpec) -> int:
+        """Of :meth:`billed_nodes`, those billed at the spot price: SPOT / PREEMPTIBLE secondaries."""
+        count, preemptibility = secondary_workers(resolved.spec, resolved)
+        return 0 if preemptibility == "NON_PREEMPTIBLE" else count
+
+    def _details(
+        self, workers: int, machine: str | None, policy: str | None, secondaries: int = 0, preempt: str = ""
+    ) -> dict[str, Any]:
         return {
             "project_id": self.project_id,
             "region": self.region,
@@ -353,7 +380,11 @@ class DataprocDaskBackend(Backend):
             "workers": workers,
             # master + workers: the provision operator multiplies the catalog's per-machine
             # price and vCPUs (and so the Dataproc per-vCPU fee) by this
-            "nodes": workers + 1,
+            "nodes": workers + 1 + secondaries,
+            # of those, billed at the catalog's spot price (core/prices.py); the rest on-demand
+            "spot_nodes": 0 if preempt in ("", "NON_PREEMPTIBLE") else secondaries,
+            "secondary_workers": secondaries,
+            "secondary_preemptibility": preempt or None,
             "autoscaling_policy": policy,
         }
 
@@ -381,6 +412,10 @@ class DataprocDaskBackend(Backend):
                 workers,
                 config.worker_config.machine_type_uri.rsplit("/", 1)[-1] or None,
                 config.autoscaling_config.policy_uri or None,
+                config.secondary_worker_config.num_instances,
+                config.secondary_worker_config.preemptibility.name
+                if config.secondary_worker_config.num_instances
+                else "",
             ),
         )
 
@@ -520,6 +555,16 @@ class DataprocDaskBackend(Backend):
                 "count": workers,
                 "instances": len(config.worker_config.instance_names),
             },
+            # read back from the created cluster: what was provisioned, not what was asked
+            "secondary_workers": {
+                "machine_type": config.secondary_worker_config.machine_type_uri.rsplit("/", 1)[-1] or None,
+                "count": config.secondary_worker_config.num_instances,
+                "preemptibility": config.secondary_worker_config.preemptibility.name
+                if config.secondary_worker_config.num_instances
+                else None,
+                "instances": len(config.secondary_worker_config.instance_names),
+            },
+            "market": {"master": "on-demand", "primary_workers": "on-demand"},
             "autoscaling_policy": config.autoscaling_config.policy_uri or None,
             "auto_delete_ttl_s": config.lifecycle_config.auto_delete_ttl.total_seconds(),
             "internal_ip_only": config.gce_cluster_config.internal_ip_only,
@@ -532,7 +577,8 @@ class DataprocDaskBackend(Backend):
             if ready and "CREATING" in times
             else None,
             "vcpus_total": handle.details.get("vcpus"),
-            "cost_basis": "catalog $/h x (1 master + workers) + Dataproc $/vCPU-h x all vCPUs, per second, "
+            "cost_basis": "catalog on-demand $/h x (1 master + primary workers) + catalog spot $/h x "
+            "SPOT/PREEMPTIBLE secondary workers + Dataproc $/vCPU-h x all vCPUs, per second, "
             "1-minute minimum; autoscaled workers beyond the initial count are not included",
         }
 

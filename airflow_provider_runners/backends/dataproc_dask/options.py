@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from airflow_provider_runners.core.specs import RunnerSpec
 
 REGION_RE = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
-OPTION_KEYS = frozenset({"workers", "min_workers", "max_workers"})
+OPTION_KEYS = frozenset({"workers", "min_workers", "max_workers", "secondary_workers"})
+PREEMPTIBILITY = ("SPOT", "PREEMPTIBLE", "NON_PREEMPTIBLE")
 
 
 class DataprocDaskOptions(BaseModel):
@@ -27,6 +28,7 @@ class DataprocDaskOptions(BaseModel):
     workers: int | None = None
     min_workers: int | None = None
     max_workers: int | None = None
+    secondary_workers: int | None = None
 
 
 CONN_FIELDS: dict[str, ConnField] = {
@@ -62,7 +64,7 @@ def worker_bounds(spec: RunnerSpec, resolved: ResolvedSpec | None = None) -> tup
     hi = profile.max_workers if profile and profile.max_workers is not None else max(lo, 10)
     initial = profile.workers if profile and profile.workers is not None else lo
     values = {"workers": initial, "min_workers": lo, "max_workers": hi}
-    for key in OPTION_KEYS & set(spec.options):
+    for key in {"workers", "min_workers", "max_workers"} & set(spec.options):
         value = spec.options[key]
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             raise RunnerSpecError(
@@ -78,6 +80,39 @@ def worker_bounds(spec: RunnerSpec, resolved: ResolvedSpec | None = None) -> tup
     if values["min_workers"] < 2:
         raise RunnerSpecError("spec.options.min_workers: Dataproc standard clusters need at least 2 workers")
     return values["workers"], values["min_workers"], values["max_workers"]
+
+
+def secondary_workers(spec: RunnerSpec, resolved: ResolvedSpec | None = None) -> tuple[int, str]:
+    """(count, preemptibility) of the secondary workers (docs/dataproc.md, "Spot secondary workers").
+
+    The catalog profile's ``options.secondary_workers`` (default 0) and
+    ``options.secondary_preemptibility`` (``SPOT`` default, ``PREEMPTIBLE``, ``NON_PREEMPTIBLE``);
+    ``spec.options.secondary_workers`` overrides the count within 0..``options.max_secondary_workers``
+    (default: the profile's ``max_workers``, else 10). Primary workers and the master are always
+    on-demand, so ``spec.spot=True`` needs at least one secondary worker. RunnerSpecError names the field.
+    """
+    opts = resolved.profile.options if resolved is not None else {}
+    preempt = str(opts.get("secondary_preemptibility", "SPOT")).upper()
+    if preempt not in PREEMPTIBILITY:
+        raise RunnerSpecError(
+            f"profile {spec.profile!r} options.secondary_preemptibility: {preempt!r}; allowed: {list(PREEMPTIBILITY)}"
+        )
+    default = opts.get("secondary_workers", 0)
+    profile = resolved.profile if resolved is not None else None
+    hi = opts.get("max_secondary_workers", profile.max_workers if profile and profile.max_workers else 10)
+    count = spec.options.get("secondary_workers", default)
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= max(hi, default):
+        raise RunnerSpecError(
+            f"spec.options.secondary_workers: {count!r} is out of range; allowed: integers 0 to {max(hi, default)} "
+            f"(profile {spec.profile!r})"
+        )
+    if spec.spot and (count == 0 or preempt == "NON_PREEMPTIBLE"):
+        raise RunnerSpecError(
+            "spec.spot: Dataproc runs the master and primary workers on-demand; spot needs spot secondary "
+            f"workers (spec.options.secondary_workers >= 1, profile {spec.profile!r} secondary_preemptibility "
+            f"SPOT or PREEMPTIBLE; now {count} x {preempt})"
+        )
+    return count, preempt
 
 
 def validate_region(region: Any, field: str = "region") -> str:
@@ -113,3 +148,4 @@ def check_resolved(resolved: ResolvedSpec) -> None:
             "dataproc_dask needs a cloud profile (e.g. 'standard' in 'dev' or 'prod')"
         )
     worker_bounds(parsed, resolved)
+    secondary_workers(parsed, resolved)

@@ -512,13 +512,7 @@ class Ec2Backend(_ec2_idle.EndsIdleHosts, Backend):
                 "runner: pool ttl",
                 60,
             )
-        ec2.create_tags(
-            Resources=[iid, *volumes],
-            Tags=[
-                {"Key": "runner-pool-state", "Value": "idle"},
-                {"Key": "expires-at", "Value": str(pool_expires)},
-            ],
-        )
+        ec2.create_tags(Resources=[iid, *volumes], Tags=_ec2_pool.idle_tags(pool_expires))
         ec2.delete_tags(Resources=[iid, *volumes], Tags=[{"Key": k} for k in RUN_TAGS if k in tags])
         self.claims().release(
             iid, tags.get("runner-pool", ""), tags.get("runner-attempt", ""), pool_expires + 86_400

@@ -32,12 +32,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "airflow-runners-ec2-claims"
 IDLE, CLAIMED = "idle", "claimed"
+#: Epoch seconds when a host last went back to the pool; the warm-pool lifecycle
+#: (:mod:`~airflow_provider_runners.backends.ec2.warm_pool`) ends hosts idle longer than their pool's idle ttl.
+IDLE_SINCE_TAG = "runner-pool-idle-since"
+
+
+def idle_tags(expires_at: int, now: datetime | None = None) -> list[dict[str, str]]:
+    """The tags of a host that goes back to the pool: idle, since now, until ``expires_at``."""
+    since = int((now or datetime.now(UTC)).timestamp())
+    return [
+        {"Key": "runner-pool-state", "Value": IDLE},
+        {"Key": IDLE_SINCE_TAG, "Value": str(since)},
+        {"Key": "expires-at", "Value": str(expires_at)},
+    ]
 
 
 def pool_key(*parts: str | None) -> str:
