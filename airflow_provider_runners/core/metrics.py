@@ -44,28 +44,28 @@ def _tags(tags: Mapping[str, Any]) -> dict[str, str]:
     return {k: normalize_name_for_stats(str(v) or "none", log_warning=False) for k, v in tags.items()}
 
 
-def incr(name: str, count: int = 1, **tags: Any) -> None:
+def incr(metric: str, count: int = 1, **tags: Any) -> None:
     """Counter ``runners.<name>`` (+count) with ``tags``."""
     try:
-        _stats().incr(f"{PREFIX}.{name}", count, tags=_tags(tags))
+        _stats().incr(f"{PREFIX}.{metric}", count, tags=_tags(tags))
     except Exception as exc:  # noqa: BLE001 - metrics never fail the caller
-        log.debug("metric %s dropped: %s", name, exc)
+        log.debug("metric %s dropped: %s", metric, exc)
 
 
-def gauge(name: str, value: float, **tags: Any) -> None:
+def gauge(metric: str, value: float, **tags: Any) -> None:
     """Gauge ``runners.<name>`` = value with ``tags``."""
     try:
-        _stats().gauge(f"{PREFIX}.{name}", float(value), tags=_tags(tags))
+        _stats().gauge(f"{PREFIX}.{metric}", float(value), tags=_tags(tags))
     except Exception as exc:  # noqa: BLE001
-        log.debug("metric %s dropped: %s", name, exc)
+        log.debug("metric %s dropped: %s", metric, exc)
 
 
-def timing(name: str, seconds: float, **tags: Any) -> None:
+def timing(metric: str, seconds: float, **tags: Any) -> None:
     """Timer ``runners.<name>`` (sent in milliseconds) with ``tags``."""
     try:
-        _stats().timing(f"{PREFIX}.{name}", max(float(seconds), 0.0) * 1000.0, tags=_tags(tags))
+        _stats().timing(f"{PREFIX}.{metric}", max(float(seconds), 0.0) * 1000.0, tags=_tags(tags))
     except Exception as exc:  # noqa: BLE001
-        log.debug("metric %s dropped: %s", name, exc)
+        log.debug("metric %s dropped: %s", metric, exc)
 
 
 # -- the places that emit (docs/metrics.md) ------------------------------------------------------
@@ -106,9 +106,9 @@ def burst(pool: str, queue_depth: int, reason: str, launch: int, terminate: int,
         incr("burst.terminated", terminate, pool=pool)
 
 
-def reaper_action(backend: str, action: str, reason: str = "") -> None:
-    """The reaper reaped / kept / failed on one runner."""
-    incr("reaper.action", backend=backend, action=action, reason=reason.replace(" ", "_")[:40] or "none")
+def reaper_action(backend: str, action: str) -> None:
+    """What a (not dry-run) sweep did with one runner: reap / keep / foreign / error."""
+    incr("reaper.action", backend=backend, action=action)
 
 
 def budget(scope: str, name: str, live_usd_per_hour: float, limit: float, fired: bool) -> None:

@@ -91,7 +91,9 @@ class BurstConfig:
             if "unknown field" in str(exc):
                 allowed = sorted(set(BurstPolicy.__dataclass_fields__) | set(_OWN_FIELDS))
                 unknown = sorted(set(values) - set(BurstPolicy.__dataclass_fields__))
-                raise ValueError(f"invalid burst policy: unknown field(s) {unknown}; allowed: {allowed}") from None
+                raise ValueError(
+                    f"invalid burst policy: unknown field(s) {unknown}; allowed: {allowed}"
+                ) from None
             raise
         mode = str(own.get("mode", "auto"))
         if mode not in MODES:
@@ -130,7 +132,7 @@ class BurstConfig:
             text = Path(text).read_text()
         data = yaml.safe_load(text)
         if not isinstance(data, dict):
-            raise ValueError(f"invalid burst config: expected a mapping, got {type(data).__name__}")
+            raise ValueError(f"invalid burst config: expected a mapping, got {type(data).__name__}")  # noqa: TRY004
         return cls.from_mapping(data)
 
     def check_launch(
@@ -157,12 +159,13 @@ class BurstConfig:
                 f"allowed: {sorted(set(approved_amis.values()))}"
             )
         if self.subnet_id is not None and subnet_id is not None and self.subnet_id != subnet_id:
-            problems.append(f"subnet_id: {self.subnet_id!r}, but the network profile resolves to {subnet_id!r}")
-        if self.security_groups and security_group_ids is not None:
-            if sorted(self.security_groups) != sorted(security_group_ids):
-                problems.append(
-                    f"security_groups: {list(self.security_groups)}, but the network profile resolves to "
-                    f"{sorted(security_group_ids)}"
-                )
+            problems.append(
+                f"subnet_id: {self.subnet_id!r}, but the network profile resolves to {subnet_id!r}"
+            )
+        groups = security_group_ids
+        if self.security_groups and groups is not None and sorted(self.security_groups) != sorted(groups):
+            problems.append(
+                f"security_groups: {list(self.security_groups)}, but the network profile resolves to {sorted(groups)}"
+            )
         if problems:
             raise ValueError("burst policy disagrees with the catalog: " + "; ".join(problems))

@@ -54,7 +54,9 @@ def _pool(spec: RunnerSpec) -> str:
 
 
 def prepare(
-    config: BurstConfig | Mapping[str, Any] | str, spec: RunnerSpec | Mapping[str, Any], catalog_path: str | None
+    config: BurstConfig | Mapping[str, Any] | str,
+    spec: RunnerSpec | Mapping[str, Any],
+    catalog_path: str | None,
 ) -> tuple[BurstConfig, RunnerSpec]:
     """Parse and cross-check the config and the spec (parse time: nothing is created)."""
     cfg = config if isinstance(config, BurstConfig) else BurstConfig.load(config)  # type: ignore[arg-type]
@@ -131,35 +133,10 @@ def run_cycle(
         decision = BurstDecision(0, 0, len(hosts), decision.low_since, "manual mode: no launch")
     metrics.burst(pool, depth, decision.reason, decision.launch, decision.terminate, len(hosts))
 
-    launched: list[RunnerHandle] = []
-    refused = None
-    for slot in range(decision.launch):
-        host_lineage = Lineage(lineage.dag_id, lineage.run_id, f"{lineage.task_id}.host", slot)
-        expires_at = datetime.now(UTC) + spec.ttl
-        labels = {
-            **host_lineage.labels(),
-            "tenant": spec.tags.tenant,
-            "pipeline": spec.tags.pipeline or label_value(lineage.dag_id),
-            "profile": label_value(spec.profile),
-            "expires-at": str(int(expires_at.timestamp())),
-            **spec.tags.extra,
-            POOL_TAG: pool,
-            "keep-until-expiry": "true",
-        }
-        if config.job_array_id:
-            labels["job-array-id"] = label_value(config.job_array_id)
-        request = ProvisionRequest(resolved, host_lineage, host_lineage.attempt_token(1), conn_id, labels)
-        started = time.monotonic()
-        try:
-            admission = budget.admit(backend, request, catalog_path=catalog_path)
-        except BudgetExceededError as exc:
-            refused = str(exc)
-            metrics.provision(backend.name, spec.profile, "refused", None)
-            break
-        handle, _ = acquire(backend, request)
-        admission.confirm(handle)
-        launched.append(handle.evolve(details={**handle.details, "started_monotonic": started}))
-    _wait_ready(backend, launched, ready_timeout_s, spec.profile)
+    launched, refused, started = _launch(
+        backend, spec, resolved, config, lineage, decision.launch, catalog_path
+    )
+    _wait_ready(backend, launched, started, ready_timeout_s, spec.profile)
 
     states = {h.resource_id: ja.drain_state(backend, h.resource_id, h.tags) for h in hosts}
     dispatched: list[str] = []
@@ -170,7 +147,9 @@ def run_cycle(
                 continue
             if h in hosts and backend.status(h).state is not RunnerState.READY:
                 continue
-            ja.start_drain(backend, h.resource_id, script, f"drain-{lineage.attempt_token(1)}", spec.ttl.total_seconds())
+            ja.start_drain(
+                backend, h.resource_id, script, f"drain-{lineage.attempt_token(1)}", spec.ttl.total_seconds()
+            )
             dispatched.append(h.resource_id)
     ended: list[str] = []
     idle = sorted(
@@ -202,13 +181,58 @@ def run_cycle(
     }
 
 
-def _wait_ready(backend: Any, handles: list[RunnerHandle], timeout_s: float, profile: str) -> None:
+def _launch(
+    backend: Any,
+    spec: RunnerSpec,
+    resolved: Any,
+    config: BurstConfig,
+    lineage: Lineage,
+    count: int,
+    catalog_path: str | None,
+) -> tuple[list[RunnerHandle], str | None, dict[str, float]]:
+    """Create ``count`` pool hosts (budget guard + registry); stop at the first budget refusal."""
+    pool = _pool(spec)
+    launched: list[RunnerHandle] = []
+    started: dict[str, float] = {}
+    for slot in range(count):
+        host_lineage = Lineage(lineage.dag_id, lineage.run_id, f"{lineage.task_id}.host", slot)
+        expires_at = datetime.now(UTC) + spec.ttl
+        labels = {
+            **host_lineage.labels(),
+            "tenant": spec.tags.tenant,
+            "pipeline": spec.tags.pipeline or label_value(lineage.dag_id),
+            "profile": label_value(spec.profile),
+            "expires-at": str(int(expires_at.timestamp())),
+            **spec.tags.extra,
+            POOL_TAG: pool,
+            "keep-until-expiry": "true",
+        }
+        if config.job_array_id:
+            labels["job-array-id"] = label_value(config.job_array_id)
+        request = ProvisionRequest(
+            resolved, host_lineage, host_lineage.attempt_token(1), backend.conn_id, labels
+        )
+        t0 = time.monotonic()
+        try:
+            admission = budget.admit(backend, request, catalog_path=catalog_path)
+        except BudgetExceededError as exc:
+            metrics.provision(backend.name, spec.profile, "refused", None)
+            return launched, str(exc), started
+        handle, _ = acquire(backend, request)
+        admission.confirm(handle)
+        launched.append(handle)
+        started[handle.resource_id] = t0
+    return launched, None, started
+
+
+def _wait_ready(
+    backend: Any, handles: list[RunnerHandle], started: dict[str, float], timeout_s: float, profile: str
+) -> None:
     waiting = {h.resource_id: h for h in handles}
     deadline = time.monotonic() + timeout_s
     while waiting:
         for rid, status in backend.status_many(list(waiting.values())).items():
-            h = waiting[rid]
-            seconds = time.monotonic() - float(h.details.get("started_monotonic", time.monotonic()))
+            seconds = time.monotonic() - started.get(rid, time.monotonic())
             if status.state is RunnerState.READY:
                 metrics.provision(backend.name, profile, "ready", seconds)
                 del waiting[rid]
@@ -216,7 +240,9 @@ def _wait_ready(backend: Any, handles: list[RunnerHandle], timeout_s: float, pro
                 metrics.provision(backend.name, profile, "failed", seconds)
                 raise RuntimeError(f"burst host {rid} is {status.state.value}: {status.message}")
         if waiting and time.monotonic() > deadline:
-            raise TimeoutError(f"burst hosts not ready after {timeout_s:.0f}s: {sorted(waiting)} (they keep their ttl)")
+            raise TimeoutError(
+                f"burst hosts not ready after {timeout_s:.0f}s: {sorted(waiting)} (they keep their ttl)"
+            )
         if waiting:
             time.sleep(getattr(backend, "poll_interval", 2.0))
 
@@ -284,10 +310,16 @@ class BurstCycleOperator(BaseOperator):
 def build_parser(parser: Any) -> Any:
     """Arguments of ``airflow-runners burst`` (a manual burst, or one cycle of the config's mode)."""
     parser.add_argument("--config", required=True, help="seed 001's orchestrator YAML (burst_policy: ...)")
-    parser.add_argument("--spec", required=True, help="the hosts' dedicated_host spec: JSON text or a YAML file")
-    parser.add_argument("--job-command", required=True, help="run per job on a host; body in $RUNNER_JOB_BODY")
+    parser.add_argument(
+        "--spec", required=True, help="the hosts' dedicated_host spec: JSON text or a YAML file"
+    )
+    parser.add_argument(
+        "--job-command", required=True, help="run per job on a host; body in $RUNNER_JOB_BODY"
+    )
     parser.add_argument("--count", type=int, default=None, help="launch N hosts now (manual burst)")
-    parser.add_argument("--conn-id", default="runners_ec2", help="the runners_ec2 Connection (default runners_ec2)")
+    parser.add_argument(
+        "--conn-id", default="runners_ec2", help="the runners_ec2 Connection (default runners_ec2)"
+    )
     parser.add_argument("--catalog", default=None, help="catalog path (default: the configured one)")
     return parser
 

@@ -43,8 +43,10 @@ def drain_script(queue_url: str, region: str, job_command: str, max_jobs: int = 
             "jobs=0; failed=0",
             "while :; do",
             f"  if [ {int(max_jobs)} -gt 0 ] && [ $((jobs + failed)) -ge {int(max_jobs)} ]; then break; fi",
-            f"  msg=$(aws sqs receive-message --queue-url {q} --region {r} --max-number-of-messages 1 "
-            "--wait-time-seconds 0 --query 'Messages[0].[ReceiptHandle,Body]' --output text) || exit 98",
+            (
+                f"  msg=$(aws sqs receive-message --queue-url {q} --region {r} --max-number-of-messages 1 "
+                "--wait-time-seconds 0 --query 'Messages[0].[ReceiptHandle,Body]' --output text) || exit 98"
+            ),
             '  if [ -z "$msg" ] || [ "$msg" = "None" ]; then break; fi',
             "  receipt=${msg%%$'\\t'*}; body=${msg#*$'\\t'}",
             '  if RUNNER_JOB_BODY="$body" bash -c "$JOB_COMMAND"; then',
@@ -77,4 +79,10 @@ def drain_state(backend: Any, instance_id: str, tags: dict[str, str]) -> dict[st
     status = inv.get("Status", "Pending")
     found = _RESULT_RE.findall(inv.get("StandardOutputContent") or "")
     jobs, failed = (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
-    return {"busy": status in BUSY, "status": status, "jobs": jobs, "failed": failed, "command_id": command_id}
+    return {
+        "busy": status in BUSY,
+        "status": status,
+        "jobs": jobs,
+        "failed": failed,
+        "command_id": command_id,
+    }
