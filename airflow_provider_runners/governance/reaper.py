@@ -259,7 +259,8 @@ def sweep(
             report.errors[conn_id] = f"{type(exc).__name__}: {exc}"
             continue
         listed = {h.resource_id for h in [*live, *stale]}
-        metrics.live_runners(backend.name, live, {h.resource_id: handle_rate(h) or 0.0 for h in live})
+        ours = [h for h in live if h.tags.get("managed-by") == MANAGED_BY]  # docs/metrics.md
+        metrics.live_runners(backend.name, ours, {h.resource_id: handle_rate(h) or 0.0 for h in ours})
         for handle, is_stale in [*((h, False) for h in live), *((h, True) for h in stale)]:
             if (handle.backend, handle.resource_id) in seen:
                 continue
