@@ -86,7 +86,7 @@ def test_every_metric_of_the_api_reaches_statsd_with_its_tags(statsd: Listener) 
 
 def test_a_reaper_sweep_reports_live_runners_spend_and_actions(
     statsd: Listener, fleet: dict[str, Any]
-) -> None:  # noqa: F811
+) -> None:
     report = run_sweep(fleet)
     lines = statsd.read()
     live = [line for line in lines if line.startswith("airflow.runners.live,")]
@@ -94,7 +94,7 @@ def test_a_reaper_sweep_reports_live_runners_spend_and_actions(
     assert [line for line in lines if line.startswith("airflow.runners.spend.usd_per_hour,backend=cloudy")]
     reaped = len(report.by("reap"))
     assert reaped > 0
-    assert f"airflow.runners.reaper.action,backend=cloudy,action=reap:1|c" in lines
+    assert "airflow.runners.reaper.action,backend=cloudy,action=reap:1|c" in lines
     assert lines.count("airflow.runners.reaper.action,backend=cloudy,action=reap:1|c") == reaped
     assert "airflow.runners.reaper.action,backend=cloudy,action=keep:1|c" in lines
 
