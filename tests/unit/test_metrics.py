@@ -85,7 +85,8 @@ def test_every_metric_of_the_api_reaches_statsd_with_its_tags(statsd: Listener) 
 
 
 def test_a_reaper_sweep_reports_live_runners_spend_and_actions(
-    statsd: Listener, fleet: dict[str, Any]
+    statsd: Listener,
+    fleet: dict[str, Any],  # noqa: F811 - the imported fixture
 ) -> None:
     report = run_sweep(fleet)
     lines = statsd.read()
