@@ -25,6 +25,7 @@ from airflow_provider_runners.backends.registry import get_backend
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from tests.fakes.ec2_env import RUNNER_CONN_ID, Ec2Env, start_env, stop_env
 from tests.integration.conftest import DAGS, ti_states, xcoms
+from tests.unit.test_metrics import Listener, statsd  # noqa: F401 - a UDP StatsD listener fixture
 
 pytestmark = pytest.mark.integration
 SEED_001_POLICY = """
@@ -129,9 +130,23 @@ def running_pool(env: Ec2Env) -> set[str]:
     }
 
 
-def test_job_array_drains_the_queue_and_keeps_min_warm_across_cycles(env: Ec2Env) -> None:
+def test_job_array_drains_the_queue_and_keeps_min_warm_across_cycles(
+    env: Ec2Env,
+    statsd: Listener,  # noqa: F811 - the imported fixture
+) -> None:
     enqueue(env, 30)
     first = cycle(env)
+    lines = statsd.read()
+    assert "airflow.runners.burst.queue_depth,pool=test-array:30.0|g" in lines
+    assert "airflow.runners.burst.decision,pool=test-array,reason=scale_up:1|c" in lines
+    assert "airflow.runners.burst.launched,pool=test-array:3|c" in lines
+    assert lines.count("airflow.runners.provision.outcome,backend=ec2,profile=Burst,outcome=ready:1|c") == 3
+    assert (
+        len(
+            [x for x in lines if x.startswith("airflow.runners.provision.duration,backend=ec2,profile=Burst")]
+        )
+        == 3
+    )
     assert first["queue_depth"] == 30
     assert first["decision"]["reason"] == "scale up"
     assert len(first["launched"]) == 3
