@@ -221,7 +221,13 @@ class HostAgent:
             return EmptyResult()
 
         def send_command(backend: Any, **kwargs: Any) -> Any:
+            wanted = set(kwargs.get("instance_ids") or [])  # before moto extends that very list
             command = original_send(backend, **kwargs)
+            if wanted and not kwargs.get("targets"):
+                # moto 5.2 reads no Targets as "every instance of the region" and adds an invocation
+                # for each; SSM runs the command on the InstanceIds asked for only.
+                command.invocations = [i for i in command.invocations if i["InstanceId"] in wanted]
+                command.instance_ids = [i for i in command.instance_ids if i in wanted]
             agent.start(command)
             return command
 
