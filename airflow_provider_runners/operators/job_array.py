@@ -45,6 +45,7 @@ from airflow_provider_runners.exceptions import BudgetExceededError, RunnerSpecE
 from airflow_provider_runners.governance import budget
 from airflow_provider_runners.governance.burst import BurstDecision, BurstPolicy, BurstState, plan
 from airflow_provider_runners.governance.burst_config import BurstConfig
+from airflow_provider_runners.governance.runner_index import quietly
 
 POOL_TAG = "burst-pool"
 
@@ -138,6 +139,9 @@ def run_cycle(
     )
     _wait_ready(backend, launched, started, ready_timeout_s, spec.profile)
 
+    registry = budget.safe_registry()
+    for h in hosts:  # the cycle holds the pool's hosts: their registry records stay fresh
+        quietly(registry.heartbeat, h.lineage_key)
     states = {h.resource_id: ja.drain_state(backend, h.resource_id, h.tags) for h in hosts}
     dispatched: list[str] = []
     if depth > 0:
@@ -158,7 +162,7 @@ def run_cycle(
     )
     for h in idle[: decision.terminate]:
         backend.teardown(h)
-        budget.release(h, "burst scale-down")
+        budget.release(h, "burst scale-down", registry)
         ended.append(h.resource_id)
     if log is not None:
         log.info(
