@@ -52,7 +52,7 @@ SPEC = {
     "ttl": "8h",
 }
 #: One job: the message body is in $RUNNER_JOB_BODY (one line of JSON).
-JOB_COMMAND = 'python3 -c "import json, os; print(json.loads(os.environ[\'RUNNER_JOB_BODY\']))"'
+JOB_COMMAND = "python3 -c \"import json, os; print(json.loads(os.environ['RUNNER_JOB_BODY']))\""
 
 with DAG(
     dag_id="job_array_burst",
