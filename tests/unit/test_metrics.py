@@ -164,3 +164,61 @@ def test_budget_notifier_reads_the_catalog_budget_and_rejects_bad_input(tmp_path
         BudgetThresholdNotifier(tenant="analytics", threshold=1.5, limit=1.0)
     with pytest.raises(ValueError, match="exactly one of tenant= or pipeline="):
         BudgetThresholdNotifier(limit=1.0)
+
+
+class _TI:
+    dag_id, run_id, task_id, map_index = "etl", "manual__1", "host.provision", -1
+
+    def __init__(self, try_number: int) -> None:
+        self.try_number = try_number
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+@pytest.mark.parametrize("outcome", ["ready", "failed"])
+def test_the_provision_reports_its_outcome_duration_and_retries(
+    statsd: Listener, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, outcome: str
+) -> None:
+    from airflow_provider_runners.exceptions import ProvisionError
+    from airflow_provider_runners.operators.provision import ProvisionRunnerOperator
+    from airflow_provider_runners.testing.contract import use_backend
+    from airflow_provider_runners.testing.memory import InMemoryBackend
+
+    monkeypatch.setenv("AIRFLOW__RUNNERS__REGISTRY", f"sqlite:///{tmp_path}/registry.sqlite")
+    from airflow_provider_runners.core.backend import RunnerState, RunnerStatus
+    from airflow_provider_runners.operators import provision
+
+    class Broken(InMemoryBackend):
+        def status(self, handle: Any) -> RunnerStatus:
+            return RunnerStatus(RunnerState.FAILED, "boot failed")
+
+    backend = use_backend(
+        monkeypatch, "runners_memory", Broken() if outcome == "failed" else InMemoryBackend()
+    )
+    monkeypatch.setattr(provision, "get_backend", lambda conn_id: backend)
+    op = ProvisionRunnerOperator(
+        task_id="provision",
+        conn_id="runners_memory",
+        spec={
+            "runner_class": "dedicated_host",
+            "profile": "Large",
+            "tags": {"tenant": "t"},
+        },
+        deferrable=False,
+    )
+    ti = _TI(try_number=2)
+    if outcome == "failed":
+        with pytest.raises(ProvisionError):
+            op.execute({"ti": ti})
+    else:
+        op.execute({"ti": ti})
+    lines = statsd.read()
+    assert f"airflow.runners.provision.outcome,backend=memory,profile=Large,outcome={outcome}:1|c" in lines
+    assert [
+        x
+        for x in lines
+        if x.startswith(f"airflow.runners.provision.duration,backend=memory,profile=Large,outcome={outcome}:")
+    ]
+    assert "airflow.runners.provision.retry,backend=memory,profile=Large:1|c" in lines
