@@ -5,6 +5,7 @@
     airflow-runners evidence verify [--dag-id D] [--run-id R] [--base URL] [--complete]
     airflow-runners reap [--dry-run] [--conn-id ID ...]   (default: every configured runner Connection)
     airflow-runners pool [--conn-id ID ...] [--maintain [--report-only]] [--catalog FILE] [--json]
+    airflow-runners burst --config F --spec S --job-command C [--count N]   (job-array burst, docs/cost.md)
     airflow-runners demo [--rows N]
 
 Exit codes: 0 ok, 1 a check failed (invalid catalog, broken chain, failed demo) or an error
@@ -303,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     pool.add_argument("--catalog", default=None, help="catalog YAML (default: [runners] catalog_path)")
     pool.add_argument("--json", action="store_true", help="print pools and actions as JSON")
     pool.set_defaults(func=cmd_pool)
+    from airflow_provider_runners.operators import job_array
+
+    burst = sub.add_parser("burst", help="job-array burst on runners_ec2: --count N hosts now (docs/cost.md)")
+    job_array.build_parser(burst).set_defaults(func=job_array.cli)
 
     demo = sub.add_parser("demo", help="run the local Dask ETL DAG end to end and print a summary")
     demo.add_argument(

@@ -32,12 +32,14 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_runners.operators.command",
                     "airflow_provider_runners.operators.burst",
                     "airflow_provider_runners.operators.pool",
+                    "airflow_provider_runners.operators.job_array",
                 ],
             }
         ],
         "sensors": [
             {"integration-name": "Runners", "python-modules": ["airflow_provider_runners.sensors.runners"]}
         ],
+        "notifications": ["airflow_provider_runners.notifications.budget.BudgetThresholdNotifier"],
         "task-decorators": [
             {"name": "runner", "class-name": "airflow_provider_runners.decorators.runner.runner_task"}
         ],

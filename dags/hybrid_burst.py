@@ -13,8 +13,14 @@ One run = one planning cycle (schedule it at the policy's ``check_interval``, do
 Locally (the default) the queue is ``dags/burst_jobs.py``'s directory queue and the "cloud"
 is ``runners_default`` (local_dask) — the DAG runs anywhere. With ``RUNNERS_BURST_QUEUE_URL``
 set, the depth comes from that SQS queue (``RUNNERS_BURST_AWS_CONN_ID``, default
-``aws_default``) and ``RUNNERS_BURST_CONN_ID`` selects the cloud backend (e.g. ``runners_ec2``).
+``aws_default``). ``RUNNERS_BURST_CONN_ID`` selects the cloud backend: it must serve
+``dask_cluster`` runners (local_dask, dataproc_dask — e.g. ``runners_dataproc`` with
+``RUNNERS_BURST_PROFILE=standard`` and ``RUNNERS_BURST_ENVIRONMENT=dev``: ``small`` is a profile
+of the ``local`` environment only). ``runners_ec2`` serves ``dedicated_host`` only: for a burst
+onto EC2 hosts use ``dags/job_array_burst.py`` (seed 001's job array, docs/cost.md).
 The ``jobs`` param enqueues that many demo jobs first (0 = just plan the existing backlog).
+Cloud runners here end when the queue is empty; warm ``min_cloud_instances`` kept across cycles
+are a feature of ``dags/job_array_burst.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ TAGS = {"tenant": "research", "pipeline": "hybrid-burst"}
 LOCAL_SPEC = {"runner_class": "dask_cluster", "profile": "small", "tags": TAGS, "ttl": "1h"}
 CLOUD_SPEC = {
     "runner_class": "dask_cluster",
-    "profile": "small",
+    "profile": os.environ.get("RUNNERS_BURST_PROFILE", "small"),
+    "environment": os.environ.get("RUNNERS_BURST_ENVIRONMENT") or None,
     "tags": {**TAGS, "extra": {"burst-pool": "hybrid-burst-cloud"}},
     "ttl": "1h",
     "idle_timeout": "10m",

@@ -7,7 +7,10 @@ decides how many runners to start, and each mapped ``cloud`` group borrows one, 
 on it (``dags/burst_jobs.py``'s ``drain_sqs``) and gives it back. Schedule it like
 ``dags/hybrid_burst.py`` (one run per planning cycle); the sensor makes an empty cycle cheap:
 it waits in the triggerer instead of starting anything. The AWS Connection is
-``RUNNERS_QUEUE_AWS_CONN_ID`` (default ``aws_default``).
+``RUNNERS_QUEUE_AWS_CONN_ID`` (default ``aws_default``). The runners are local_dask
+(``runners_default``, profile ``small`` of the ``local`` environment) and end when the queue is
+empty (``min_cloud_instances: 0``); for EC2 hosts that drain SQS and stay warm across cycles,
+see ``dags/job_array_burst.py``.
 """
 
 from __future__ import annotations

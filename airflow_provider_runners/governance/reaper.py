@@ -54,9 +54,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from airflow_provider_runners.backends.registry import configured_conn_ids as all_conn_ids, get_backend
+from airflow_provider_runners.core import metrics
 from airflow_provider_runners.core.backend import DetectsStale
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage
+from airflow_provider_runners.core.prices import handle_rate
 from airflow_provider_runners.core.settings import setting
 from airflow_provider_runners.governance import heartbeat
 from airflow_provider_runners.governance.runner_index import RunnerRecord, RunnerRegistry, quietly
@@ -276,6 +278,8 @@ def sweep(
             report.errors[conn_id] = f"{type(exc).__name__}: {exc}"
             continue
         listed = {h.resource_id for h in [*live, *stale]}
+        ours = [h for h in live if h.tags.get("managed-by") == MANAGED_BY]  # docs/metrics.md
+        metrics.live_runners(backend.name, ours, {h.resource_id: handle_rate(h) or 0.0 for h in ours})
         for handle, is_stale in [*((h, False) for h in live), *((h, True) for h in stale)]:
             if (handle.backend, handle.resource_id) in seen or handle.resource_id in pooled:
                 continue
@@ -285,6 +289,9 @@ def sweep(
             )
         if not dry_run:
             _reconcile(registry, records, backend, conn_id, listed, now.timestamp() - RECONCILE_GRACE_S)
+    for action in report.actions if not dry_run else ():  # docs/metrics.md
+        failed = action.decision == "reap" and action.result.startswith("teardown failed")
+        metrics.reaper_action(action.backend, "error" if failed else action.decision)
     return report
 
 

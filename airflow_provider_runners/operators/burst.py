@@ -36,11 +36,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
+from airflow_provider_runners.core import metrics
 from airflow_provider_runners.core.catalog import resolve_spec
 from airflow_provider_runners.core.prices import runner_rate
 from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.governance.budget import safe_registry
-from airflow_provider_runners.governance.burst import BurstPolicy, BurstState, plan
+from airflow_provider_runners.governance.burst import BurstDecision, BurstPolicy, BurstState, plan
+from airflow_provider_runners.governance.burst_config import BurstConfig
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -100,10 +102,18 @@ class BurstPlanOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.policy = policy if isinstance(policy, BurstPolicy) else BurstPolicy.from_mapping(dict(policy))
+        # seed 001's burst_policy as written (mode, check_interval, spot, instance_type...; docs/cost.md)
+        config = None if isinstance(policy, BurstPolicy) else BurstConfig.load(dict(policy))
+        self.policy = policy if isinstance(policy, BurstPolicy) else config.policy  # type: ignore[union-attr]
+        self.mode = config.mode if config else "auto"
         self.spec = RunnerSpec.parse(spec)
+        if config is not None and config.spot is not None and config.spot != self.spec.spot:
+            self.spec = RunnerSpec.parse({**self.spec.model_dump(mode="json"), "spot": config.spot})
         self.catalog_path = catalog_path
-        resolve_spec(self.spec, catalog_path=catalog_path)  # bad spec: parse-time error
+        resolved = resolve_spec(self.spec, catalog_path=catalog_path)  # bad spec: parse-time error
+        if config is not None:
+            amis = (resolved.image.options.get("amis") if resolved.image else None) or None
+            config.check_launch(resolved.profile.machine_type, approved_amis=amis)
         if (queue_url is None) == (queue_depth is None):
             raise ValueError(
                 "BurstPlanOperator needs exactly one of queue_url= (SQS) or queue_depth= (a callable)"
@@ -162,6 +172,9 @@ class BurstPlanOperator(BaseOperator):
             low_since=saved.get("low_since"),
         )
         decision = plan(policy, state)
+        if self.mode == "manual" and decision.launch:
+            decision = BurstDecision(0, 0, cloud, decision.low_since, "manual mode: no launch")
+        metrics.burst(pool_of(self.spec), depth, decision.reason, decision.launch, decision.terminate, cloud)
         Variable.set(state_key, json.dumps({"low_since": decision.low_since}))
         drained = []
         for handle in sorted(active, key=lambda h: h.created_at)[: decision.terminate]:

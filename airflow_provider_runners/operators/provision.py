@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_runners import templated_spec
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, check_spec, get_backend
+from airflow_provider_runners.core import metrics
 from airflow_provider_runners.core.backend import Backend, ProvisionRequest, RunnerState, RunnerStatus
 from airflow_provider_runners.core.catalog import ResolvedSpec, resolve_spec
 from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
@@ -200,6 +201,8 @@ class ProvisionRunnerOperator(BaseOperator):
                 f"{backend.name!r}; nothing was created"
             )
         self._remember(context, backend, lineage)
+        if (ti.try_number or 1) > 1:
+            metrics.retry(backend.name, self.spec.profile)  # docs/metrics.md
         if self.spec.runner_class not in backend.runner_classes:
             raise _final(
                 RunnerSpecError(
@@ -221,6 +224,7 @@ class ProvisionRunnerOperator(BaseOperator):
         try:
             admission = budget.admit(backend, request, catalog_path=self.catalog_path)  # nothing created yet
         except BudgetExceededError as exc:
+            metrics.provision(backend.name, self.spec.profile, "refused", None)  # docs/metrics.md
             ti.xcom_push(key=FACTS_XCOM_KEY, value=exc.details)
             if not budget.keep_waiting(ti, self.budget_wait, str(exc)):
                 raise _final(exc) from None  # a retry would be refused alike: budget_wait waits
@@ -357,6 +361,7 @@ class ProvisionRunnerOperator(BaseOperator):
         ti.xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_xcom())
         ti.xcom_push(key=FACTS_XCOM_KEY, value=facts)
         self.log.info("runner %s ready in %.1fs at %s", handle.resource_id, ready_in, handle.endpoints)
+        metrics.provision(backend.name, self.spec.profile, "ready", ready_in)  # docs/metrics.md
         self._held = None
         self._done = True  # the runner is the DAG's now: the teardown task ends it
         return handle.to_xcom()
@@ -384,6 +389,8 @@ class ProvisionRunnerOperator(BaseOperator):
         else:
             budget.release(handle, f"provision failed: {why}"[:200])
         self._held = None
+        ready_in = (datetime.now(UTC) - handle.created_at).total_seconds()
+        metrics.provision(backend.name, self.spec.profile, "failed", ready_in)  # docs/metrics.md
         context["ti"].xcom_push(
             key=FACTS_XCOM_KEY,
             value={"acquisition": acquisition, "failure": why, "cleanup": cleanup, **self._governance()},

@@ -20,7 +20,7 @@ lowest layer; boto3 and the HTTP path stay real):
   "host"), its output appended to the invocation as it comes, ``ResponseCode`` = exit code,
   ``Status`` InProgress → Success / Failed / TimedOut (``executionTimeout``) / Cancelled.
   ``PATH`` starts with a fake bin dir: ``aws`` (secretsmanager get-secret-value, ssm get-parameter,
-  s3 cp — answered from this moto server with the "instance profile" credentials) and
+  sqs receive-message / delete-message, s3 cp — answered from this moto server with the "instance profile" credentials) and
   ``shutdown`` (records its arguments; never shuts anything down).
 * ``CancelCommand``: kills the script's process group; the invocation ends ``Cancelled``.
 """
@@ -160,6 +160,13 @@ try:
     elif (service, command) == ("ssm", "get-parameter"):
         p = boto3.client("ssm", **kw).get_parameter(Name=opt("--name"), WithDecryption="--with-decryption" in args)
         print(p["Parameter"]["Value"])
+    elif (service, command) == ("sqs", "receive-message"):
+        got = boto3.client("sqs", **kw).receive_message(QueueUrl=opt("--queue-url"), MaxNumberOfMessages=1,
+                                                        WaitTimeSeconds=0).get("Messages", [])
+        # only the --query 'Messages[0].[ReceiptHandle,Body]' --output text shape the drain loop uses
+        print(f"{got[0]['ReceiptHandle']}\t{got[0]['Body']}" if got else "None")
+    elif (service, command) == ("sqs", "delete-message"):
+        boto3.client("sqs", **kw).delete_message(QueueUrl=opt("--queue-url"), ReceiptHandle=opt("--receipt-handle"))
     elif (service, command) == ("s3", "cp"):
         src, dst = [a for a in args[2:] if not a.startswith("--") and a != opt("--region")][-2:]
         bucket, _, key = src.removeprefix("s3://").partition("/")
@@ -214,7 +221,13 @@ class HostAgent:
             return EmptyResult()
 
         def send_command(backend: Any, **kwargs: Any) -> Any:
+            wanted = set(kwargs.get("instance_ids") or [])  # before moto extends that very list
             command = original_send(backend, **kwargs)
+            if wanted and not kwargs.get("targets"):
+                # moto 5.2 reads no Targets as "every instance of the region" and adds an invocation
+                # for each; SSM runs the command on the InstanceIds asked for only.
+                command.invocations = [i for i in command.invocations if i["InstanceId"] in wanted]
+                command.instance_ids = [i for i in command.instance_ids if i in wanted]
             agent.start(command)
             return command
 
