@@ -197,7 +197,7 @@ def relative(when: str, now: datetime) -> str:
 
 
 def _run_href(dag_id: Any, run_id: Any) -> str:
-    """The DAG run's page in the Airflow UI (opened in the UI itself by ui.js, not in the iframe)."""
+    """The DAG run's page in the Airflow UI (ui.js opens it as the whole UI, not in the iframe)."""
     return f"/dags/{quote(str(dag_id), safe='')}/runs/{quote(str(run_id), safe='')}"
 
 
@@ -288,26 +288,24 @@ form{margin:0 0 .5rem}input{margin:0 .6rem 0 .2rem;padding:.2rem}.note{color:#62
 """
 
 
-#: Opens links in the Airflow UI around the iframe. The UI's iframe sandbox ("allow-scripts
-#: allow-same-origin allow-forms allow-downloads") blocks target=_top and popups, but the frame is
-#: same-origin: a UI route is pushed onto the UI's own history (its router follows popstate), an
-#: external URL (a dashboard) is opened by a link clicked in the UI's document. Outside an iframe
-#: the links are plain links.
+#: Opens links in the Airflow UI around the iframe (docs/ui.md). The UI's iframe sandbox
+#: ("allow-scripts allow-same-origin allow-forms allow-downloads") blocks target=_top, popups and a
+#: script in the frame setting ``top.location``; the frame is same-origin, so the script makes a
+#: link in the UI's own document and clicks it: a UI route (a DAG, a DAG run) is a full navigation
+#: of the whole UI (its router starts on that route), an external URL (a dashboard) opens in a new
+#: tab. Outside an iframe the links are plain links.
 UI_JS = """
 document.addEventListener("click", function (event) {
   var a = event.target.closest && event.target.closest("a[data-ui-link]");
   if (!a || window.parent === window) { return; }
   var top;
-  try { top = window.parent; void top.document; } catch (e) { return; }
+  try { top = window.top; void top.document; } catch (e) { return; }
   event.preventDefault();
-  if (a.dataset.uiLink === "top") {
-    top.history.pushState(null, "", a.getAttribute("href"));
-    top.dispatchEvent(new PopStateEvent("popstate", {state: null}));
-  } else {
-    var out = top.document.createElement("a");
-    out.href = a.href; out.target = "_blank"; out.rel = "noopener";
-    top.document.body.appendChild(out); out.click(); out.remove();
-  }
+  var out = top.document.createElement("a");
+  out.href = a.href;
+  if (a.dataset.uiLink === "top") { out.target = "_self"; } else { out.target = "_blank"; out.rel = "noopener"; }
+  out.style.display = "none";
+  top.document.body.appendChild(out); out.click(); out.remove();
 });
 """
 

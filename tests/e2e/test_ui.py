@@ -134,11 +134,6 @@ def test_runners_page_in_chromium(
     page.close()
 
 
-@pytest.mark.xfail(
-    reason="open (issue 15): a run link inside the embedded Runners view moves the Airflow UI to the "
-    "run's URL, but the UI keeps the Runners view mounted (ui.js's popstate is not taken by its router)",
-    strict=False,
-)
 def test_runners_view_embedded_in_the_airflow_ui(
     airflow_stack: Stack, etl_run: dict[str, Any], browser: Any, tmp_path: Path
 ) -> None:
@@ -154,7 +149,7 @@ def test_runners_view_embedded_in_the_airflow_ui(
     page.wait_for_timeout(1_000)  # let the UI shell finish painting around the iframe
     _screenshot(page, tmp_path, "airflow-ui-browse-runners")
     # A run link opens the run in the Airflow UI itself (the iframe sandbox blocks target=_top;
-    # the page's ui.js hands the route to the UI's router).
+    # the page's ui.js clicks a link made in the UI's document: a full navigation of the UI).
     frame.locator("a", has_text=etl_run["run_id"]).first.click()
     page.wait_for_url(f"**/dags/local_dask_etl/runs/{quote(etl_run['run_id'], safe='')}**", timeout=30_000)
     assert page.locator("iframe[src*='/runners/']").count() == 0  # the UI left the Runners view
