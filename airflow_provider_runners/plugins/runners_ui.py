@@ -73,6 +73,7 @@ def live_runners() -> list[dict[str, Any]]:
             continue
         for handle in handles:
             status = states.get(handle.resource_id)
+            rate = _rate(handle)
             rows.append(
                 {
                     "conn_id": conn_id,
@@ -88,10 +89,34 @@ def live_runners() -> list[dict[str, Any]]:
                     "expires_at": handle.expires_at.isoformat(),
                     "lineage_key": handle.lineage_key,
                     "dashboard": handle.endpoints.get("dashboard"),
+                    "tenant": handle.tags.get("tenant"),
+                    "pipeline": handle.tags.get("pipeline"),
+                    "usd_per_hour": rate,
                     "error": None,
                 }
             )
     return rows
+
+
+def _rate(handle: Any) -> float | None:
+    """$/hour of a live runner (for the budget headroom); None when unknown."""
+    from airflow_provider_runners.core.prices import handle_rate
+
+    try:
+        return handle_rate(handle)
+    except Exception:  # noqa: BLE001 - an unpriced runner must not break the page
+        return None
+
+
+def _catalog() -> Any:
+    """The configured catalog (budgets), or None when it cannot be read (the page says so)."""
+    from airflow_provider_runners.core.catalog import load_catalog
+
+    try:
+        return load_catalog()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("runners page: cannot read the catalog for budgets: %s", exc)
+        return None
 
 
 def run_states(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -316,8 +341,12 @@ def render_page(
     dag_id: str | None = None,
     run_id: str | None = None,
     now: datetime | None = None,
+    catalog: Any = None,
 ) -> str:
-    """The whole page; every value is escaped. ``runners`` None: the user may not see them."""
+    """The whole page; every value is escaped. ``runners`` None: the user may not see them.
+    ``catalog``: for the budget headroom (None: no budgets shown)."""
+    from airflow_provider_runners.plugins.runners_charts import CSS as CHART_CSS, render_cost_section
+
     if runners is None:
         runners_html = '<p class="note">Live runners need read access to Connections.</p>'
     else:
@@ -346,7 +375,7 @@ def render_page(
     total = sum(float(s["usd"]) for s in evidence)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Runners</title>'
-        f"<style>{_CSS}</style></head><body><h1>Runners</h1>"
+        f"<style>{_CSS}{CHART_CSS}</style></head><body><h1>Runners</h1>"
         f"<h2>Live runners</h2>{runners_html}"
         '<h2>Evidence per DAG run</h2><form method="get" action="./">'
         f'<label>DAG <input name="dag_id" value="{_e(dag_id)}"></label>'
@@ -356,6 +385,7 @@ def render_page(
         f'<p class="note">{len(evidence)} chain(s), total ${total:.4f}. A chain is verified when every '
         "entry's hash and link, the sequence and HEAD check out (<code>airflow-runners evidence "
         "verify</code>); it is green only when the run and every step succeeded.</p>"
+        f"{render_cost_section(evidence, runners, catalog)}"
         '<script src="./ui.js"></script></body></html>'
     )
 
@@ -380,7 +410,8 @@ def create_app() -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def page(dag_id: str | None = None, run_id: str | None = None, user: BaseUser = current_user) -> str:
         runners = live_runners() if _may_read_connections(user) else None
-        return render_page(runners, evidence_rows(dag_id, run_id, _dag_reader(user)), dag_id, run_id)
+        evidence = evidence_rows(dag_id, run_id, _dag_reader(user))
+        return render_page(runners, evidence, dag_id, run_id, catalog=_catalog())
 
     @app.get("/ui.js")
     def ui_js() -> Response:
