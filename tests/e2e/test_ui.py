@@ -7,7 +7,8 @@ Playwright; no browser is downloaded).
 * on a second api-server of the same deployment with real logins: no token is a 401 from every
   route, the UI's ``_token`` cookie opens the page, a viewer sees evidence but not live runners.
 
-Screenshots are written to the test's tmp dir (path printed; ``pytest -s`` shows it).
+Screenshots are written to the test's tmp dir (path printed; ``pytest -s`` shows it); with
+``RUNNERS_DOCS_SCREENSHOTS=1`` the ones docs/ui.md shows are also copied to docs/img/.
 """
 
 from __future__ import annotations
@@ -82,11 +83,24 @@ def etl_run(airflow_stack: Stack) -> dict[str, Any]:
     return summarize(report.entries)
 
 
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+#: The screenshots docs/ui.md shows (refreshed by RUNNERS_DOCS_SCREENSHOTS=1).
+DOCS_SCREENSHOTS = {
+    "runners-page",
+    "airflow-ui-browse-runners",
+    "airflow-ui-run-from-runners-link",
+    "connection-form-ec2",
+}
+
+
 def _screenshot(page: Any, tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 5_000
     print(f"screenshot: {path}")
+    if os.environ.get("RUNNERS_DOCS_SCREENSHOTS") and name in DOCS_SCREENSHOTS:
+        DOCS_IMG.mkdir(exist_ok=True)
+        shutil.copyfile(path, DOCS_IMG / path.name)
     return path
 
 
@@ -124,6 +138,11 @@ def test_runners_page_in_chromium(
     assert row.locator("td.ok", has_text="verified").count() == 1  # the verdict (the run state is ok too)
     assert row.locator("td").nth(2).inner_text() == "success"  # the DAG run's state
     assert row.locator("td").nth(7).inner_text() == "yes"  # torn down
+    # cost over time per tenant and per pipeline (inline SVG) and the budget headroom table
+    assert page.locator("h2", has_text="Cost and budgets").count() == 1
+    assert page.locator("svg.chart").count() == 2
+    assert page.locator("svg.chart rect").count() >= 2
+    assert page.locator("h3", has_text="Budget headroom").count() == 1
     _screenshot(page, tmp_path, "runners-page")
     # the filter form narrows to one DAG run
     page.fill("input[name=run_id]", etl_run["run_id"])
@@ -156,6 +175,29 @@ def test_runners_view_embedded_in_the_airflow_ui(
     page.wait_for_selector("text=local_dask_etl", timeout=30_000)
     page.wait_for_timeout(1_000)
     _screenshot(page, tmp_path, "airflow-ui-run-from-runners-link")
+    page.close()
+
+
+def test_connection_form_shows_the_typed_fields(airflow_stack: Stack, browser: Any, tmp_path: Path) -> None:
+    """Add Connection -> a runners_* type: the form shows its conn-fields (labels, placeholders)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{airflow_stack.api}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    page.get_by_text("Select Connection Type").click()
+    page.keyboard.type("EC2 dedicated host")
+    page.keyboard.press("Enter")
+    field = page.get_by_text("Warm-pool claim table (DynamoDB)")
+    try:
+        field.wait_for(timeout=5_000)
+    except Exception:  # noqa: BLE001 - the Extra Fields section is collapsed
+        page.get_by_text("Extra Fields", exact=True).first.click()
+    field.wait_for(timeout=15_000)
+    for label in ("Region", "AWS Connection", "Instance profile", "Warm-pool idle TTL"):
+        assert page.get_by_text(label, exact=True).count() >= 1, label
+    assert page.locator("input[placeholder='eu-west-1']").count() == 1
+    assert page.locator("input[placeholder='airflow-runners-ec2-claims']").count() == 1
+    page.wait_for_timeout(500)
+    _screenshot(page, tmp_path, "connection-form-ec2")
     page.close()
 
 
