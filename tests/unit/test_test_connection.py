@@ -1,0 +1,82 @@
+"""Airflow's "Test Connection" for runner Connections: each hook's ``test_connection`` runs the
+backend's cheap check (``Backend.check_connection``), creates nothing and shows no secret."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_runners.backends.registry import backend_classes
+from airflow_provider_runners.hooks.runner import RunnerHook, hook_class
+
+
+def _env_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: object) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_every_generated_hook_has_test_connection() -> None:
+    for backend in backend_classes().values():
+        assert hook_class(backend).test_connection is RunnerHook.test_connection
+
+
+def test_a_local_backend_is_reachable_and_nothing_is_created(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    _env_conn(
+        monkeypatch, "lh_ok", conn_type="runners_local_host", extra=json.dumps({"state_dir": str(state)})
+    )
+    ok, message = RunnerHook("lh_ok").test_connection()
+    assert (ok, message) == (True, "local_host Connection 'lh_ok': reachable; 0 live runner(s)")
+    assert not state.exists() or not any(state.iterdir())
+
+
+def test_an_unreachable_bench_platform_fails_naming_the_connection_not_the_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = "tok-9f8e7d6c5b4a-secret"
+    _env_conn(
+        monkeypatch,
+        "bench_down",
+        conn_type="runners_bench_http",
+        host="127.0.0.1",
+        port=_closed_port(),
+        schema="http",
+        password=token,
+        extra=json.dumps({"retries": 0, "timeout_s": 2}),
+    )
+    ok, message = RunnerHook("bench_down").test_connection()
+    assert not ok
+    assert message.startswith(
+        "bench_http Connection 'bench_down': PlatformUnavailable: bench platform http://127.0.0.1:"
+    )
+    assert token not in message
+
+
+def test_a_connection_that_configures_no_backend_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env_conn(monkeypatch, "not_a_runner", conn_type="runners_nope")
+    ok, message = RunnerHook("not_a_runner").test_connection()
+    assert not ok
+    assert message.startswith("Connection 'not_a_runner': ")
+    assert "runners_nope" in message
+
+
+def test_airflow_connection_test_connection_uses_the_hook(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What the API server's "Test Connection" does: ``Connection.test_connection()``."""
+    from airflow.models.connection import Connection
+
+    extra = json.dumps({"state_dir": str(tmp_path)})
+    _env_conn(monkeypatch, "lh_api", conn_type="runners_local_host", extra=extra)
+    conn = Connection(conn_id="lh_api", conn_type="runners_local_host", extra=extra)
+    assert conn.test_connection() == (True, "local_host Connection 'lh_api': reachable; 0 live runner(s)")
