@@ -80,3 +80,36 @@ def test_airflow_connection_test_connection_uses_the_hook(
     _env_conn(monkeypatch, "lh_api", conn_type="runners_local_host", extra=extra)
     conn = Connection(conn_id="lh_api", conn_type="runners_local_host", extra=extra)
     assert conn.test_connection() == (True, "local_host Connection 'lh_api': reachable; 0 live runner(s)")
+
+
+def test_ec2_is_one_describe_instances_call_against_moto_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real boto3 through the Amazon provider's AwsBaseHook, moto *server* over HTTP."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+            monkeypatch.setenv(key, value)
+        aws_extra = {"endpoint_url": f"http://{host}:{port}", "region_name": "eu-west-1"}
+        _env_conn(monkeypatch, "aws_probe", conn_type="aws", extra=json.dumps(aws_extra))
+        runner_extra = {"region_name": "eu-west-1", "aws_conn_id": "aws_probe"}
+        _env_conn(monkeypatch, "ec2_probe", conn_type="runners_ec2", extra=json.dumps(runner_extra))
+        ok, message = RunnerHook("ec2_probe").test_connection()
+    finally:
+        server.stop()
+    assert (ok, message) == (
+        True,
+        (
+            "ec2 Connection 'ec2_probe': EC2 API in eu-west-1 reachable with AWS Connection 'aws_probe'; "
+            "0 managed instance(s)"
+        ),
+    )
+
+
+def test_ec2_without_a_region_fails_naming_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env_conn(monkeypatch, "ec2_noregion", conn_type="runners_ec2", extra="{}")
+    ok, message = RunnerHook("ec2_noregion").test_connection()
+    assert not ok
+    assert "Connection 'ec2_noregion' extra region_name: required" in message
