@@ -113,3 +113,31 @@ def test_ec2_without_a_region_fails_naming_the_field(monkeypatch: pytest.MonkeyP
     ok, message = RunnerHook("ec2_noregion").test_connection()
     assert not ok
     assert "Connection 'ec2_noregion' extra region_name: required" in message
+
+
+def test_bench_http_checks_the_token_against_the_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench platform of docs/bench_http.openapi.yaml (tests/bench_http_server.py, real HTTP)."""
+    from tests.bench_http_server import BenchHttpServer
+
+    token = "bench-tok-1a2b3c4d"
+    server = BenchHttpServer({"imx8-a": {"tags": {"board": "imx8"}}}, token=token).start()
+    try:
+        for conn_id, password in (("bench_ok", token), ("bench_badtoken", "wrong-tok-9z8y")):
+            _env_conn(
+                monkeypatch,
+                conn_id,
+                conn_type="runners_bench_http",
+                host="127.0.0.1",
+                port=server.port,
+                schema="http",
+                password=password,
+                extra=json.dumps({"base_path": "/api/v1", "retries": 0}),
+            )
+        ok, message = RunnerHook("bench_ok").test_connection()
+        assert (ok, message) == (True, "bench_http Connection 'bench_ok': reachable; 0 live runner(s)")
+        ok, message = RunnerHook("bench_badtoken").test_connection()
+        assert not ok
+        assert "refused the token of Connection 'bench_badtoken' (401)" in message
+        assert "wrong-tok-9z8y" not in message
+    finally:
+        server.stop()
