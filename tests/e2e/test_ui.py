@@ -141,7 +141,7 @@ def test_runners_page_in_chromium(
     # cost over time per tenant and per pipeline (inline SVG) and the budget headroom table
     assert page.locator("h2", has_text="Cost and budgets").count() == 1
     assert page.locator("svg.chart").count() == 2
-    assert page.locator("svg.chart rect").count() >= 2
+    assert page.locator(".legend .key").count() >= 2  # a series per chart (local_dask costs $0: no bar)
     assert page.locator("h3", has_text="Budget headroom").count() == 1
     _screenshot(page, tmp_path, "runners-page")
     # the filter form narrows to one DAG run
