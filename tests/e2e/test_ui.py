@@ -153,6 +153,43 @@ def test_runners_page_in_chromium(
     page.close()
 
 
+#: The sandbox the Airflow UI puts on a plugin's iframe (docs/ui.md).
+UI_SANDBOX = "allow-scripts allow-same-origin allow-forms allow-downloads"
+
+
+def test_ui_js_navigates_the_whole_window_from_the_ui_sandbox(browser: Any, tmp_path: Path) -> None:
+    """Without Airflow: a page in an iframe with the UI's sandbox, ui.js, one click -> the top
+    window is on the link's page and the iframe is gone (a full navigation, not a route push)."""
+    import functools
+    import http.server
+    import threading
+
+    from airflow_provider_runners.plugins.runners_ui import UI_JS
+
+    (tmp_path / "top.html").write_text(
+        f'<h1>UI</h1><iframe src="/frame.html" sandbox="{UI_SANDBOX}"></iframe>'
+    )
+    (tmp_path / "frame.html").write_text(
+        f'<a id="run" href="/dags/d/runs/r1" data-ui-link="top">r1</a><script>{UI_JS}</script>'
+    )
+    (tmp_path / "dags" / "d" / "runs").mkdir(parents=True)
+    (tmp_path / "dags" / "d" / "runs" / "r1").write_text("<h1>run r1</h1>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/top.html")
+        page.frames[1].click("#run")
+        page.wait_for_url("**/dags/d/runs/r1", timeout=10_000)
+        assert page.inner_text("h1") == "run r1"
+        assert page.locator("iframe").count() == 0
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_runners_view_embedded_in_the_airflow_ui(
     airflow_stack: Stack, etl_run: dict[str, Any], browser: Any, tmp_path: Path
 ) -> None:
