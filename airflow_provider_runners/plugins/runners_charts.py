@@ -202,7 +202,7 @@ CSS = """
 svg.chart{display:block;max-width:100%;height:auto;margin:.3rem 0}
 .legend{font-size:.85rem;margin:.2rem 0 .6rem}.legend .key{margin-right:1rem;white-space:nowrap}
 .legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:-1px}
-.charts{display:flex;flex-wrap:wrap;gap:0 2rem}.charts h3{font-size:.95rem;margin:.6rem 0 .2rem}
+.charts{display:flex;flex-wrap:wrap;gap:0 2rem}h3{font-size:.95rem;margin:.6rem 0 .2rem}
 .meter{display:inline-block;width:8rem;height:.6rem;background:#e4e7eb;vertical-align:middle}
 .meter b{display:block;height:100%}.meter b.ok{background:#0b7a3e}.meter b.bad{background:#b42318}
 span.ok{color:#0b7a3e}span.bad{color:#b42318;font-weight:600}
