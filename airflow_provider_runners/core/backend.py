@@ -357,6 +357,26 @@ class Backend(ABC):
         """Triggers whose backends share this key share one status poller (one API account/region)."""
         return f"{self.name}:{self.conn_id}"
 
+    def probe(self) -> str:
+        """One cheap call that needs the backend's endpoint and credentials; returns what it saw.
+
+        For :meth:`check_connection`. The default lists the managed runners (one list call on
+        every built-in backend: DescribeInstances with tag filters, Dataproc clusters.list, pods
+        by label, the coordinator's places, ``GET /reservations``, the local state dir). Override
+        with something cheaper; raise on failure. Creates nothing."""
+        return f"reachable; {len(self.list_managed())} live runner(s)"
+
+    def check_connection(self) -> tuple[bool, str]:
+        """``(ok, message)`` for Airflow's "Test Connection" (the hooks' ``test_connection``):
+        :meth:`probe`, never raising; the message names the Connection and has no secret."""
+        from airflow_provider_runners.core.redact import redact_text
+
+        try:
+            seen = self.probe()
+        except Exception as exc:  # noqa: BLE001 - the answer is the message, not a traceback
+            return False, redact_text(f"{self.name} Connection {self.conn_id!r}: {type(exc).__name__}: {exc}")
+        return True, redact_text(f"{self.name} Connection {self.conn_id!r}: {seen}")
+
     @abstractmethod
     def create(self, request: ProvisionRequest) -> RunnerHandle:
         """Start creating a runner and return its handle without waiting for readiness."""

@@ -25,6 +25,7 @@ def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
         "dag_id": entries[0]["dag_id"],
         "run_id": entries[0]["run_id"],
         "lineage_key": entries[0]["lineage_key"],
+        "started_at": entries[0].get("recorded_at"),
         "backend": runner.get("backend"),
         "resource_id": runner.get("resource_id"),
         "tenant": (runner.get("tags") or {}).get("tenant"),

@@ -36,6 +36,18 @@ class RunnerHook(BaseHook):
     def get_conn(self) -> Backend:
         return get_backend(self.runner_conn_id)
 
+    def test_connection(self) -> tuple[bool, str]:
+        """Airflow's "Test Connection": the backend's cheap reachability / credentials check
+        (:meth:`~airflow_provider_runners.core.backend.Backend.check_connection`); creates nothing.
+        A Connection that does not configure a backend is a failure naming the problem."""
+        from airflow_provider_runners.core.redact import redact_text
+
+        try:
+            backend = self.get_conn()
+        except Exception as exc:  # noqa: BLE001 - "Test Connection" shows the message
+            return False, redact_text(f"Connection {self.runner_conn_id!r}: {type(exc).__name__}: {exc}")
+        return backend.check_connection()
+
 
 @cache
 def hook_class(backend: type[Backend]) -> type[RunnerHook]:

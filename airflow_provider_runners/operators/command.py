@@ -92,6 +92,7 @@ class RunnerCommandOperator(BaseOperator):
         self.command_timeout = float(seconds)
         self.workdir = workdir
         self._cancel = threading.Event()
+        self._facts: dict[str, Any] | None = None  # for OpenLineage
         self._worker: threading.Thread | None = None
         add_evidence_callbacks(self, "work", provision_task_id)
 
@@ -138,6 +139,7 @@ class RunnerCommandOperator(BaseOperator):
             **{k: v for k, v in result.details.items() if not is_secret_key(k)},
         )
         ti.xcom_push(key=FACTS_XCOM_KEY, value=facts)
+        self._facts = facts
         if result.timed_out:
             raise RunnerCommandTimeout(
                 f"command {request.name} on {handle.resource_id} did not finish within "
@@ -152,6 +154,13 @@ class RunnerCommandOperator(BaseOperator):
             )
         self.log.info("command %s exited 0 after %.1fs", request.name, facts["command_seconds"])
         return {"exit_code": 0, "runner": handle.resource_id, "command_seconds": facts["command_seconds"]}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the runner as a run facet, inlets / outlets as datasets; None without the
+        openlineage provider (:mod:`airflow_provider_runners.ol_facets`, docs/openlineage.md)."""
+        from airflow_provider_runners.ol_facets import operator_lineage
+
+        return operator_lineage(self.handle, self._facts, self.inlets, self.outlets)
 
     def _run(self, backend: Backend, handle: RunnerHandle, request: CommandRequest) -> CommandResult:
         """Run in a thread so that ``on_kill`` (a signal handler on this thread) can cancel it."""

@@ -90,6 +90,7 @@ class DaskJobOperator(BaseOperator):
         self.connect_timeout = connect_timeout
         self.reattach = reattach
         self._killed = False
+        self._facts: dict[str, Any] | None = None  # for OpenLineage
         add_evidence_callbacks(self, "work", provision_task_id)
 
     def execute(self, context: Context) -> Any:
@@ -136,7 +137,15 @@ class DaskJobOperator(BaseOperator):
         if _small_summary(result):
             facts["result"] = result
         context["ti"].xcom_push(key=FACTS_XCOM_KEY, value=facts)
+        self._facts = facts
         return result
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the runner as a run facet, inlets / outlets as datasets; None without the
+        openlineage provider (:mod:`airflow_provider_runners.ol_facets`, docs/openlineage.md)."""
+        from airflow_provider_runners.ol_facets import operator_lineage
+
+        return operator_lineage(self.handle, self._facts, self.inlets, self.outlets)
 
     def _run_published(self, client: Any, context: Context, facts: dict[str, Any], started: float) -> Any:
         """Re-attach to this task instance's published job, or start and publish it; wait; store

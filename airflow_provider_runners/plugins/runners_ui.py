@@ -73,6 +73,7 @@ def live_runners() -> list[dict[str, Any]]:
             continue
         for handle in handles:
             status = states.get(handle.resource_id)
+            rate = _rate(handle)
             rows.append(
                 {
                     "conn_id": conn_id,
@@ -88,10 +89,34 @@ def live_runners() -> list[dict[str, Any]]:
                     "expires_at": handle.expires_at.isoformat(),
                     "lineage_key": handle.lineage_key,
                     "dashboard": handle.endpoints.get("dashboard"),
+                    "tenant": handle.tags.get("tenant"),
+                    "pipeline": handle.tags.get("pipeline"),
+                    "usd_per_hour": rate,
                     "error": None,
                 }
             )
     return rows
+
+
+def _rate(handle: Any) -> float | None:
+    """$/hour of a live runner (for the budget headroom); None when unknown."""
+    from airflow_provider_runners.core.prices import handle_rate
+
+    try:
+        return handle_rate(handle)
+    except Exception:  # noqa: BLE001 - an unpriced runner must not break the page
+        return None
+
+
+def _catalog() -> Any:
+    """The configured catalog (budgets), or None when it cannot be read (the page says so)."""
+    from airflow_provider_runners.core.catalog import load_catalog
+
+    try:
+        return load_catalog()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("runners page: cannot read the catalog for budgets: %s", exc)
+        return None
 
 
 def run_states(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -197,7 +222,7 @@ def relative(when: str, now: datetime) -> str:
 
 
 def _run_href(dag_id: Any, run_id: Any) -> str:
-    """The DAG run's page in the Airflow UI (opened in the UI itself by ui.js, not in the iframe)."""
+    """The DAG run's page in the Airflow UI (ui.js opens it as the whole UI, not in the iframe)."""
     return f"/dags/{quote(str(dag_id), safe='')}/runs/{quote(str(run_id), safe='')}"
 
 
@@ -288,26 +313,24 @@ form{margin:0 0 .5rem}input{margin:0 .6rem 0 .2rem;padding:.2rem}.note{color:#62
 """
 
 
-#: Opens links in the Airflow UI around the iframe. The UI's iframe sandbox ("allow-scripts
-#: allow-same-origin allow-forms allow-downloads") blocks target=_top and popups, but the frame is
-#: same-origin: a UI route is pushed onto the UI's own history (its router follows popstate), an
-#: external URL (a dashboard) is opened by a link clicked in the UI's document. Outside an iframe
-#: the links are plain links.
+#: Opens links in the Airflow UI around the iframe (docs/ui.md). The UI's iframe sandbox
+#: ("allow-scripts allow-same-origin allow-forms allow-downloads") blocks target=_top, popups and a
+#: script in the frame setting ``top.location``; the frame is same-origin, so the script makes a
+#: link in the UI's own document and clicks it: a UI route (a DAG, a DAG run) is a full navigation
+#: of the whole UI (its router starts on that route), an external URL (a dashboard) opens in a new
+#: tab. Outside an iframe the links are plain links.
 UI_JS = """
 document.addEventListener("click", function (event) {
   var a = event.target.closest && event.target.closest("a[data-ui-link]");
   if (!a || window.parent === window) { return; }
   var top;
-  try { top = window.parent; void top.document; } catch (e) { return; }
+  try { top = window.top; void top.document; } catch (e) { return; }
   event.preventDefault();
-  if (a.dataset.uiLink === "top") {
-    top.history.pushState(null, "", a.getAttribute("href"));
-    top.dispatchEvent(new PopStateEvent("popstate", {state: null}));
-  } else {
-    var out = top.document.createElement("a");
-    out.href = a.href; out.target = "_blank"; out.rel = "noopener";
-    top.document.body.appendChild(out); out.click(); out.remove();
-  }
+  var out = top.document.createElement("a");
+  out.href = a.href;
+  if (a.dataset.uiLink === "top") { out.target = "_self"; } else { out.target = "_blank"; out.rel = "noopener"; }
+  out.style.display = "none";
+  top.document.body.appendChild(out); out.click(); out.remove();
 });
 """
 
@@ -319,10 +342,13 @@ def render_page(
     run_id: str | None = None,
     now: datetime | None = None,
     pools: list[dict[str, Any]] | None = None,
+    catalog: Any = None,
 ) -> str:
     """The whole page; every value is escaped. ``runners`` None: the user may not see them
-    (nor the warm pools, :mod:`~airflow_provider_runners.plugins.pool_view`)."""
+    (nor the warm pools, :mod:`~airflow_provider_runners.plugins.pool_view`).
+    ``catalog``: for the budget headroom (None: no budgets shown)."""
     from airflow_provider_runners.plugins.pool_view import render_warm_pools
+    from airflow_provider_runners.plugins.runners_charts import CSS as CHART_CSS, render_cost_section
 
     if runners is None:
         runners_html = '<p class="note">Live runners need read access to Connections.</p>'
@@ -352,7 +378,7 @@ def render_page(
     total = sum(float(s["usd"]) for s in evidence)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Runners</title>'
-        f"<style>{_CSS}</style></head><body><h1>Runners</h1>"
+        f"<style>{_CSS}{CHART_CSS}</style></head><body><h1>Runners</h1>"
         f"<h2>Live runners</h2>{runners_html}{render_warm_pools(pools) if pools is not None else ''}"
         '<h2>Evidence per DAG run</h2><form method="get" action="./">'
         f'<label>DAG <input name="dag_id" value="{_e(dag_id)}"></label>'
@@ -362,6 +388,7 @@ def render_page(
         f'<p class="note">{len(evidence)} chain(s), total ${total:.4f}. A chain is verified when every '
         "entry's hash and link, the sequence and HEAD check out (<code>airflow-runners evidence "
         "verify</code>); it is green only when the run and every step succeeded.</p>"
+        f"{render_cost_section(evidence, runners, catalog)}"
         '<script src="./ui.js"></script></body></html>'
     )
 
@@ -389,7 +416,7 @@ def create_app() -> FastAPI:
 
         runners, pools = (live_runners(), warm_pools()) if _may_read_connections(user) else (None, None)
         evidence = evidence_rows(dag_id, run_id, _dag_reader(user))
-        return render_page(runners, evidence, dag_id, run_id, pools=pools)
+        return render_page(runners, evidence, dag_id, run_id, pools=pools, catalog=_catalog())
 
     @app.get("/ui.js")
     def ui_js() -> Response:

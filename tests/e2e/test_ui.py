@@ -7,7 +7,8 @@ Playwright; no browser is downloaded).
 * on a second api-server of the same deployment with real logins: no token is a 401 from every
   route, the UI's ``_token`` cookie opens the page, a viewer sees evidence but not live runners.
 
-Screenshots are written to the test's tmp dir (path printed; ``pytest -s`` shows it).
+Screenshots are written to the test's tmp dir (path printed; ``pytest -s`` shows it); with
+``RUNNERS_DOCS_SCREENSHOTS=1`` the ones docs/ui.md shows are also copied to docs/img/.
 """
 
 from __future__ import annotations
@@ -82,11 +83,24 @@ def etl_run(airflow_stack: Stack) -> dict[str, Any]:
     return summarize(report.entries)
 
 
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+#: The screenshots docs/ui.md shows (refreshed by RUNNERS_DOCS_SCREENSHOTS=1).
+DOCS_SCREENSHOTS = {
+    "runners-page",
+    "airflow-ui-browse-runners",
+    "airflow-ui-run-from-runners-link",
+    "connection-form-ec2",
+}
+
+
 def _screenshot(page: Any, tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 5_000
     print(f"screenshot: {path}")
+    if os.environ.get("RUNNERS_DOCS_SCREENSHOTS") and name in DOCS_SCREENSHOTS:
+        DOCS_IMG.mkdir(exist_ok=True)
+        shutil.copyfile(path, DOCS_IMG / path.name)
     return path
 
 
@@ -124,6 +138,11 @@ def test_runners_page_in_chromium(
     assert row.locator("td.ok", has_text="verified").count() == 1  # the verdict (the run state is ok too)
     assert row.locator("td").nth(2).inner_text() == "success"  # the DAG run's state
     assert row.locator("td").nth(7).inner_text() == "yes"  # torn down
+    # cost over time per tenant and per pipeline (inline SVG) and the budget headroom table
+    assert page.locator("h2", has_text="Cost and budgets").count() == 1
+    assert page.locator("svg.chart").count() == 2
+    assert page.locator(".legend .key").count() >= 2  # a series per chart (local_dask costs $0: no bar)
+    assert page.locator("h3", has_text="Budget headroom").count() == 1
     _screenshot(page, tmp_path, "runners-page")
     # the filter form narrows to one DAG run
     page.fill("input[name=run_id]", etl_run["run_id"])
@@ -134,11 +153,43 @@ def test_runners_page_in_chromium(
     page.close()
 
 
-@pytest.mark.xfail(
-    reason="open (issue 15): a run link inside the embedded Runners view moves the Airflow UI to the "
-    "run's URL, but the UI keeps the Runners view mounted (ui.js's popstate is not taken by its router)",
-    strict=False,
-)
+#: The sandbox the Airflow UI puts on a plugin's iframe (docs/ui.md).
+UI_SANDBOX = "allow-scripts allow-same-origin allow-forms allow-downloads"
+
+
+def test_ui_js_navigates_the_whole_window_from_the_ui_sandbox(browser: Any, tmp_path: Path) -> None:
+    """Without Airflow: a page in an iframe with the UI's sandbox, ui.js, one click -> the top
+    window is on the link's page and the iframe is gone (a full navigation, not a route push)."""
+    import functools
+    import http.server
+    import threading
+
+    from airflow_provider_runners.plugins.runners_ui import UI_JS
+
+    (tmp_path / "top.html").write_text(
+        f'<h1>UI</h1><iframe src="/frame.html" sandbox="{UI_SANDBOX}"></iframe>'
+    )
+    (tmp_path / "frame.html").write_text(
+        f'<a id="run" href="/dags/d/runs/r1" data-ui-link="top">r1</a><script>{UI_JS}</script>'
+    )
+    (tmp_path / "dags" / "d" / "runs").mkdir(parents=True)
+    (tmp_path / "dags" / "d" / "runs" / "r1").write_text("<h1>run r1</h1>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/top.html")
+        page.frames[1].click("#run")
+        page.wait_for_url("**/dags/d/runs/r1", timeout=10_000)
+        assert page.inner_text("h1") == "run r1"
+        assert page.locator("iframe").count() == 0
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_runners_view_embedded_in_the_airflow_ui(
     airflow_stack: Stack, etl_run: dict[str, Any], browser: Any, tmp_path: Path
 ) -> None:
@@ -154,13 +205,36 @@ def test_runners_view_embedded_in_the_airflow_ui(
     page.wait_for_timeout(1_000)  # let the UI shell finish painting around the iframe
     _screenshot(page, tmp_path, "airflow-ui-browse-runners")
     # A run link opens the run in the Airflow UI itself (the iframe sandbox blocks target=_top;
-    # the page's ui.js hands the route to the UI's router).
+    # the page's ui.js clicks a link made in the UI's document: a full navigation of the UI).
     frame.locator("a", has_text=etl_run["run_id"]).first.click()
     page.wait_for_url(f"**/dags/local_dask_etl/runs/{quote(etl_run['run_id'], safe='')}**", timeout=30_000)
     assert page.locator("iframe[src*='/runners/']").count() == 0  # the UI left the Runners view
     page.wait_for_selector("text=local_dask_etl", timeout=30_000)
     page.wait_for_timeout(1_000)
     _screenshot(page, tmp_path, "airflow-ui-run-from-runners-link")
+    page.close()
+
+
+def test_connection_form_shows_the_typed_fields(airflow_stack: Stack, browser: Any, tmp_path: Path) -> None:
+    """Add Connection -> a runners_* type: the form shows its conn-fields (labels, inputs)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{airflow_stack.api}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    page.get_by_text("Select Connection Type").click()
+    page.keyboard.type("EC2 dedicated host")
+    page.keyboard.press("Enter")
+    field = page.get_by_text("Warm-pool claim table (DynamoDB)")
+    try:
+        field.wait_for(timeout=5_000)
+    except Exception:  # noqa: BLE001 - the Extra Fields section is collapsed
+        page.get_by_text("Extra Fields", exact=True).first.click()
+    field.wait_for(timeout=15_000)
+    for label in ("Region", "AWS Connection", "Instance profile", "Warm-pool idle TTL"):
+        assert page.get_by_text(label, exact=True).count() >= 1, label
+    # (Airflow 3.3's form shows ui-field-behaviour placeholders on the standard fields only)
+    assert page.locator("input[name$='region_name']").count() >= 1
+    page.wait_for_timeout(500)
+    _screenshot(page, tmp_path, "connection-form-ec2")
     page.close()
 
 

@@ -8,6 +8,7 @@ created per test with tags unique to the test, through the coordinator's gRPC AP
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -409,3 +410,19 @@ def test_coordinator_restart_mid_wait_recovers_or_fails_clearly(tmp_path: Path) 
         client.close()
     finally:
         coord.stop()
+
+
+def test_test_connection_asks_the_coordinator_once(
+    backend: LabgridBackend, client: CoordinatorClient
+) -> None:
+    ok, message = backend.check_connection()
+    assert ok, message
+    assert message.startswith(
+        f"labgrid Connection 'runners_labgrid_test': coordinator {backend.address} reachable; "
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    ok, message = make_backend(closed, rpc_timeout_s=2).check_connection()
+    assert not ok
+    assert f"coordinator {closed}" in message

@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, int]] = [
     ("airflow_provider_runners.dask_jobs", 5),
     ("airflow_provider_runners.links", 5),
     ("airflow_provider_runners.notifications", 5),
+    ("airflow_provider_runners.ol_facets", 5),
     ("airflow_provider_runners.templated_spec", 5),
     ("airflow_provider_runners.sensors", 6),
     ("airflow_provider_runners.operators", 6),

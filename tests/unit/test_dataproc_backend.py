@@ -352,3 +352,15 @@ def test_module_imports_no_google_code() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_test_connection_is_one_list_call_of_page_size_one(fake: FakeDataproc) -> None:
+    ok, message = backend().check_connection()
+    assert ok, message
+    assert message == (
+        f"dataproc_dask Connection 'runners_dp': Dataproc API reachable: project {PROJECT!r}, "
+        f"region {REGION!r}; no managed cluster listed"
+    )
+    (call,) = fake.calls()
+    assert call.page_size == 1
+    assert "managed-by" in call.filter

@@ -582,6 +582,17 @@ class DataprocDaskBackend(Backend):
             "1-minute minimum; autoscaled workers beyond the initial count are not included",
         }
 
+    def probe(self) -> str:
+        """ "Test Connection": one clusters.list call (page size 1) in the project and region."""
+        pager = self._hook().list_clusters(
+            filter_=f"labels.managed-by = {MANAGED_BY}", page_size=1, **self._where()
+        )
+        first = next(iter(pager), None)
+        return (
+            f"Dataproc API reachable: project {self.project_id!r}, region {self.region!r}; "
+            f"{'a' if first is not None else 'no'} managed cluster listed"
+        )
+
     def list_managed(self) -> list[RunnerHandle]:
         found = self._list(self._hook(), f"labels.managed-by = {MANAGED_BY}")
         return [self._handle_from_cluster(c) for c in found if c.status.state.name != "DELETING"]

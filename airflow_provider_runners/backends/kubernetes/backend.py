@@ -49,6 +49,7 @@ from airflow_provider_runners.backends.kubernetes.client import (
     DEFAULT_BURST,
     DEFAULT_QPS,
     ClusterAuth,
+    ClusterProbe,
     api_client,
 )
 from airflow_provider_runners.backends.kubernetes.exec import exec_command
@@ -126,7 +127,7 @@ def _bad_reason(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
-class KubernetesBackend(Backend):
+class KubernetesBackend(ClusterProbe, Backend):
     """A pod per execution. Resources, extras and cleanup: see the module docstring."""
 
     name = "kubernetes"
@@ -158,18 +159,7 @@ class KubernetesBackend(Backend):
     def __init__(self, config: ConnectionConfig) -> None:
         super().__init__(config)
         extra = config.extra
-        self.auth = ClusterAuth(
-            conn_id=config.conn_id,
-            host=config.host if not config.host or "://" in config.host else f"https://{config.host}",
-            token=config.password or None,
-            kubeconfig=extra.get("kubeconfig") or None,
-            context=extra.get("context") or None,
-            in_cluster=str(extra.get("in_cluster", "")).lower() in ("1", "true", "yes"),
-            eks_cluster_name=extra.get("eks_cluster_name") or None,
-            region_name=extra.get("region_name") or None,
-            aws_conn_id=extra.get("aws_conn_id") or "aws_default",
-            verify_ssl=str(extra.get("verify_ssl", "true")).lower() not in ("0", "false", "no"),
-        )
+        self.auth = ClusterAuth.from_config(config)
         self.namespace: str = extra.get("namespace") or "default"
         self.qps = float(extra.get("qps") or DEFAULT_QPS)
         self.burst = int(extra.get("burst") or DEFAULT_BURST)

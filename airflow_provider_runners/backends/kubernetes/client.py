@@ -7,11 +7,19 @@ extras ``eks_cluster_name`` +   EKS: endpoint and CA from ``DescribeCluster``, b
 ``region_name`` [+              cluster through the Amazon provider (``EksHook`` session,
 ``aws_conn_id``]                ``fetch_access_token_for_cluster``); renewed every 10 minutes (EKS
                                 tokens live 15)
-extra ``in_cluster: true``      the pod's service account (``load_incluster_config``)
-extra ``kubeconfig``            a kubeconfig file (+ optional ``context``)
+extra ``kubernetes_conn_id``    a cncf-kubernetes ``kubernetes`` Connection, read by ``KubernetesHook``
+                                (its in-cluster / kube_config_path / kube_config / cluster_context)
+extra ``in_cluster: true``      the pod's service account, through ``KubernetesHook(in_cluster=True)``
+extra ``kubeconfig``            a kubeconfig file (+ optional ``context``), through ``KubernetesHook``
 Connection ``host``             an API server URL; the Connection password, if any, is a bearer token
-nothing                         the default kubeconfig (``~/.kube/config`` / ``$KUBECONFIG``)
+nothing                         ``KubernetesHook``'s default: in-cluster if in a pod, else the default
+                                kubeconfig (``~/.kube/config`` / ``$KUBECONFIG``)
 ==============================  ==========================================================================
+
+The cncf-kubernetes provider's ``KubernetesHook`` (docs/kubernetes.md) fills a ``Configuration``
+of our own; the clients are then built here (rate limit, user agent). ``verify_ssl: false`` is
+applied to that configuration only (the hook's ``disable_verify_ssl`` changes the process-wide
+default).
 
 **Rate limit.** The Python client has none (client-go's default is 5 QPS, burst 10). Every
 request of every client this module makes goes through one token bucket per cluster per
@@ -131,11 +139,33 @@ class ClusterAuth:
     region_name: str | None = None
     aws_conn_id: str | None = "aws_default"
     verify_ssl: bool = True
+    kubernetes_conn_id: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> ClusterAuth:
+        """From a ``runners_kubernetes`` Connection (a ``ConnectionConfig``)."""
+        extra = config.extra
+        host = config.host
+        return cls(
+            conn_id=config.conn_id,
+            host=host if not host or "://" in host else f"https://{host}",
+            token=config.password or None,
+            kubeconfig=extra.get("kubeconfig") or None,
+            context=extra.get("context") or None,
+            in_cluster=str(extra.get("in_cluster", "")).lower() in ("1", "true", "yes"),
+            eks_cluster_name=extra.get("eks_cluster_name") or None,
+            region_name=extra.get("region_name") or None,
+            aws_conn_id=extra.get("aws_conn_id") or "aws_default",
+            verify_ssl=str(extra.get("verify_ssl", "true")).lower() not in ("0", "false", "no"),
+            kubernetes_conn_id=extra.get("kubernetes_conn_id") or None,
+        )
 
     @property
     def mode(self) -> str:
         if self.eks_cluster_name:
             return "eks"
+        if self.kubernetes_conn_id:
+            return "kubernetes_conn"
         if self.in_cluster:
             return "in_cluster"
         if self.kubeconfig:
@@ -147,6 +177,8 @@ class ClusterAuth:
         """Identifies the cluster for the shared rate limiter and the status poller."""
         if self.eks_cluster_name:
             return f"eks:{self.region_name}:{self.eks_cluster_name}"
+        if self.kubernetes_conn_id:
+            return f"kubernetes_conn:{self.kubernetes_conn_id}"
         if self.in_cluster:
             return "in_cluster"
         if self.kubeconfig:
@@ -164,21 +196,47 @@ class ClusterAuth:
         cfg = k8s.client.Configuration()
         if self.mode == "eks":
             self._configure_eks(cfg)
-        elif self.mode == "in_cluster":
-            k8s.config.load_incluster_config(client_configuration=cfg)
-        elif self.mode == "kubeconfig":
-            k8s.config.load_kube_config(
-                config_file=self.kubeconfig, context=self.context, client_configuration=cfg
-            )
         elif self.mode == "host":
             cfg.host = (self.host or "").rstrip("/")
             if self.token:
                 cfg.api_key = {"authorization": self.token}
                 cfg.api_key_prefix = {"authorization": "Bearer"}
-            cfg.verify_ssl = self.verify_ssl
         else:
-            k8s.config.load_kube_config(context=self.context, client_configuration=cfg)
+            cfg = self._configure_with_kubernetes_hook(cfg)
+        if not self.verify_ssl:
+            cfg.verify_ssl = False
         return cfg
+
+    def _configure_with_kubernetes_hook(self, cfg: Any) -> Any:
+        """In-cluster, kubeconfig, a ``kubernetes`` Connection or the default: cncf-kubernetes'
+        ``KubernetesHook`` loads it (``get_conn``); its client's configuration is returned."""
+        try:
+            from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+        except ImportError as exc:
+            raise MissingExtraError(
+                "apache-airflow-providers-cncf-kubernetes", "kubernetes", "kubernetes"
+            ) from exc
+        # The hook's in-cluster path loads into the process default and ignores a configuration
+        # passed in (its client gets a copy of the default): pass none where it may be taken.
+        if self.mode == "kubernetes_conn":
+            hook = KubernetesHook(conn_id=self.kubernetes_conn_id)
+        else:
+            hook = KubernetesHook(
+                conn_id=None,
+                kubernetes_conn_id=None,  # not the provider's kubernetes_default: this Connection only
+                client_configuration=None if self.mode == "in_cluster" else cfg,
+                in_cluster=True if self.mode == "in_cluster" else None,
+                config_file=self.kubeconfig,
+                cluster_context=self.context,
+            )
+        try:
+            client = hook.get_conn()
+        except Exception as exc:
+            raise ConnectionConfigError(
+                f"Connection {self.conn_id!r}: Kubernetes auth ({self.mode}) through KubernetesHook failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return client.configuration
 
     def _configure_eks(self, cfg: Any) -> None:
         try:
@@ -222,6 +280,21 @@ class ClusterAuth:
 
         refresh(cfg)
         cfg.refresh_api_key_hook = refresh
+
+
+class ClusterProbe:
+    """``Backend.probe`` for the kubernetes backend (mixed into it): one pod LIST with ``limit=1``
+    in the Connection's namespace — needs the API server, valid credentials and read access."""
+
+    auth: ClusterAuth
+    namespace: str
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def probe(self) -> str:
+        self._call("list_namespaced_pod", self.namespace, limit=1)
+        return f"API server reachable ({self.auth.mode}: {self.auth.cluster_name}); pods in {self.namespace!r} readable"
 
 
 def api_client(

@@ -36,6 +36,12 @@ CONN_FIELDS: dict[str, ConnField] = {
     "service_account": ConnField("Service account", placeholder="sil-runner"),
     "qps": ConnField("API requests per second", type="number", placeholder="5"),
     "burst": ConnField("API request burst", type="integer", placeholder="10"),
+    "kubernetes_conn_id": ConnField(
+        "Kubernetes Connection (auth)",
+        description="a cncf-kubernetes 'kubernetes' Connection whose in-cluster / kubeconfig settings "
+        "KubernetesHook uses to reach the cluster (leave empty for the API server URL, EKS or kubeconfig extras)",
+        placeholder="kubernetes_default",
+    ),
 }
 
 PLACEHOLDERS: dict[str, str] = {

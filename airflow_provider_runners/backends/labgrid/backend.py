@@ -485,6 +485,10 @@ class LabgridBackend(Backend):
             "labgrid_version": _labgrid_version(),
         }
 
+    def probe(self) -> str:
+        """ "Test Connection": one places query to the coordinator (``rpc_timeout_s``)."""
+        return f"coordinator {self.address} reachable; {len(self.client.places())} place(s)"
+
     def list_managed(self) -> list[RunnerHandle]:
         found = []
         prefix = f"{self.owner_host}/"
