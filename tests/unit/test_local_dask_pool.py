@@ -49,9 +49,8 @@ def test_a_bad_pool_extra_names_connection_field_value_and_what_is_allowed(
     with pytest.raises(ConnectionConfigError) as err:
         pool_config("my_dask", {field: value})
     message = str(err.value)
-    assert (
-        "'my_dask'" in message and f"'{field}'" in message and repr(value) in message and allowed in message
-    )
+    for part in ("'my_dask'", f"'{field}'", repr(value), allowed):
+        assert part in message
     with pytest.raises(ConnectionConfigError):
         _backend(tmp_path / "never", **{field: value})
     assert not (tmp_path / "never").exists()  # nothing created
