@@ -134,7 +134,7 @@ def test_wait_for_change_wakes_on_the_daemons_signal_not_at_its_timeout(tmp_path
     assert backend.wait_for_change([handle], timeout=10.0) is True
     woke = time.monotonic()
     thread.join()
-    # woken by the signal, long before the timeout (the latency itself: benchmarks/lifecycle.py)
+    # woken by the signal, long before the timeout (the latency itself: benchmarks/lifecycle_warm.py)
     assert woke - sent[0] < 1.0
 
 
