@@ -159,7 +159,11 @@ def readiness(n: int, home: Path) -> dict[str, Any]:
             extra={"state_dir": str(home / "runners" / "local_dask"), "dashboard": False},
         )
     )
-    spec = resolve_spec(RunnerSpec.parse({"runner_class": "dask_cluster", "profile": "small", "ttl": "10m"}))
+    spec = resolve_spec(
+        RunnerSpec.parse(
+            {"runner_class": "dask_cluster", "profile": "small", "ttl": "10m", "tags": {"tenant": "bench"}}
+        )
+    )
     out: dict[str, list[float]] = {"signal": [], "poll_0.1s": []}
     for i in range(n):
         for mode, values in out.items():

@@ -159,3 +159,85 @@ def test_signalling_without_a_waiter_or_a_fifo_is_harmless(tmp_path: Path) -> No
     signal_change(tmp_path / "none.json")  # no FIFO
     _, _, state = _prepared(tmp_path, "ld-d")
     signal_change(state)  # FIFO but no reader: ENXIO, ignored
+
+
+def _member(backend: LocalDaskBackend, rid: str, key: str, pid: int, status: str = "running") -> None:
+    """A pool member's state file whose 'daemon' is ``pid`` (a real process of this test)."""
+    import psutil
+
+    from airflow_provider_runners.backends.local_dask.daemon import write_state
+
+    backend.state_dir.mkdir(parents=True, exist_ok=True)
+    handle = _handle(rid).evolve(lineage_key=f"pool:{key}", tags={"managed-by": "airflow-provider-runners"})
+    write_state(
+        backend._state_path(rid),
+        {
+            "managed_by": "airflow-provider-runners",
+            "resource_id": rid,
+            "lineage_key": f"pool:{key}",
+            "status": status,
+            "expires_at": handle.expires_at.isoformat(),
+            "settings": {"workers": 1, "idle_timeout_s": None},
+            "handle": handle.to_xcom(),
+            "pool": {"key": key, "idle_s": 600},
+            "pid": pid,
+            "pid_create_time": psutil.Process(pid).create_time(),
+            "scheduler_address": "tcp://127.0.0.1:1",
+        },
+    )
+
+
+def test_claim_takes_a_running_member_once_and_hands_it_the_provisions_identity(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from airflow_provider_runners.backends.local_dask import pool
+    from airflow_provider_runners.core.backend import ProvisionRequest
+    from airflow_provider_runners.core.catalog import resolve_spec
+    from airflow_provider_runners.core.lineage import Lineage
+    from airflow_provider_runners.core.specs import RunnerSpec
+
+    backend = _backend(tmp_path / "s", pool_size=1)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _member(backend, "ld-pool-starting", "k", alive.pid, status="starting")  # not ready: skipped
+        _member(backend, "ld-pool-dead", "k", os.getpid())
+        (backend.state_dir / "ld-pool-dead.json").write_text(
+            (backend.state_dir / "ld-pool-dead.json")
+            .read_text()
+            .replace('"pid_create_time": ', '"pid_create_time": 1')
+        )  # another process's start time: not our daemon
+        _member(backend, "ld-pool-other-key", "other", alive.pid)
+        _member(backend, "ld-pool-good", "k", alive.pid)
+        spec = resolve_spec(
+            RunnerSpec.parse(
+                {"runner_class": "dask_cluster", "profile": "small", "ttl": "1h", "tags": {"tenant": "qa"}}
+            )
+        )
+        lineage = Lineage("d", "r1", "provision")
+        request = ProvisionRequest(spec, lineage, lineage.attempt_token(1), "pool", {})
+        template = _handle("ld-cold").evolve(lineage_key=lineage.key, attempt_token=request.attempt_token)
+        claimed = pool.claim(backend, request, "k", {"idle_timeout_s": 30.0}, template)
+        assert claimed is not None
+        assert claimed.resource_id == "ld-pool-good"
+        assert claimed.lineage_key == lineage.key
+        assert claimed.endpoints["scheduler"] == "tcp://127.0.0.1:1"
+        state = backend._read("ld-pool-good")
+        assert state is not None
+        assert state["lineage_key"] == lineage.key
+        assert state["settings"]["idle_timeout_s"] == 30.0
+        assert state["pool"]["claimed_by"] == request.attempt_token
+        assert state["expires_at"] == template.expires_at.isoformat()
+        assert backend.find(lineage.key) is not None
+        assert backend._claimed_by(request.attempt_token)["resource_id"] == "ld-pool-good"  # type: ignore[index]
+        # nothing else is free: the next provision gets None (and would start its own cluster)
+        other = Lineage("d", "r2", "provision")
+        request2 = ProvisionRequest(spec, other, other.attempt_token(1), "pool", {})
+        assert pool.claim(backend, request2, "k", {}, template) is None
+        # the pool's members, claimed or not, are all listed for the reaper
+        listed = {h.resource_id for h in backend.list_managed()}
+        assert {"ld-pool-good", "ld-pool-starting", "ld-pool-other-key"} <= listed
+    finally:
+        alive.kill()
+        alive.wait()
