@@ -241,3 +241,43 @@ def test_claim_takes_a_running_member_once_and_hands_it_the_provisions_identity(
     finally:
         alive.kill()
         alive.wait()
+
+
+class _SignallingSource:
+    """A status source whose runner signals readiness (the WaitsForChange capability)."""
+
+    poll_interval = 30.0  # a poller that slept this long would time the test out
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.waits = 0
+
+    def batch_key(self) -> str:
+        return f"signalling:{id(self)}"
+
+    def status_many(self, handles: list[RunnerHandle]) -> dict[str, object]:
+        from airflow_provider_runners.core.backend import RunnerState, RunnerStatus
+
+        state = RunnerState.READY if self.ready.is_set() else RunnerState.PENDING
+        return {h.resource_id: RunnerStatus(state) for h in handles}
+
+    def wait_for_change(self, handles: list[RunnerHandle], timeout: float) -> bool:
+        self.waits += 1
+        return self.ready.wait(timeout)
+
+
+@pytest.mark.asyncio
+async def test_the_shared_poller_reacts_to_the_signal_not_its_interval() -> None:
+    import asyncio
+
+    from airflow_provider_runners.core.backend import RunnerState
+    from airflow_provider_runners.triggers.poller import SharedStatusPoller
+
+    source = _SignallingSource()
+    poller = SharedStatusPoller.for_backend(source)
+    handle = _handle("ld-sig")
+    assert (await poller.next_status(handle)).state is RunnerState.PENDING
+    threading.Timer(0.2, source.ready.set).start()
+    status = await asyncio.wait_for(poller.next_status(handle), timeout=10)  # not the 30 s interval
+    assert status.state is RunnerState.READY
+    assert source.waits >= 1
