@@ -14,7 +14,9 @@ A backend knows how to, for one kind of compute:
 ``run_command``         optional: run a command on the runner, streaming its output
                         (``RunnerCommandOperator``); overriding it is the :class:`RunsCommands`
                         capability (``supports_commands`` follows); ``stale()`` is
-                        :class:`DetectsStale` (the reaper removes what dead runners left)
+                        :class:`DetectsStale` (the reaper removes what dead runners left);
+                        ``wait_for_change`` is :class:`WaitsForChange` (react to the
+                        runner's own readiness signal instead of sleeping a poll interval)
 ``idle_timeout_...``    ``idle_timeout_unsupported``: None when the backend ends a runner
                         idle for ``spec.idle_timeout``, else why not (specs with one are then
                         refused at parse time: :meth:`Backend.check_idle_timeout`)
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -213,6 +216,23 @@ class DetectsStale(Protocol):
     reaper removes what they left (docs/cost.md, reaper)."""
 
     def stale(self) -> list[RunnerHandle]: ...
+
+
+@runtime_checkable
+class WaitsForChange(Protocol):
+    """Optional capability: blocks until one of ``handles`` may have changed state, by the runner's
+    own signal (local_dask: a FIFO its daemon writes), or ``timeout`` seconds; True when signalled.
+    Waits use it instead of sleeping the poll interval (docs/benchmarks.md, readiness)."""
+
+    def wait_for_change(self, handles: Iterable[Any], timeout: float) -> bool: ...
+
+
+def pause(backend: object, handles: Iterable[RunnerHandle], timeout: float) -> None:
+    """Between two status polls: the backend's :class:`WaitsForChange`, else sleep ``timeout``."""
+    if isinstance(backend, WaitsForChange):
+        backend.wait_for_change(handles, timeout)
+    else:
+        time.sleep(timeout)
 
 
 def runs_commands(backend: Backend | type[Backend]) -> bool:

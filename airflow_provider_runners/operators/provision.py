@@ -14,7 +14,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_runners import templated_spec
 from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, check_spec, get_backend
 from airflow_provider_runners.core import metrics
-from airflow_provider_runners.core.backend import Backend, ProvisionRequest, RunnerState, RunnerStatus
+from airflow_provider_runners.core.backend import Backend, ProvisionRequest, RunnerState, RunnerStatus, pause
 from airflow_provider_runners.core.catalog import ResolvedSpec, resolve_spec
 from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.core.lifecycle import acquire
@@ -319,7 +319,7 @@ class ProvisionRunnerOperator(BaseOperator):
                     last_progress - started,
                 )
             pulse.maybe()
-            time.sleep(interval)
+            pause(backend, [handle], interval)  # or sooner, by the runner's own signal
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not event or "status" not in event or "handle" not in event:

@@ -24,6 +24,8 @@ import random
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
+from airflow_provider_runners.core.backend import WaitsForChange
+
 
 class Polled(Protocol):
     """What a waiter waits on: a runner handle, or a sensor's probe (``triggers/sources.py``)."""
@@ -108,8 +110,13 @@ class SharedStatusPoller:
                             future.set_result(statuses[rid])
                         else:
                             future.set_exception(KeyError(f"backend returned no status for {rid}"))
-                # Waiters re-register right after their result; they are polled next interval.
-                await asyncio.sleep(self.interval)
+                # Waiters re-register right after their result; they are polled next interval,
+                # or as soon as a backend that signals readiness (WaitsForChange) signals.
+                if isinstance(self.backend, WaitsForChange):
+                    handles = [handle for handle, _ in batch.values()]
+                    await asyncio.to_thread(self.backend.wait_for_change, handles, self.interval)
+                else:
+                    await asyncio.sleep(self.interval)
         finally:
             key = (id(self._loop), self.backend.batch_key())
             if not self._waiters and SharedStatusPoller._pollers.get(key) is self:

@@ -1,4 +1,5 @@
-"""The two DAGs of the lifecycle benchmark (copied into a temporary DAGS_FOLDER by ``lifecycle.py``).
+"""The DAGs of the lifecycle benchmarks (copied into a temporary DAGS_FOLDER by ``lifecycle.py``
+and ``lifecycle_warm.py``).
 
 * ``bench_runner`` — ``runner("cluster", spec=small dask_cluster)`` + ``DaskJobOperator(job)``:
   provision (a ``local_dask`` daemon process, deferred readiness wait), the job on it, teardown,
@@ -6,8 +7,10 @@
 * ``bench_bare`` — the floor: one task that starts an in-process ``distributed.LocalCluster``
   with the same arguments the ``local_dask`` daemon uses for the catalog's ``small`` profile,
   runs the identical job through a Client, and closes the cluster.
+* ``bench_threaded`` — the same job on dask's threaded scheduler in one task: no cluster.
+* ``bench_runner_warm`` — ``bench_runner`` on Connection ``bench_warm`` (a warm pool).
 
-Both run :func:`groupby_job`: a dask.dataframe groupby over ``BENCH_ROWS`` generated rows
+All run :func:`groupby_job`: a dask.dataframe groupby over ``BENCH_ROWS`` generated rows
 (default 1,000,000) — real work, small enough that the lifecycle overhead stays visible.
 Phases measured inside the tasks are appended as JSON lines to ``$BENCH_PROBE_FILE``.
 """
@@ -132,3 +135,42 @@ with DAG(
         return result
 
     bare_job()
+
+
+class _Threaded:
+    """Stands in for a Client: the same graph on dask's threaded scheduler (no cluster at all)."""
+
+    def compute(self, items: list[Any], sync: bool = True) -> list[Any]:
+        import dask
+
+        return list(dask.compute(*items, scheduler="threads"))
+
+
+with DAG(
+    dag_id="bench_threaded",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["benchmark"],
+    doc_md="Lifecycle benchmark: the same job on dask's threaded scheduler, one task (no cluster).",
+) as bench_threaded:
+
+    @task(task_id="job")
+    def threaded_job() -> dict[str, Any]:
+        return groupby_job(_Threaded(), dag_id="bench_threaded")
+
+    threaded_job()
+
+
+with (
+    DAG(
+        dag_id="bench_runner_warm",
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        tags=["benchmark"],
+        doc_md="Lifecycle benchmark: bench_runner on a Connection with a warm pool (pool_size 1).",
+    ) as bench_runner_warm,
+    runner("cluster", spec=SPEC, conn_id="bench_warm") as warm_handle,
+):
+    DaskJobOperator(task_id="job", handle=warm_handle, python_callable=groupby_job)

@@ -140,3 +140,8 @@ with DAG("runners_test_reattach", schedule=None, start_date=START, catchup=False
             retries=1,
             retry_delay=timedelta(seconds=0),
         )
+
+with DAG("runners_test_warm_pool", schedule=None, start_date=START, catchup=False) as warm_pool_dag:
+    # AIRFLOW_CONN_RUNNERS_POOL_TEST (pool_size 1) is set by tests/integration/test_local_dask_pool.py
+    with runner("cluster", conn_id="runners_pool_test", spec=SPEC, deferrable=False) as handle:
+        DaskJobOperator(task_id="job", handle=handle, python_callable=count_rows, op_kwargs={"rows": 1000})

@@ -99,3 +99,42 @@ def test_wait_before_defer_can_be_turned_off(value: Any) -> None:
     op = ProvisionRunnerOperator(task_id="p", spec=SPEC, wait_before_defer=value, min_deferral=0)
     assert op.wait_before_defer == timedelta(0)
     assert op.min_deferral == 0.0
+
+
+def test_teardown_is_not_queued_behind_other_work() -> None:
+    dag = _dag()
+    teardown = dag.get_task("cluster.teardown")
+    job = dag.get_task("cluster.job")
+    assert teardown.priority_weight == 1000
+    assert str(teardown.weight_rule).lower().endswith("upstream")
+    assert job.priority_weight == 1
+    # what the scheduler reads: the serialized DAG keeps both
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    stored = DagSerialization.from_dict(DagSerialization.to_dict(dag)).get_task("cluster.teardown")
+    assert stored.priority_weight == 1000
+    assert type(stored.weight_rule).__name__ == "_UpstreamPriorityWeightStrategy"
+
+
+def test_teardown_priority_can_be_overridden() -> None:
+    with (
+        DAG("prio", schedule=None, start_date=START) as dag,
+        runner("cluster", spec=SPEC, teardown_kwargs={"priority_weight": 5}),
+    ):
+        EmptyOperator(task_id="job")
+    assert dag.get_task("cluster.teardown").priority_weight == 5
+
+
+def test_taskflow_runner_teardown_has_the_priority() -> None:
+    from airflow.sdk import task
+
+    with DAG("prio_taskflow", schedule=None, start_date=START) as dag:
+
+        @task.runner(spec=SPEC)
+        def job() -> int:
+            return 1
+
+        job()
+    teardown = dag.get_task("job.teardown")
+    assert teardown.priority_weight == 1000
+    assert str(teardown.weight_rule).lower().endswith("upstream")

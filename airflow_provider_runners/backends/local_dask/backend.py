@@ -25,7 +25,9 @@ Workers have a ``death_timeout``, so they follow a daemon that was SIGKILLed.
 
 **Connection extras** (all optional): ``state_dir``; ``worker_env`` — a mapping of
 environment variables for the workers, treated as secrets (masked, never written to the
-handle, state file or evidence); ``dashboard`` (default true).
+handle, state file or evidence); ``dashboard`` (default true); ``pool_size`` (0-16, default 0)
+and ``pool_idle`` (seconds, default 600): a warm pool of pre-started clusters per profile that
+a provision claims at once (see ``pool.py`` for its resources, isolation and cleanup).
 
 **Manual cleanup**::
 
@@ -36,16 +38,18 @@ handle, state file or evidence); ``dashboard`` (default true).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import platform
+import selectors
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -53,7 +57,7 @@ from typing import Any, ClassVar
 import psutil
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from airflow_provider_runners.backends.local_dask.daemon import write_state
+from airflow_provider_runners.backends.local_dask.daemon import signal_path, write_state
 from airflow_provider_runners.core.backend import (
     Backend,
     ConnectionConfig,
@@ -99,6 +103,18 @@ class LocalDaskBackend(Backend):
             placeholder="/opt/airflow/runners/local_dask",
         ),
         "dashboard": ConnField("Dashboard", "Serve the Dask dashboard.", type="boolean", default=True),
+        "pool_size": ConnField(
+            "Warm pool size",
+            "Pre-started clusters kept per profile; a provision claims one at once (0: no pool).",
+            type="integer",
+            default=0,
+        ),
+        "pool_idle": ConnField(
+            "Warm pool idle seconds",
+            "An unclaimed pooled cluster ends after this many seconds.",
+            type="number",
+            default=600,
+        ),
     }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dask_cluster"})
     options_model: ClassVar[type[BaseModel] | None] = LocalDaskOptions
@@ -112,6 +128,10 @@ class LocalDaskBackend(Backend):
         self.state_dir = Path(extra.get("state_dir") or default_state_dir()).expanduser()
         self.worker_env: dict[str, str] = {str(k): str(v) for k, v in (extra.get("worker_env") or {}).items()}
         self.dashboard = bool(extra.get("dashboard", True))
+        self._seen: dict[str, int] = {}  # state file mtimes status() read (wait_for_change)
+        from airflow_provider_runners.backends.local_dask.pool import pool_config
+
+        self.pool_size, self.pool_idle_s = pool_config(config.conn_id, extra)
 
     def batch_key(self) -> str:
         return f"{self.name}:{self.state_dir}"
@@ -165,7 +185,7 @@ class LocalDaskBackend(Backend):
     # -- interface ---------------------------------------------------------------------------
     def create(self, request: ProvisionRequest) -> RunnerHandle:
         resource_id = f"ld-{request.attempt_token}"
-        existing = self._read(resource_id)
+        existing = self._read(resource_id) or self._claimed_by(request.attempt_token)
         if existing is not None and self._alive(existing):  # same token: idempotent
             return self._handle(existing)
         spec = request.resolved.spec
@@ -195,8 +215,6 @@ class LocalDaskBackend(Backend):
             "ttl_s": spec.ttl.total_seconds(),
             "dashboard": self.dashboard,
         }
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        state_path = self._state_path(resource_id)
         state: dict[str, Any] = {
             "managed_by": MANAGED_BY,
             "resource_id": resource_id,
@@ -208,6 +226,25 @@ class LocalDaskBackend(Backend):
             "worker_env_names": sorted(self.worker_env),
             "handle": handle.to_xcom(),
         }
+        if self.pool_size:
+            from airflow_provider_runners.backends.local_dask import pool
+
+            key = pool.pool_key(request.conn_id, request.resolved.environment, spec.profile, settings)
+            claimed = pool.claim(self, request, key, settings, handle)
+            pid = None if claimed else self._spawn(resource_id, state)
+            pool.refill(self, key, settings, handle)  # does not wait for the new members
+            if claimed:
+                return claimed
+        else:
+            pid = self._spawn(resource_id, state)
+        return handle.evolve(details={"pid": pid})
+
+    def _spawn(self, resource_id: str, state: dict[str, Any]) -> int:
+        """Write ``state`` and start its daemon in its own session; the daemon's pid."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        state_path = self._state_path(resource_id)
+        if not signal_path(state_path).exists():
+            os.mkfifo(signal_path(state_path), 0o600)
         write_state(state_path, state)
         # A process that ever hosted a LocalCluster carries distributed's parent marker; passing
         # it on would make the daemon's scheduler think it is a worker child of this task.
@@ -237,7 +274,16 @@ class LocalDaskBackend(Backend):
         latest = self._read(resource_id) or state
         latest.update(pid=proc.pid, pid_create_time=create_time)
         write_state(state_path, latest)
-        return handle.evolve(details={"pid": proc.pid})
+        return proc.pid
+
+    def _claimed_by(self, attempt_token: str) -> dict[str, Any] | None:
+        """The warm-pool member this attempt already claimed (pool.py), if any."""
+        if not self.pool_size:
+            return None
+        for state in self._states():
+            if (state.get("pool") or {}).get("claimed_by") == attempt_token:
+                return state
+        return None
 
     def find(self, lineage_key: str) -> RunnerHandle | None:
         for state in self._states():
@@ -246,6 +292,7 @@ class LocalDaskBackend(Backend):
         return None
 
     def status(self, handle: RunnerHandle) -> RunnerStatus:
+        self._seen[handle.resource_id] = self._mtime(handle.resource_id)  # before the read
         state = self._read(handle.resource_id)
         if state is None:
             return RunnerStatus(RunnerState.GONE, "no state file: never created or cleaned up")
@@ -267,6 +314,42 @@ class LocalDaskBackend(Backend):
                 details={"pid": state["pid"]},
             )
         return RunnerStatus(RunnerState.PENDING, "starting the cluster")
+
+    def _mtime(self, resource_id: str) -> int:
+        try:
+            return self._state_path(resource_id).stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def wait_for_change(self, handles: Iterable[RunnerHandle], timeout: float) -> bool:
+        """Block until a daemon of ``handles`` writes its FIFO (running, stopped) or ``timeout``
+        seconds pass; True when one did (the ``WaitsForChange`` capability: a provision reacts
+        within milliseconds, not at its next poll). A state file written since the last
+        :meth:`status` counts as a change, so a signal sent before this call is not lost."""
+        fds: list[int] = []
+        selector = selectors.DefaultSelector()
+        try:
+            for handle in handles:
+                try:  # O_RDWR: the FIFO never reports EOF while we hold it (Linux)
+                    fd = os.open(signal_path(self._state_path(handle.resource_id)), os.O_RDWR | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                fds.append(fd)
+                selector.register(fd, selectors.EVENT_READ)
+            if any(self._mtime(h.resource_id) != self._seen.get(h.resource_id) for h in handles):
+                return True
+            if not fds:
+                time.sleep(timeout)
+                return False
+            events = selector.select(timeout)
+            for key, _ in events:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(key.fd, 512)
+            return bool(events)
+        finally:
+            selector.close()
+            for fd in fds:
+                os.close(fd)
 
     def _log_tail(self, handle: RunnerHandle, lines: int = 5) -> str:
         try:

@@ -10,8 +10,11 @@ address, then waits for one of:
                                                -> stop_reason ``ttl-expired``   (the backstop)
 * no task queued or running for ``idle_timeout`` (the scheduler's ``idle_since``) -> ``idle-timeout``
 * the scheduler dying                          -> ``scheduler-exited``
+* an unclaimed warm-pool member's idle deadline -> ``pool-idle`` (pool.py)
 
-and then closes the cluster and writes ``status: stopped``. Workers are started with a
+and then closes the cluster and writes ``status: stopped``. After each of its two writes
+(running, stopped) it writes a byte into the state file's FIFO (``<resource_id>.signal``) so
+that a waiting provision reacts at once instead of at its next poll. Workers are started with a
 ``death_timeout`` so that even a SIGKILLed daemon leaves no worker behind for long.
 """
 
@@ -48,6 +51,38 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def try_claim(state_dir: Path, resource_id: str, by: str) -> bool:
+    """Atomically take ``resource_id`` for ``by``: True for exactly one caller, ever (an
+    ``O_EXCL`` create of ``<resource_id>.claim``; the warm pool, pool.py, claims with it)."""
+    try:
+        fd = os.open(state_dir / f"{resource_id}.claim", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        fh.write(by)
+    return True
+
+
+def signal_path(state_path: Path) -> Path:
+    """The FIFO the backend creates next to a state file; the daemon writes a byte into it when
+    the cluster is running and when it stopped (``LocalDaskBackend.wait_for_change``)."""
+    return state_path.with_suffix(".signal")
+
+
+def signal_change(state_path: Path) -> None:
+    """Wake whoever waits on the state file's FIFO; nobody waiting is fine."""
+    try:
+        fd = os.open(signal_path(state_path), os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no FIFO (older backend) or no reader (ENXIO): nobody waits
+        return
+    try:
+        os.write(fd, b"!")
+    except OSError:  # full pipe: the reader has a wake-up pending anyway
+        pass
+    finally:
+        os.close(fd)
+
+
 def _warm_imports() -> None:
     """Import what a first DataFrame graph needs while the DAG moves on to its first work task."""
     try:
@@ -72,7 +107,6 @@ def main(state_path: Path) -> int:
 
     from distributed import LocalCluster
 
-    idle_timeout_s = settings.get("idle_timeout_s")
     cluster = LocalCluster(
         n_workers=settings["workers"],
         threads_per_worker=settings["threads_per_worker"],
@@ -106,22 +140,39 @@ def main(state_path: Path) -> int:
         )
         write_state(state_path, state)
         print(f"local_dask {state['resource_id']}: running at {cluster.scheduler_address}", flush=True)
+        signal_change(state_path)
         threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
-        expires_at = datetime.fromisoformat(state["expires_at"])
         # The ttl also counts on this process's own monotonic clock from its start, so the backstop
-        # holds when the provisioning process's wall clock is ahead of this one (docs/testing.md).
+        # holds when the provisioning process's wall clock is ahead of this one (docs/testing.md);
+        # not for a warm-pool member, whose ttl starts at its claim.
         ttl_s = settings.get("ttl_s")
         ends_by = started + float(ttl_s) if ttl_s is not None else float("inf")
+        seen_mtime = 0
         while not stop.wait(0.5):
-            if _now() >= expires_at or time.monotonic() >= ends_by:
+            # A warm-pool member (pool.py) learns its claim from the state file: lineage, ttl, idle.
+            mtime = state_path.stat().st_mtime_ns
+            if mtime != seen_mtime:
+                seen_mtime, state = mtime, json.loads(state_path.read_text())
+            pool = state.get("pool") or {}
+            past_ttl = not pool and time.monotonic() >= ends_by
+            if past_ttl or _now() >= datetime.fromisoformat(state["expires_at"]):
+                if pool and "claimed_by" not in pool:
+                    if try_claim(state_path.parent, state["resource_id"], "pool-idle"):
+                        reason["value"] = "pool-idle"
+                        break
+                    continue  # a provision claimed it just now: re-read its ttl
                 reason["value"] = "ttl-expired"
                 break
             scheduler = cluster.scheduler
             if "clos" in str(getattr(scheduler, "status", "")):
                 reason["value"] = "scheduler-exited"
                 break
-            # The scheduler keeps idle_since itself (no task queued or processing since then).
+            # The scheduler keeps idle_since itself (no task queued or processing since then);
+            # a pooled cluster counts from its claim.
+            idle_timeout_s = state["settings"].get("idle_timeout_s")
             idle_since = getattr(scheduler, "idle_since", None)
+            if idle_since and pool.get("claimed_at"):
+                idle_since = max(idle_since, float(pool["claimed_at"]))
             if idle_timeout_s and idle_since and time.time() - idle_since >= idle_timeout_s:
                 reason["value"] = "idle-timeout"
                 break
@@ -131,10 +182,12 @@ def main(state_path: Path) -> int:
             cluster.close(timeout=20)
         finally:
             latest = json.loads(state_path.read_text())
-            if latest.get("status") != "stopped":
-                state.update(status="stopped", stop_reason=reason["value"], stopped_at=_now().isoformat())
-                state["pid"], state["pid_create_time"] = latest.get("pid"), latest.get("pid_create_time")
-                write_state(state_path, state)
+            if latest.get("status") != "stopped":  # merged: a claim written meanwhile is kept
+                if latest.get("status") == "starting":
+                    latest.update({k: v for k, v in state.items() if k not in latest})
+                latest.update(status="stopped", stop_reason=reason["value"], stopped_at=_now().isoformat())
+                write_state(state_path, latest)
+            signal_change(state_path)
     return 0
 
 
