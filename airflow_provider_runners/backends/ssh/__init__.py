@@ -1,0 +1,5 @@
+"""The ``ssh`` backend: dedicated_host runners on existing hosts reached by SSH (docs/ssh.md)."""
+
+from airflow_provider_runners.backends.ssh.backend import SshBackend
+
+__all__ = ["SshBackend"]
