@@ -108,7 +108,7 @@ _TEARDOWN = """existed=0; killed=0
 if [ -d "$R/$RID" ] || [ "$(cat "$R/lease/resource_id" 2>/dev/null)" = "$RID" ]; then existed=1; fi
 for f in "$R/$RID.pids"/*; do
   [ -e "$f" ] || continue; p=${f##*/}
-  kill -KILL -- "-$p" 2>/dev/null && killed=$((killed+1))
+  kill -KILL "-$p" 2>/dev/null && killed=$((killed+1))
 done
 rm -rf "$R/$RID" "$R/$RID.pids"
 if [ "$(cat "$R/lease/resource_id" 2>/dev/null)" = "$RID" ]; then rm -rf "$R/lease"; fi
@@ -403,6 +403,10 @@ class SshBackend(Backend):
                     stuck = True  # the host's own timeout did not end it: stop it from here
                 if cancelled or stuck:
                     sink(f"[runners] {'cancelled' if cancelled else 'timed out'}: stopping it on {host.address}")
+                    # Still connecting: wait for the command's process group id (or for ssh to give up).
+                    connecting = time.monotonic() + self.settings.extra.connect_timeout + 5
+                    while not pgid and proc.poll() is None and time.monotonic() < connecting:
+                        time.sleep(0.1)
                     self._kill_remote(host, pgid)
                     try:
                         proc.wait(timeout=KILL_AFTER_S + 10)
@@ -437,9 +441,9 @@ class SshBackend(Backend):
             return
         g = q(pgid[0])
         script = (
-            f"kill -TERM -- -{g} 2>/dev/null; i=0\n"
-            f"while kill -0 -- -{g} 2>/dev/null && [ $i -lt {KILL_AFTER_S} ]; do sleep 1; i=$((i+1)); done\n"
-            f"kill -KILL -- -{g} 2>/dev/null; true\n"
+            f"kill -TERM -{g} 2>/dev/null; i=0\n"
+            f"while kill -0 -{g} 2>/dev/null && [ $i -lt {KILL_AFTER_S} ]; do sleep 1; i=$((i+1)); done\n"
+            f"kill -KILL -{g} 2>/dev/null; true\n"
         )
         self.client.run(host, script, timeout=KILL_AFTER_S + 30)
 
