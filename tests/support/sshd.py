@@ -84,7 +84,8 @@ def start_sshd(workdir: Path, names: tuple[str, ...] = ("127.0.0.1",)) -> SshSer
     )
     if os.geteuid() == 0:  # privilege separation needs it; the service would create it
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=open(workdir / "sshd.log", "wb"))
+    with open(workdir / "sshd.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -60,12 +60,16 @@ def connection(server: SshServer, root: Path, **extra: Any) -> ConnectionConfig:
     )
 
 
-def request(task: str = "provision", expires_in: float = 600, options: dict[str, Any] | None = None) -> ProvisionRequest:
+def request(
+    task: str = "provision", expires_in: float = 600, options: dict[str, Any] | None = None
+) -> ProvisionRequest:
     spec = RunnerSpec.parse({**SPEC, "options": options or {}})
     lineage = Lineage("dag", "run-1", task)
     expires = datetime.now(UTC) + timedelta(seconds=expires_in)
     labels = {**lineage.labels(), "expires-at": str(int(expires.timestamp()))}
-    return ProvisionRequest(resolve_spec(spec, backend="ssh"), lineage, lineage.attempt_token(1), "pool", labels)
+    return ProvisionRequest(
+        resolve_spec(spec, backend="ssh"), lineage, lineage.attempt_token(1), "pool", labels
+    )
 
 
 def sleepers(seconds: str = "97") -> list[int]:
@@ -77,7 +81,9 @@ def sleepers(seconds: str = "97") -> list[int]:
 def run(backend: SshBackend, handle: RunnerHandle, command: Any, **kw: Any) -> tuple[Any, list[str]]:
     lines: list[str] = []
     cancel = kw.pop("cancel", threading.Event())
-    return backend.run_command(handle, CommandRequest(command=command, name="cmd-1", **kw), lines.append, cancel), lines
+    return backend.run_command(
+        handle, CommandRequest(command=command, name="cmd-1", **kw), lines.append, cancel
+    ), lines
 
 
 # -- the Connection ----------------------------------------------------------------------------------
@@ -85,8 +91,16 @@ def run(backend: SshBackend, handle: RunnerHandle, command: Any, **kw: Any) -> t
     ("host", "extra", "message"),
     [
         (None, {}, "Connection 'pool': host is None and extra.hosts is empty; allowed: one host"),
-        ("h1", {"privat_key": "x"}, "extra.privat_key: Extra inputs are not permitted; allowed extra fields:"),
-        ("h1", {"private_key": "x", "key_file": "/k"}, "sets both private_key and key_file; allowed: one of them"),
+        (
+            "h1",
+            {"privat_key": "x"},
+            "extra.privat_key: Extra inputs are not permitted; allowed extra fields:",
+        ),
+        (
+            "h1",
+            {"private_key": "x", "key_file": "/k"},
+            "sets both private_key and key_file; allowed: one of them",
+        ),
         ("h1:ssh", {}, "host 'h1:ssh' has port 'ssh'; allowed: host or host:port"),
         ("h1,h1:22", {}, "a host is listed twice: ['h1:22', 'h1:22']"),
         ("h1", {"connect_timeout": 0}, "extra.connect_timeout: Input should be greater than 0"),
@@ -151,7 +165,10 @@ def test_a_pool_leases_one_runner_per_host_and_says_who_holds_them(sshd: SshServ
     backend = SshBackend(config)
     first, second = backend.create(request("one")), backend.create(request("two"))
     try:
-        assert {first.details["host"], second.details["host"]} == {f"127.0.0.1:{sshd.port}", f"localhost:{sshd.port}"}
+        assert {first.details["host"], second.details["host"]} == {
+            f"127.0.0.1:{sshd.port}",
+            f"localhost:{sshd.port}",
+        }
         with pytest.raises(ProvisionError) as err:
             backend.create(request("three"))
         assert "no free host in the pool of Connection 'pool' (2 host(s))" in str(err.value)
@@ -205,7 +222,10 @@ def test_an_unreachable_host_is_failed_not_an_exception(sshd: SshServer, tmp_pat
     try:
         down = SshBackend(connection(sshd, tmp_path / "root", connect_timeout=2))
         down.settings = down.settings.__class__(
-            "pool", sshd.login, tuple(h.__class__(h.host, 1, h.workspace_root) for h in down.settings.hosts), down.settings.extra
+            "pool",
+            sshd.login,
+            tuple(h.__class__(h.host, 1, h.workspace_root) for h in down.settings.hosts),
+            down.settings.extra,
         )
         down.client.settings = down.settings
         moved = handle.evolve(details={"host": "127.0.0.1:1"})
@@ -222,7 +242,9 @@ def test_an_unreachable_host_is_failed_not_an_exception(sshd: SshServer, tmp_pat
 def test_commands_stream_output_get_env_and_secrets_masked_and_exit_codes(
     sshd: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_SSH_UNIT_SECRET", json.dumps({"conn_type": "generic", "password": "s3cr3t-9f"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SSH_UNIT_SECRET", json.dumps({"conn_type": "generic", "password": "s3cr3t-9f"})
+    )
     backend = SshBackend(connection(sshd, tmp_path / "root", host_env={"TOOL_HOME": "/opt/tool"}))
     handle = backend.create(request())
     try:
@@ -252,12 +274,14 @@ def test_timeout_and_expiry_end_the_remote_process_group(sshd: SshServer, tmp_pa
     try:
         started = time.monotonic()
         result, _ = run(backend, handle, "sleep 97 & sleep 97", timeout=2)
-        assert result.timed_out and result.details["ended_by"] == "timeout"
+        assert result.timed_out
+        assert result.details["ended_by"] == "timeout"
         assert time.monotonic() - started < 15
         assert sleepers() == []
         backend.now = lambda: handle.expires_at - timedelta(seconds=2)  # 2 s left on the runner's clock
         result, _ = run(backend, handle, "sleep 97", timeout=600)
-        assert result.timed_out and result.details["ended_by"] == "runner expiry"
+        assert result.timed_out
+        assert result.details["ended_by"] == "runner expiry"
         assert sleepers() == []
     finally:
         backend.teardown(handle)
@@ -271,7 +295,8 @@ def test_cancel_and_teardown_stop_remote_commands(sshd: SshServer, tmp_path: Pat
         cancel = threading.Event()
         threading.Timer(1.5, cancel.set).start()
         result, _ = run(backend, handle, "sleep 97 & sleep 97", cancel=cancel)
-        assert result.cancelled and result.exit_code is None
+        assert result.cancelled
+        assert result.exit_code is None
         assert sleepers() == []
         runner = threading.Thread(target=run, args=(backend, handle, "sleep 97"))
         runner.start()

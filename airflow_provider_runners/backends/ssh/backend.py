@@ -149,9 +149,13 @@ class SshBackend(Backend):
     }
     conn_fields: ClassVar[Mapping[str, ConnField]] = {
         "private_key": ConnField("Private key", "OpenSSH private key text (no passphrase).", secret=True),
-        "key_file": ConnField("Key file", "Or a private key file on the worker.", placeholder="~/.ssh/id_ed25519"),
+        "key_file": ConnField(
+            "Key file", "Or a private key file on the worker.", placeholder="~/.ssh/id_ed25519"
+        ),
         "known_hosts": ConnField("Known hosts", "known_hosts lines of the pool's host keys."),
-        "host_key_checking": ConnField("Check host keys", "Refuse unknown host keys.", type="boolean", default=True),
+        "host_key_checking": ConnField(
+            "Check host keys", "Refuse unknown host keys.", type="boolean", default=True
+        ),
         "workspace_root": ConnField(
             "Workspace root", "Runner workspaces and the lease on each host.", default="airflow-runners"
         ),
@@ -178,7 +182,9 @@ class SshBackend(Backend):
         Raises ProvisionError when the host cannot be reached."""
         result = self.client.run(host, _root(host) + _READ_LEASE)
         if result.returncode != 0:
-            raise ProvisionError(f"ssh host {host.address} (Connection {self.conn_id!r}): {_last(result.stderr)}")
+            raise ProvisionError(
+                f"ssh host {host.address} (Connection {self.conn_id!r}): {_last(result.stderr)}"
+            )
         text = result.stdout.strip()
         if not text or text == "CLAIMING":
             return text or None
@@ -234,7 +240,9 @@ class SshBackend(Backend):
             result = self.client.run(host, script, stdin=record)
             if result.returncode == 0 and result.stdout.strip() == "CLAIMED":
                 return handle
-            busy.append(f"{host.address}: " + ("leased meanwhile" if result.returncode == 0 else _last(result.stderr)))
+            busy.append(
+                f"{host.address}: " + ("leased meanwhile" if result.returncode == 0 else _last(result.stderr))
+            )
         raise ProvisionError(
             f"no free host in the pool of Connection {self.conn_id!r} ({len(hosts)} host(s)): "
             + "; ".join(busy)
@@ -265,7 +273,7 @@ class SshBackend(Backend):
         )
 
     def find(self, lineage_key: str) -> RunnerHandle | None:
-        for address, lease in self._leases().items():
+        for lease in self._leases().values():
             if isinstance(lease, RunnerHandle) and lease.lineage_key == lineage_key:
                 if self._expired(lease):
                     self.teardown(lease)
@@ -353,7 +361,9 @@ class SshBackend(Backend):
         env.update(RUNNER_ID=handle.resource_id, RUNNER_LINEAGE=handle.lineage_key)
         bad = sorted(name for name in env if not _ENV_NAME.match(name))
         if bad:
-            raise ValueError(f"env: {bad} are not environment variable names; allowed: [A-Za-z_][A-Za-z0-9_]*")
+            raise ValueError(
+                f"env: {bad} are not environment variable names; allowed: [A-Za-z_][A-Za-z0-9_]*"
+            )
         lines = ['rm -f -- "$0"', 'RUNNER_WORKSPACE="$RW"; export RUNNER_WORKSPACE']
         lines += [f"{name}={q(value)}; export {name}" for name, value in env.items()]
         command = request.command if isinstance(request.command, str) else shlex.join(request.command)
@@ -367,7 +377,9 @@ class SshBackend(Backend):
         host = self._host_of(handle)
         remaining = (handle.expires_at - self.now()).total_seconds()
         if remaining <= 0:
-            raise RuntimeError(f"ssh host runner {handle.resource_id} expired at {handle.expires_at.isoformat()}")
+            raise RuntimeError(
+                f"ssh host runner {handle.resource_id} expired at {handle.expires_at.isoformat()}"
+            )
         limit = max(1, int(min(request.timeout, remaining)))
         script, secrets = self._script(handle, request)
         sink = masking_sink(output, secrets)
@@ -375,7 +387,9 @@ class SshBackend(Backend):
         launcher = (
             _root(host)
             + f'RID={q(handle.resource_id)}; W={workdir}; RW="$R/$RID"; export RW\n'
-            + _LAUNCH.replace("{kill}", str(KILL_AFTER_S)).replace("{limit}", str(limit)).replace("{mark}", _PID_MARK)
+            + _LAUNCH.replace("{kill}", str(KILL_AFTER_S))
+            .replace("{limit}", str(limit))
+            .replace("{mark}", _PID_MARK)
         )
         started_at, started = datetime.now(UTC), time.monotonic()
         pgid: list[str] = []
@@ -402,7 +416,9 @@ class SshBackend(Backend):
                 elif time.monotonic() - started > limit + KILL_AFTER_S + 30:
                     stuck = True  # the host's own timeout did not end it: stop it from here
                 if cancelled or stuck:
-                    sink(f"[runners] {'cancelled' if cancelled else 'timed out'}: stopping it on {host.address}")
+                    sink(
+                        f"[runners] {'cancelled' if cancelled else 'timed out'}: stopping it on {host.address}"
+                    )
                     # Still connecting: wait for the command's process group id (or for ssh to give up).
                     connecting = time.monotonic() + self.settings.extra.connect_timeout + 5
                     while not pgid and proc.poll() is None and time.monotonic() < connecting:

@@ -118,7 +118,9 @@ def parse_connection(config: ConnectionConfig) -> SshSettings:
                     f"Connection {config.conn_id!r}: host {entry!r} has port {port!r}; allowed: host or host:port"
                 )
             entry = HostEntry(host=name, port=int(port) if port else None)
-        hosts.append(Host(entry.host, entry.port or default_port, entry.workspace_root or extra.workspace_root))
+        hosts.append(
+            Host(entry.host, entry.port or default_port, entry.workspace_root or extra.workspace_root)
+        )
     if not hosts:
         raise ConnectionConfigError(
             f"Connection {config.conn_id!r}: host is {config.host!r} and extra.hosts is empty; "
@@ -180,7 +182,9 @@ class SshClient:
     def client_env() -> dict[str, str]:
         return {name: os.environ[name] for name in _CLIENT_ENV if name in os.environ}
 
-    def run(self, host: Host, script: str, stdin: str = "", timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, host: Host, script: str, stdin: str = "", timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``script`` on ``host`` and wait; exit status 255 means ssh could not connect."""
         with self.argv(host, script) as argv:
             try:
@@ -195,7 +199,9 @@ class SshClient:
                     check=False,
                 )
             except subprocess.TimeoutExpired:
-                return subprocess.CompletedProcess(argv, SSH_CONNECT_FAILED, "", f"no answer within {timeout} s")
+                return subprocess.CompletedProcess(
+                    argv, SSH_CONNECT_FAILED, "", f"no answer within {timeout} s"
+                )
 
 
 def q(value: str) -> str:
