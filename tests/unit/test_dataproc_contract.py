@@ -3,7 +3,6 @@ Dataproc fake of tests/fakes/dataproc.py (the fixtures of tests/unit/test_datapr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -19,5 +18,5 @@ class TestDataprocDaskContract(BackendContract):
     ready_timeout: ClassVar[float] = 10.0
 
     @pytest.fixture
-    def backend(self, fake: FakeDataproc) -> Iterator[Backend]:  # noqa: F811 - the contract's fixture
-        yield backend()
+    def backend(self, fake: FakeDataproc) -> Backend:  # noqa: F811 - the contract's fixture
+        return backend()

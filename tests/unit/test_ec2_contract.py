@@ -3,7 +3,6 @@ mode with real boto3 (the fixtures of tests/unit/test_ec2_backend.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -21,9 +20,9 @@ class TestEc2Contract(BackendContract):
     ready_timeout: ClassVar[float] = 60.0
 
     @pytest.fixture
-    def backend(self, env: Ec2Env) -> Iterator[Backend]:  # noqa: F811 - the contract's fixture
+    def backend(self, env: Ec2Env) -> Backend:  # noqa: F811 - the contract's fixture
         self.catalog_path = env.catalog_path
-        yield backend()
+        return backend()
 
     def test_create_twice_with_one_attempt_token_is_one_runner(
         self, backend: Backend, created: tuple[ProvisionRequest, RunnerHandle]

@@ -153,7 +153,11 @@ def test_connection_types_are_generated_from_the_backend_classes(info: dict[str,
 
     classes = builtin_backend_classes()
     # One per entry point this distribution declares: a new backend adds its line, not a count here.
-    declared = {ep.name for ep in distribution("airflow-provider-runners").entry_points if ep.group == ENTRY_POINT_GROUP}
+    declared = {
+        ep.name
+        for ep in distribution("airflow-provider-runners").entry_points
+        if ep.group == ENTRY_POINT_GROUP
+    }
     assert {cls.name for cls in classes} == declared
     assert {"local_dask", "local_host", "ec2", "ssh"} <= declared
     assert info["connection-types"] == [cls.connection_type_info() for cls in classes]
