@@ -311,3 +311,26 @@ def test_cancel_and_teardown_stop_remote_commands(sshd: SshServer, tmp_path: Pat
     assert sleepers() == []
     with pytest.raises(RuntimeError, match="is gone"):
         run(backend, handle, "true")
+
+
+@needs_sshd
+def test_the_reaper_ends_an_expired_lease(
+    sshd: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_runners.governance.reaper import NoDagRuns, sweep
+    from airflow_provider_runners.governance.runner_index.sqlite import SqliteRegistry
+
+    monkeypatch.setenv("AIRFLOW__RUNNERS__EVIDENCE_PATH", "file://" + str(tmp_path / "evidence"))
+    backend = SshBackend(connection(sshd, tmp_path / "root"))
+    handle = backend.create(request(expires_in=60))
+    report = sweep(
+        ["pool"],
+        runs=NoDagRuns(),
+        registry=SqliteRegistry(tmp_path / "registry.sqlite"),
+        now=handle.expires_at + timedelta(seconds=1),
+        backend_factory=lambda conn_id: backend,
+    )
+    assert [(a.resource_id, a.decision) for a in report.actions] == [(handle.resource_id, "reap")]
+    assert report.ok
+    assert backend.list_managed() == []
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == []
