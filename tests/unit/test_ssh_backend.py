@@ -174,8 +174,13 @@ def test_a_pool_leases_one_runner_per_host_and_says_who_holds_them(sshd: SshServ
         assert "no free host in the pool of Connection 'pool' (2 host(s))" in str(err.value)
         assert f"leased by {first.lineage_key}" in str(err.value)
         assert {h.resource_id for h in backend.list_managed()} == {first.resource_id, second.resource_id}
-        statuses = backend.status_many([first, second])
+        calls: list[str] = []
+        run_on_host = backend.client.run
+        backend.client.run = lambda host, *a, **kw: calls.append(host.address) or run_on_host(host, *a, **kw)  # type: ignore[method-assign]
+        statuses = backend.status_many([first, second, first, second])
         assert [s.state for s in statuses.values()] == [RunnerState.READY, RunnerState.READY]
+        assert sorted(calls) == sorted({first.details["host"], second.details["host"]})  # one call per host
+        backend.client.run = run_on_host  # type: ignore[method-assign]
         backend.teardown(first)
         third = backend.create(request("three"))
         assert third.details["host"] == first.details["host"]

@@ -194,7 +194,10 @@ class SshBackend(Backend):
             return "CLAIMING"
         if not isinstance(data, dict) or data.get("managed_by") != MANAGED_BY:
             return "CLAIMING"
-        return RunnerHandle.from_xcom(data["handle"])
+        try:
+            return RunnerHandle.from_xcom(data["handle"])
+        except (KeyError, TypeError, ValueError):  # not a handle we wrote: the host stays taken, never touched
+            return "CLAIMING"
 
     def _leases(self) -> dict[str, RunnerHandle | str | None]:
         """Every reachable host's lease, keyed by address (unreachable hosts are left out)."""
