@@ -4,6 +4,7 @@ free port, tests/support/sshd.py): the contract kit, leasing a host pool, expiry
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -252,6 +253,14 @@ def test_commands_stream_output_get_env_and_secrets_masked_and_exit_codes(
     )
     backend = SshBackend(connection(sshd, tmp_path / "root", host_env={"TOOL_HOME": "/opt/tool"}))
     handle = backend.create(request())
+    argvs: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def popen(argv: list[str], *args: Any, **kwargs: Any) -> Any:
+        argvs.append(list(argv))
+        return real_popen(argv, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
     try:
         result, lines = run(
             backend,
@@ -268,6 +277,8 @@ def test_commands_stream_output_get_env_and_secrets_masked_and_exit_codes(
         assert (result.exit_code, lines) == (0, ["out"])
         scripts = list((tmp_path / "root").glob(f"{handle.resource_id}.pids/.script-*"))
         assert scripts == []  # the script holding the secret is gone
+        assert argvs  # the commands' ssh command lines: neither the secret nor the private key
+        assert not [a for a in argvs if "s3cr3t-9f" in repr(a) or "PRIVATE KEY" in repr(a)]
     finally:
         backend.teardown(handle)
 
