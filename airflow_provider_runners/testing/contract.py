@@ -69,6 +69,9 @@ class BackendContract:
     spec: ClassVar[dict[str, Any]] = {}
     #: Seconds to wait for READY.
     ready_timeout: ClassVar[float] = 120.0
+    #: The catalog the spec resolves in (None: the configured one); a ``backend`` fixture may set
+    #: it on the test instance (``self.catalog_path = ...``) when its catalog is made per test.
+    catalog_path: str | None = None
 
     @pytest.fixture
     def backend(self) -> Iterator[Backend]:  # pragma: no cover - every subclass overrides it
@@ -86,7 +89,7 @@ class BackendContract:
             "profile": spec.profile.lower(),
             "expires-at": str(int(expires_at.timestamp())),
         }
-        resolved = resolve_spec(spec, backend=backend.name)
+        resolved = resolve_spec(spec, backend=backend.name, catalog_path=self.catalog_path)
         return ProvisionRequest(resolved, lineage, lineage.attempt_token(try_number), backend.conn_id, labels)
 
     def wait(self, backend: Backend, handle: RunnerHandle) -> RunnerStatus:

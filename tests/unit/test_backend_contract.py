@@ -95,7 +95,8 @@ def test_capabilities_follow_from_what_a_backend_implements() -> None:
 
     classes = {cls.name: cls for cls in backend_classes().values()}
     commands = {name for name, cls in classes.items() if cls.supports_commands}
-    assert commands == {"local_host", "ec2", "kubernetes", "labgrid", "bench_http"}
+    assert {"local_host", "ec2", "kubernetes", "labgrid", "bench_http", "ssh"} <= commands
+    assert not commands & {"local_dask", "dataproc_dask"}
     assert all(runs_commands(cls) == cls.supports_commands for cls in classes.values())
     assert InMemoryBackend.supports_commands is False
     assert isinstance(LocalDaskBackend(ConnectionConfig("d", "runners_local_dask")), DetectsStale)

@@ -48,8 +48,10 @@ class FleetBackend(Backend):
     conn_type = "runners_fleet"
     hook_name = "fleet"
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dedicated_host"})
-    live: ClassVar[list[RunnerHandle]] = []
-    fail = False
+
+    def __init__(self, live: list[RunnerHandle]) -> None:
+        super().__init__(ConnectionConfig(conn_id="runners_fleet", conn_type="runners_fleet"))
+        self.live, self.fail = live, False  # per instance: no state shared between tests
 
     def create(self, request: Any) -> RunnerHandle:  # pragma: no cover - never reached in these tests
         raise AssertionError("the guard must not create anything")
@@ -92,12 +94,13 @@ def record(key: str, **changes: Any) -> RunnerRecord:
 
 @pytest.fixture
 def backend() -> FleetBackend:
-    FleetBackend.live = [
-        handle("i-a", "rl-a", usd_per_hour=0.504),  # r5.2xlarge, priced by its details
-        handle("i-b", "rl-b"),  # no pricing details: the catalog's r5.2xlarge on-demand
-        handle("i-mine", "rl-mine", usd_per_hour=0.504),  # the requesting lineage's earlier try
-    ]
-    return FleetBackend(ConnectionConfig(conn_id="runners_fleet", conn_type="runners_fleet"))
+    return FleetBackend(
+        [
+            handle("i-a", "rl-a", usd_per_hour=0.504),  # r5.2xlarge, priced by its details
+            handle("i-b", "rl-b"),  # no pricing details: the catalog's r5.2xlarge on-demand
+            handle("i-mine", "rl-mine", usd_per_hour=0.504),  # the requesting lineage's earlier try
+        ]
+    )
 
 
 def test_live_spend_counts_each_runner_once_from_the_best_source(

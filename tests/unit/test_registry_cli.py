@@ -165,7 +165,12 @@ def test_every_builtin_backend_is_an_entry_point_of_this_distribution() -> None:
         for ep in distribution(registry.DISTRIBUTION).entry_points
         if ep.group == registry.ENTRY_POINT_GROUP
     }
-    assert set(eps) == {
+    # Every backend package (a folder of backends/ but shared/) is an entry point named after it, so
+    # a new backend is its folder and one line (docs/architecture.md, "Adding a backend").
+    package = Path(registry.__file__).parent
+    folders = {p.name for p in package.iterdir() if (p / "__init__.py").exists() and p.name != "shared"}
+    assert set(eps) == folders
+    assert {
         "local_dask",
         "local_host",
         "dataproc_dask",
@@ -173,7 +178,9 @@ def test_every_builtin_backend_is_an_entry_point_of_this_distribution() -> None:
         "kubernetes",
         "labgrid",
         "bench_http",
-    }
+    } <= folders
+    for name, value in eps.items():
+        assert value.startswith(f"airflow_provider_runners.backends.{name}:"), value
     assert {cls.conn_type for cls in registry.builtin_backend_classes()} == {
         f"runners_{name}" for name in eps
     }
