@@ -59,7 +59,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from airflow_provider_runners.backends.ec2 import idle as _ec2_idle, pool as _ec2_pool, probe as _ec2_probe, ssm as _ec2_ssm
+from airflow_provider_runners.backends.ec2 import (
+    idle as _ec2_idle,
+    pool as _ec2_pool,
+    probe as _ec2_probe,
+    ssm as _ec2_ssm,
+)
 from airflow_provider_runners.backends.ec2.options import CONN_FIELDS, PLACEHOLDERS, Ec2Options
 from airflow_provider_runners.backends.ec2.plan import LaunchPlan, plan_for, user_data, validate_spec
 from airflow_provider_runners.core.backend import (
