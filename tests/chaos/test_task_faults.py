@@ -290,11 +290,6 @@ def test_task_runner_killed_during_host_command(played: dict[str, Scenario]) -> 
     _verdict(played["runner_kill_host"])
 
 
-@pytest.mark.xfail(
-    reason="known open bug (issue 13): after a supervisor SIGKILL the orphaned task runner finishes "
-    "the published Dask job and unpublishes it, so the next try computes it again (docs/reliability.md)",
-    strict=False,
-)
 def test_supervisor_killed_during_dask_work(played: dict[str, Scenario]) -> None:
     _verdict(played["supervisor_kill_dask"])
 
@@ -303,12 +298,6 @@ def test_supervisor_killed_during_host_command(played: dict[str, Scenario]) -> N
     _verdict(played["supervisor_kill_host"])
 
 
-@pytest.mark.xfail(
-    reason="known open bug (issue 13): a run marked failed while its provision is deferred ends "
-    "'success' (the all_done teardown is the last leaf) and its chain has no provision entry "
-    "(docs/reliability.md)",
-    strict=False,
-)
 def test_run_marked_failed_during_provision(played: dict[str, Scenario]) -> None:
     _verdict(played["failed_in_provision"])
 
@@ -321,11 +310,5 @@ def test_run_marked_failed_during_host_command(played: dict[str, Scenario]) -> N
     _verdict(played["failed_in_work_host"])
 
 
-@pytest.mark.xfail(
-    reason="seen failing (issue 13): the trigger's on_kill ended the runner but wrote no end entry; "
-    "on_kill now ends and records in one thread that outlives Airflow's on_kill timeout — "
-    "not yet re-measured on the deployment (docs/reliability.md)",
-    strict=False,
-)
 def test_dagrun_timeout_shorter_than_the_work(played: dict[str, Scenario]) -> None:
     _verdict(played["dagrun_timeout"])
