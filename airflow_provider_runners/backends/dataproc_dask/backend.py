@@ -85,6 +85,7 @@ from airflow_provider_runners.backends.dataproc_dask.options import (  # noqa: F
     validate_spec,
     worker_bounds,
 )
+from airflow_provider_runners.backends.dataproc_dask.readback import state_times, zone_of
 from airflow_provider_runners.core.backend import (
     Backend,
     ConnectionConfig,
@@ -392,7 +393,7 @@ class DataprocDaskBackend(Backend):
         labels = dict(cluster.labels)
         name = cluster.cluster_name
         token = name.removeprefix(NAME_PREFIX)
-        created = _state_times(cluster).get("CREATING") or datetime.now(UTC)
+        created = state_times(cluster).get("CREATING") or datetime.now(UTC)
         expires = labels.get("expires-at")
         config = cluster.config
         workers = config.worker_config.num_instances
@@ -426,7 +427,7 @@ class DataprocDaskBackend(Backend):
         live = [c for c in found if c.status.state.name != "DELETING"]
         if not live:
             return None
-        live.sort(key=lambda c: _state_times(c).get("CREATING") or datetime.min.replace(tzinfo=UTC))
+        live.sort(key=lambda c: state_times(c).get("CREATING") or datetime.min.replace(tzinfo=UTC))
         return self._handle_from_cluster(live[-1])
 
     def _status_of(self, cluster: Any) -> RunnerStatus:
@@ -439,7 +440,7 @@ class DataprocDaskBackend(Backend):
                 RunnerState.READY,
                 f"RUNNING at {address}",
                 endpoints={"scheduler": address, "dashboard": dashboard},
-                details={"cluster_uuid": cluster.cluster_uuid, "zone": _zone(cluster)},
+                details={"cluster_uuid": cluster.cluster_uuid, "zone": zone_of(cluster)},
             )
         if state in FAILED_STATES:
             return RunnerStatus(RunnerState.FAILED, message)
@@ -450,7 +451,7 @@ class DataprocDaskBackend(Backend):
     def _endpoints(self, cluster: Any) -> tuple[str, str]:
         values = {
             "cluster": cluster.cluster_name,
-            "zone": _zone(cluster) or "",
+            "zone": zone_of(cluster) or "",
             "project": self.project_id,
             "region": self.region,
         }
@@ -525,7 +526,7 @@ class DataprocDaskBackend(Backend):
         except self._gexc().NotFound:
             return {"cluster": handle.resource_id, "state": "NOT_FOUND"}
         config = cluster.config
-        times = _state_times(cluster)
+        times = state_times(cluster)
         try:
             init_object: dict[str, Any] = gcs_object_facts(hook, self.init_action_uri)
         except Exception as exc:  # noqa: BLE001 - evidence is best effort; never fail the provision
@@ -538,7 +539,7 @@ class DataprocDaskBackend(Backend):
             "state": cluster.status.state.name,
             "project_id": self.project_id,
             "region": self.region,
-            "zone": _zone(cluster),
+            "zone": zone_of(cluster),
             "image_version": config.software_config.image_version,
             "init_actions": [
                 {"uri": a.executable_file, "timeout_s": a.execution_timeout.total_seconds()}
@@ -596,18 +597,3 @@ class DataprocDaskBackend(Backend):
     def list_managed(self) -> list[RunnerHandle]:
         found = self._list(self._hook(), f"labels.managed-by = {MANAGED_BY}")
         return [self._handle_from_cluster(c) for c in found if c.status.state.name != "DELETING"]
-
-
-def _zone(cluster: Any) -> str | None:
-    uri = cluster.config.gce_cluster_config.zone_uri
-    return uri.rsplit("/", 1)[-1] if uri else None
-
-
-def _state_times(cluster: Any) -> dict[str, datetime]:
-    """When the cluster entered each state (history and current), as aware datetimes."""
-    times: dict[str, datetime] = {}
-    for status in [*cluster.status_history, cluster.status]:
-        start = status.state_start_time
-        if start:
-            times.setdefault(status.state.name, start if start.tzinfo else start.replace(tzinfo=UTC))
-    return times
