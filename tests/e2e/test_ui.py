@@ -170,10 +170,10 @@ def test_ui_js_navigates_the_whole_window_from_the_ui_sandbox(browser: Any, tmp_
         f'<h1>UI</h1><iframe src="/frame.html" sandbox="{UI_SANDBOX}"></iframe>'
     )
     (tmp_path / "frame.html").write_text(
-        f'<a id="run" href="/dags/d/runs/r1" data-ui-link="top">r1</a><script>{UI_JS}</script>'
+        f'<a id="run" href="/dags/d/runs/r1.html" data-ui-link="top">r1</a><script>{UI_JS}</script>'
     )
     (tmp_path / "dags" / "d" / "runs").mkdir(parents=True)
-    (tmp_path / "dags" / "d" / "runs" / "r1").write_text("<h1>run r1</h1>")
+    (tmp_path / "dags" / "d" / "runs" / "r1.html").write_text("<h1>run r1</h1>")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -181,7 +181,7 @@ def test_ui_js_navigates_the_whole_window_from_the_ui_sandbox(browser: Any, tmp_
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{server.server_address[1]}/top.html")
         page.frames[1].click("#run")
-        page.wait_for_url("**/dags/d/runs/r1", timeout=10_000)
+        page.wait_for_url("**/dags/d/runs/r1.html", timeout=10_000)
         assert page.inner_text("h1") == "run r1"
         assert page.locator("iframe").count() == 0
         page.close()
