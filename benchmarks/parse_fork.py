@@ -81,7 +81,7 @@ def _parse_in_fork(path: Path) -> dict[str, Any]:
             from airflow.dag_processing.dagbag import DagBag
 
             c0, w0 = time.process_time(), time.perf_counter()
-            bag = DagBag(dag_folder=str(path), include_examples=False)
+            bag = DagBag(dag_folder=str(path))  # examples are off: AIRFLOW__CORE__LOAD_EXAMPLES
             out = {
                 "cpu_s": time.process_time() - c0,
                 "wall_s": time.perf_counter() - w0,
@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(home, ignore_errors=True)
     load_after = os.getloadavg()
+    failed = [r for runs in raw.values() for r in runs if "cpu_s" not in r]
+    if failed:
+        raise SystemExit(f"a parse failed in its fork: {failed[0]}")
     empty = [r["cpu_s"] for r in raw[EMPTY]]
     rows, results = [], {}
     for name, runs in raw.items():
