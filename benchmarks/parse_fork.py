@@ -58,6 +58,8 @@ def _home() -> Path:
     for path in sorted((REPO / "dags").glob("*.py")):
         shutil.copy(path, folder / path.name)
     (folder / EMPTY).write_text(EMPTY_SOURCE)
+    # The dag-processor puts the bundle's folder on sys.path: DAG files import their job modules.
+    sys.path.append(str(folder))
     os.environ.update(
         AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(folder), AIRFLOW__CORE__LOAD_EXAMPLES="False"
     )
