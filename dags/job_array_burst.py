@@ -61,7 +61,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     is_paused_upon_creation=True,
-    tags=["runners", "example", "burst"],
+    tags=["runners", "example", "burst", "runners-pool"],
     doc_md=__doc__,
 ) as dag:
     BurstCycleOperator(
