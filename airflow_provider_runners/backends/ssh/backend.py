@@ -196,7 +196,11 @@ class SshBackend(Backend):
             return "CLAIMING"
         try:
             return RunnerHandle.from_xcom(data["handle"])
-        except (KeyError, TypeError, ValueError):  # not a handle we wrote: the host stays taken, never touched
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+        ):  # not a handle we wrote: the host stays taken, never touched
             return "CLAIMING"
 
     def _leases(self) -> dict[str, RunnerHandle | str | None]:
