@@ -35,6 +35,15 @@ class TestBenchHttpContract(BackendContract):
     def backend(self, server: BenchHttpServer) -> Backend:  # noqa: F811
         return bench_http_backend(server)
 
+    # Known contract gaps of bench_http (found by this kit; to be fixed in the backend):
+    @pytest.mark.xfail(strict=True, reason="a second release reports existed=True")
+    def test_teardown_twice_second_is_already_gone(self, backend: Backend) -> None:
+        super().test_teardown_twice_second_is_already_gone(backend)
+
+    @pytest.mark.xfail(strict=True, reason="status of an unknown reservation is not GONE")
+    def test_status_of_a_missing_runner_is_gone_not_an_error(self, backend: Backend, created: Any) -> None:
+        super().test_status_of_a_missing_runner_is_gone_not_an_error(backend, created)
+
 
 class TestLabgridContract(BackendContract):
     ready_timeout: ClassVar[float] = 30.0
@@ -44,3 +53,8 @@ class TestLabgridContract(BackendContract):
         add_places(client, board, "one", "two")
         self.spec = {**BENCH, "options": {"tags": {"board": board}}}
         return labgrid_backend(coordinator.address)
+
+    # Known contract gap of labgrid (found by this kit; to be fixed in the backend):
+    @pytest.mark.xfail(strict=True, reason="status of an unknown reservation is not GONE")
+    def test_status_of_a_missing_runner_is_gone_not_an_error(self, backend: Backend, created: Any) -> None:
+        super().test_status_of_a_missing_runner_is_gone_not_an_error(backend, created)
