@@ -517,7 +517,8 @@ def test_timeout_and_cancel_stop_the_remote_command(env: Ec2Env) -> None:
     assert result.exit_code is None
     assert time.monotonic() - started < 10
     # stopped before "echo never"; bash may report its killed child ("Terminated")
-    assert lines[0] == "started" and "never" not in lines, lines
+    assert lines[0] == "started", lines
+    assert "never" not in lines, lines
     assert result.details["ssm_status"] == "Cancelled"
     cancel = threading.Event()
     threading.Timer(0.5, cancel.set).start()
