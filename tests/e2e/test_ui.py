@@ -220,7 +220,9 @@ def test_connection_form_shows_the_typed_fields(airflow_stack: Stack, browser: A
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{airflow_stack.api}/connections")
     page.get_by_role("button", name="Add Connection").click()
-    page.get_by_text("Select Connection Type").click()
+    # react-select: its input's wrapper lies over the placeholder; the mouse-down reaches the
+    # control through the placeholder, which opens and focuses the select
+    page.get_by_text("Select Connection Type").click(force=True)
     page.keyboard.type("EC2 dedicated host")
     page.keyboard.press("Enter")
     field = page.get_by_text("Warm-pool claim table (DynamoDB)")
