@@ -160,11 +160,15 @@ class BackendContract:
         assert backend.status(handle).state is RunnerState.GONE
         assert backend.find(request.lineage.key) is None
 
+    def missing_handle(self, handle: RunnerHandle) -> RunnerHandle:
+        """A handle of this backend naming a runner that does not exist. Override it when the
+        backend finds its runner by a detail (a reservation id, an owner) and not the resource id."""
+        return handle.model_copy(update={"resource_id": handle.resource_id + "-missing"})
+
     def test_status_of_a_missing_runner_is_gone_not_an_error(
         self, backend: Backend, created: tuple[ProvisionRequest, RunnerHandle]
     ) -> None:
-        handle = created[1]
-        missing = handle.model_copy(update={"resource_id": handle.resource_id + "-missing"})
+        missing = self.missing_handle(created[1])
         assert backend.status(missing).state is RunnerState.GONE
         statuses = backend.status_many([missing])
         assert statuses[missing.resource_id].state is RunnerState.GONE

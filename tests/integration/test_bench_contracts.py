@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from airflow_provider_runners.core.backend import Backend
+from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.testing.contract import BackendContract
 from tests.bench_http_server import BenchHttpServer
 from tests.integration.test_bench_http import (
@@ -35,14 +36,14 @@ class TestBenchHttpContract(BackendContract):
     def backend(self, server: BenchHttpServer) -> Backend:  # noqa: F811
         return bench_http_backend(server)
 
-    # Known contract gaps of bench_http (found by this kit; to be fixed in the backend):
-    @pytest.mark.xfail(strict=True, reason="a second release reports existed=True")
-    def test_teardown_twice_second_is_already_gone(self, backend: Backend) -> None:
-        super().test_teardown_twice_second_is_already_gone(backend)
-
-    @pytest.mark.xfail(strict=True, reason="status of an unknown reservation is not GONE")
-    def test_status_of_a_missing_runner_is_gone_not_an_error(self, backend: Backend, created: Any) -> None:
-        super().test_status_of_a_missing_runner_is_gone_not_an_error(backend, created)
+    def missing_handle(self, handle: RunnerHandle) -> RunnerHandle:
+        # a bench_http runner is its reservation id
+        return handle.model_copy(
+            update={
+                "resource_id": handle.resource_id + "-missing",
+                "details": {**handle.details, "reservation": "999999"},
+            }
+        )
 
 
 class TestLabgridContract(BackendContract):
@@ -54,7 +55,15 @@ class TestLabgridContract(BackendContract):
         self.spec = {**BENCH, "options": {"tags": {"board": board}}}
         return labgrid_backend(coordinator.address)
 
-    # Known contract gap of labgrid (found by this kit; to be fixed in the backend):
-    @pytest.mark.xfail(strict=True, reason="status of an unknown reservation is not GONE")
-    def test_status_of_a_missing_runner_is_gone_not_an_error(self, backend: Backend, created: Any) -> None:
-        super().test_status_of_a_missing_runner_is_gone_not_an_error(backend, created)
+    def missing_handle(self, handle: RunnerHandle) -> RunnerHandle:
+        # a labgrid runner is its owner (reservations and acquired places are found by it)
+        return handle.model_copy(
+            update={
+                "resource_id": handle.resource_id + "-missing",
+                "details": {
+                    **handle.details,
+                    "owner": str(handle.details["owner"]) + "-missing",
+                    "reservation": None,
+                },
+            }
+        )

@@ -322,6 +322,17 @@ class BenchHttpBackend(Backend):
             if found is None:
                 return TeardownResult(existed=False, message="no reservation for this lineage")
             rid = found.details["reservation"]
+        # DELETE is idempotent (200 for a reservation already released): ask first, so a second
+        # teardown reports that nothing was left (docs/bench_http.openapi.yaml).
+        _, listed = self._request("GET", "/reservations", params={"ids": str(rid)})
+        before = next((r for r in listed.get("reservations", []) if str(r["id"]) == str(rid)), None)
+        if before is None or before["state"] in ("released", "expired"):
+            state = "unknown" if before is None else before["state"]
+            return TeardownResult(
+                existed=False,
+                message=f"reservation {rid} already {state}",
+                details={"reservation": rid, "final_state": state, "release_confirmed": True},
+            )
         status, out = self._request("DELETE", f"/reservations/{rid}")
         if status == 404:
             return TeardownResult(

@@ -283,7 +283,7 @@ class LabgridBackend(Backend):
                 return self._recreate(handle, owner, filters, places)
             return RunnerStatus(
                 RunnerState.GONE,
-                f"reservation {handle.details.get('token')} of {owner} no longer exists on {self.address} "
+                f"reservation {handle.details.get('reservation')} of {owner} no longer exists on {self.address} "
                 "(cancelled, expired, or the coordinator restarted)",
             )
         self._lost_in_outage.discard(owner)
