@@ -1,10 +1,13 @@
 """Burst planner simulation: cost and queue wait on a synthetic bursty trace, side by side.
 
-    .venv/bin/python benchmarks/burst_simulation.py [--seed 7] [--hours 24] [--svg docs/burst_simulation.svg]
+    .venv/bin/python benchmarks/burst_simulation.py [--seed 7] [--hours 24] [--warm 2] [--svg docs/burst_simulation.svg]
 
 One seeded trace (a trickle of jobs plus bursts of hundreds), replayed minute by minute against:
 
 * **ours** — :func:`airflow_provider_runners.governance.burst.plan` with a $/hour budget;
+* **ours, N kept warm** — the same with ``min_cloud_instances: N`` (``--warm``): N cloud runners stay
+  up across cycles, also on an empty queue, as governance/burst_config.py and
+  operators/job_array.py keep them; a sweep over N is printed as a second table;
 * **static fleet** — as many always-on cloud runners as the budget buys, never scaled;
 * **seed 001, no budget** — seed 001's formulas without the cost check (``seed001_plan(budget=False)``);
 * **seed 001, its budget check** — seed 001's "stop bursting when cost >= budget", checked
@@ -151,6 +154,7 @@ def svg(arrivals: list[int], results: dict[str, dict[str, Any]], path: Path) -> 
     """Two panels (queue depth, cloud runners) over time, one line per strategy: plain SVG."""
     colors = {
         "ours": "#1b7837",
+        next(n for n in results if n.endswith("kept warm")): "#762a83",
         "static fleet": "#2166ac",
         "seed 001, no budget": "#b2182b",
         "seed 001, its budget check": "#e08214",
@@ -158,7 +162,8 @@ def svg(arrivals: list[int], results: dict[str, dict[str, Any]], path: Path) -> 
     width, panel, left, top, gap = 960, 190, 60, 40, 60
     minutes = len(arrivals)
     plot_w = width - left - 20
-    height = top + 2 * panel + gap + 70
+    rows = -(-len(colors) // 2)
+    height = top + 2 * panel + gap + 52 + 18 * (rows - 1)
 
     def polyline(values: list[int], y0: float, vmax: float, color: str) -> str:
         step = max(1, minutes // 720)  # at most ~720 points a line
@@ -207,9 +212,9 @@ def svg(arrivals: list[int], results: dict[str, dict[str, Any]], path: Path) -> 
     for hour in range(0, minutes // 60 + 1, 4):
         x = left + hour * 60 / (minutes - 1) * plot_w
         parts.append(f'<text x="{x:.0f}" y="{axis_y + 16}" text-anchor="middle">{hour} h</text>')
-    for i, (name, color) in enumerate(colors.items()):  # legend: two rows of two
+    for i, (name, color) in enumerate(colors.items()):  # legend: two a row
         r = results[name]
-        x, y = left + (i % 2) * (plot_w // 2), height - 34 + (i // 2) * 18
+        x, y = left + (i % 2) * (plot_w // 2), top + 2 * panel + gap + 36 + (i // 2) * 18
         label = f"{name}: ${r['cost_usd']:.0f} cloud cost, p95 queue wait {r['p95_wait_min']} min"
         parts.append(f'<rect x="{x}" y="{y - 6}" width="16" height="4" fill="{color}"/>')
         parts.append(f'<text x="{x + 22}" y="{y}">{label}</text>')
@@ -221,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--warm", type=int, default=2, help="min_cloud_instances of the kept-warm row")
     parser.add_argument("--svg", default=str(REPO / "docs" / "burst_simulation.svg"))
     args = parser.parse_args(argv)
     arrivals = trace(args.seed, args.hours * 60)
@@ -233,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     ours = BurstPolicy(**common, cost_budget=BUDGET)
     seed = BurstPolicy(**common, cost_budget=BUDGET)
     static = math.floor(BUDGET / RATE)
+    warm = BurstPolicy(**common, cost_budget=BUDGET, min_cloud_instances=args.warm)
     results = {
         "ours": simulate(arrivals, lambda s: plan(ours, s)),
+        f"ours, {args.warm} kept warm": simulate(arrivals, lambda s: plan(warm, s)),
         "static fleet": simulate(arrivals, None, static=static),
         "seed 001, no budget": simulate(arrivals, lambda s: seed001_plan(seed, s, budget=False)),
         "seed 001, its budget check": simulate(arrivals, lambda s: seed001_plan(seed, s, budget=True)),
@@ -277,6 +285,45 @@ def main(argv: list[str] | None = None) -> int:
             rows,
         )
     )
+    sweep = {}
+    for n in sorted({0, 1, 2, 3, 5, static, args.warm}):
+        policy = BurstPolicy(**common, cost_budget=BUDGET, min_cloud_instances=n)
+        sweep[n] = simulate(arrivals, lambda s, p=policy: plan(p, s))
+    seed = results["seed 001, no budget"]
+    print(
+        f"\n#### Ours with `min_cloud_instances` runners kept warm (same trace; static fleet {static} runners"
+        f" ${base['cost_usd']:.2f}, p95 {base['p95_wait_min']} min; seed 001 without budget"
+        f" ${seed['cost_usd']:.2f}, p95 {seed['p95_wait_min']} min)\n"
+    )
+    print(
+        md_table(
+            [
+                "min_cloud_instances",
+                "cloud cost",
+                "cost vs static",
+                "cost vs seed 001 (no budget)",
+                "p95 wait (min)",
+                "mean wait (min)",
+                "max wait (min)",
+                "minutes over budget",
+                "launches",
+            ],
+            [
+                [
+                    n,
+                    f"${r['cost_usd']:.2f}",
+                    fmt(r["cost_usd"] / base["cost_usd"], 2, "x"),
+                    fmt(r["cost_usd"] / seed["cost_usd"], 2, "x"),
+                    r["p95_wait_min"],
+                    fmt(r["mean_wait_min"], 1),
+                    r["max_wait_min"],
+                    r["minutes_over_budget"],
+                    r["cloud_runner_launches"],
+                ]
+                for n, r in sweep.items()
+            ],
+        )
+    )
     svg_path = Path(args.svg)
     svg(arrivals, results, svg_path)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -287,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         "budget": BUDGET,
         "rate": RATE,
         "results": {k: {kk: vv for kk, vv in v.items() if kk != "series"} for k, v in results.items()},
+        "min_cloud_instances_sweep": {
+            n: {kk: vv for kk, vv in v.items() if kk != "series"} for n, v in sweep.items()
+        },
     }
     (RESULTS / "burst_simulation.json").write_text(json.dumps(out, indent=1))
     sys.stderr.write(f"plot: {svg_path}\n")

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         [str(PYTHON), str(REPO / "benchmarks" / "bench_handover.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "burst_simulation.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "ec2_api_calls.py")],
+        [str(PYTHON), str(REPO / "benchmarks" / "ec2_warm_pool.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "k8s_api_calls.py")],
     ]
     failed = []
