@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 import signal
 import sys
@@ -58,7 +59,9 @@ def custom_id(body: bytes) -> tuple[str, str] | None:
             wanted = params.get(f"TagSpecification.{match.group(1)}.Tag.{match.group(2)}.Value", "")
             prefix = CUSTOM_ID_ACTIONS[action][2]
             if not wanted.startswith(prefix):
-                raise ValueError(f"{CUSTOM_ID_TAG}: {wanted!r} is not an id for {action}; it starts with {prefix!r}")
+                raise ValueError(
+                    f"{CUSTOM_ID_TAG}: {wanted!r} is not an id for {action}; it starts with {prefix!r}"
+                )
             return action, wanted
     return None
 
@@ -119,7 +122,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="moto-standin-") as tmp:
         workdir = Path(args.workdir or tmp)
         server = StandinServer(args.host, args.port).start()
-        agent = HostAgent(server, workdir).install()
+        # The "host" runs this image's python3: let it import what this process can (fsspec...).
+        path = os.pathsep.join(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+        agent = HostAgent(server, workdir, env={"PYTHONPATH": path}).install()
         print(f"moto stand-in (SSM agent: local bash) on {server.url}", flush=True)
         try:
             stop.wait()

@@ -189,8 +189,15 @@ except Exception as exc:
 class HostAgent:
     """The SSM agent stand-in described in the module docstring."""
 
-    def __init__(self, server: MotoServer, workdir: Path, online_after_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        server: MotoServer,
+        workdir: Path,
+        online_after_s: float = 0.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.server = server
+        self.env = dict(env or {})  # more environment for every script (the stand-in's PYTHONPATH)
         self.bin = _fake_bin(workdir / "bin")
         self.online_after_s = online_after_s
         self.never_online: set[str] = set()
@@ -306,6 +313,7 @@ class HostAgent:
             "RUNNERS_FAKE_AWS_ENDPOINT": self.server.url,
             "RUNNER_IDLE_DIR": str(self.bin.parent / "runner-idle"),  # the idle watcher's marks
             "LANG": "C.UTF-8",
+            **self.env,
         }
         proc = subprocess.Popen(
             ["bash", "-c", script],
