@@ -9,7 +9,8 @@ runs them (same scripts, same arguments), against real servers:
   catalog's AMI tagged with its digest and the ERP secret; a second run changes nothing;
 * with all that, the package's ``ec2`` backend (real boto3) creates a host for
   dedicated_host_extract's spec on the stand-in, runs an SSM command there (a Secrets Manager
-  reference resolved on the host) and tears the host down.
+  reference resolved on the host) and tears the host down; ec2_warm_pool's pass fills the compose
+  Connection's pool and job_array_burst's cycle launches a host that drains its queue.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _compose_env(endpoint: str) -> dict[str, str]:
     here = {
         k: str(v).replace("http://moto:5000", endpoint)
         for k, v in env_compose.items()
-        if k.startswith(("AIRFLOW_CONN_", "RUNNERS_BURST_", "AIRFLOW__RUNNERS__REGISTRY"))
+        if k.startswith(("AIRFLOW_CONN_", "RUNNERS_BURST_", "RUNNERS_EC2_", "AIRFLOW__RUNNERS__REGISTRY"))
     }
     here["AIRFLOW_CONN_ERP_SOURCE"] = here["AIRFLOW_CONN_ERP_SOURCE"].replace(
         "${ERP_SOURCE_PASSWORD:-local-placeholder}", ERP_PASSWORD
@@ -303,3 +304,82 @@ def test_an_ec2_runner_on_the_standin_runs_an_ssm_command_and_is_torn_down(
         "State"
     ]
     assert state["Name"] in ("shutting-down", "terminated")
+
+
+@pytest.mark.timeout(900)
+def test_the_warm_pool_and_the_job_array_examples_run_on_the_standin(
+    initialised: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ec2_warm_pool's pass fills the compose Connection's pool; job_array_burst's cycle (the DAG's
+    spec and job command, the compose file's orchestrator config) launches a host that drains the
+    queue over SSM. Every host is terminated at the end."""
+    import importlib.util
+
+    import boto3
+
+    from airflow_provider_runners.backends.ec2 import warm_pool
+    from airflow_provider_runners.backends.registry import get_backend
+    from airflow_provider_runners.core.lineage import Lineage
+    from airflow_provider_runners.operators.job_array import prepare, run_cycle
+
+    for key in [k for k in os.environ if k.startswith("AIRFLOW__RUNNERS__")]:
+        monkeypatch.delenv(key)
+    for key, value in initialised.items():
+        monkeypatch.setenv(key, value)
+    catalog = str(REPO / "airflow_provider_runners/catalogs/default.yaml")
+    endpoint = json.loads(initialised["AIRFLOW_CONN_AWS_MOTO"])["extra"]["endpoint_url"]
+    kw = {
+        "endpoint_url": endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    ec2, sqs = boto3.client("ec2", **kw), boto3.client("sqs", **kw)
+    backend: Any = get_backend(initialised["RUNNERS_EC2_POOL_CONN_ID"])
+    try:
+        report = warm_pool.maintain(backend, catalog_path=catalog)
+        assert report.errors == []
+        idle = ec2.describe_instances(
+            Filters=[
+                {"Name": "tag:runner-pool-state", "Values": ["idle"]},
+                {"Name": "instance-state-name", "Values": ["stopped"]},
+            ]
+        )["Reservations"]
+        assert len(idle) == 1  # warm_pools.dev-large: min_size 1
+
+        spec_file = REPO / "dags" / "job_array_burst.py"
+        module_spec = importlib.util.spec_from_file_location("compose_job_array_burst", spec_file)
+        assert module_spec is not None
+        assert module_spec.loader is not None
+        dag_module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(dag_module)  # reads RUNNERS_BURST_CONFIG, as the DAG does
+        config, spec = prepare(dag_module.CONFIG, dag_module.SPEC, catalog)
+        queue_url = config.queue_url
+        for job in range(3):
+            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"job": job}))
+        result = run_cycle(
+            config=config, spec=spec, conn_id=initialised["RUNNERS_BURST_EC2_CONN_ID"],
+            job_command=dag_module.JOB_COMMAND, lineage=Lineage("job_array_burst", "run-1", "cycle"),
+            catalog_path=catalog, ready_timeout_s=60,
+        )  # fmt: skip
+        assert len(result["launched"]) == 1, result  # min_cloud_instances: 1; 3 jobs < the threshold
+
+        def drained() -> bool:
+            attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+            return (
+                attrs["ApproximateNumberOfMessages"] == attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+            )
+
+        _wait(drained, 60, "the host to drain the queue")
+    finally:
+        live = [
+            i["InstanceId"]
+            for r in ec2.describe_instances(
+                Filters=[
+                    {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}
+                ]
+            )["Reservations"]
+            for i in r["Instances"]
+        ]
+        if live:
+            ec2.terminate_instances(InstanceIds=live)
