@@ -5,7 +5,7 @@ is provisioned for the window, pulls monthly partitions (one mapped command per 
 writes them with checkpoints and idempotent paths to object storage, sends invalid records to
 a DLQ path, and is torn down afterwards — also when an extract fails.
 
-Locally (docker-compose, the test suite) the host is the Airflow worker (``local_host``,
+Locally (docker-compose by default, the test suite) the host is the Airflow worker (``local_host``,
 Connection ``runners_local_host`` needs no definition) and object storage is ``file://``.
 In production point ``RUNNERS_EXTRACT_CONN_ID`` at a ``runners_ec2`` Connection and
 ``RUNNERS_EXTRACT_URL`` at ``s3://bucket/prefix`` and ``RUNNERS_EXTRACT_ERP_SECRET`` at a
