@@ -17,10 +17,11 @@ COPY --chown=airflow:root airflow_provider_runners /opt/airflow/provider/airflow
 # Installing apache-airflow at the image's own version keeps pip from up- or downgrading it.
 RUN pip install --no-cache-dir -c /opt/airflow/provider/requirements/lock.txt "apache-airflow==${AIRFLOW_VERSION}" "/opt/airflow/provider[google,amazon,kubernetes,labgrid,examples]"
 
-# Local stand-ins for docker-compose.yaml only (never deploy this target): moto's server for the
-# AWS examples and the Kubernetes API stand-in of the test suite (scripts/kube-standin.py).
+# Local stand-ins for docker-compose.yaml only (never deploy this target): moto's server with the
+# test suite's SSM agent stand-in for the AWS examples (scripts/moto-standin.py) and its
+# Kubernetes API stand-in (scripts/kube-standin.py).
 FROM runtime AS standins
 COPY --chown=airflow:root tests/__init__.py /opt/airflow/standins/tests/
-COPY --chown=airflow:root tests/fakes/__init__.py tests/fakes/kubelet.py tests/fakes/kubernetes.py /opt/airflow/standins/tests/fakes/
-COPY --chown=airflow:root scripts/kube-standin.py scripts/compose-aws-init.py /opt/airflow/standins/scripts/
+COPY --chown=airflow:root tests/fakes/__init__.py tests/fakes/aws.py tests/fakes/kubelet.py tests/fakes/kubernetes.py /opt/airflow/standins/tests/fakes/
+COPY --chown=airflow:root scripts/moto-standin.py scripts/kube-standin.py scripts/compose-aws-init.py /opt/airflow/standins/scripts/
 RUN pip install --no-cache-dir -c /opt/airflow/provider/requirements/lock.txt "moto[server]" kmock

@@ -5,13 +5,15 @@ is provisioned for the window, pulls monthly partitions (one mapped command per 
 writes them with checkpoints and idempotent paths to object storage, sends invalid records to
 a DLQ path, and is torn down afterwards — also when an extract fails.
 
-Locally (docker-compose, the test suite) the host is the Airflow worker (``local_host``,
+Locally (docker-compose by default, the test suite) the host is the Airflow worker (``local_host``,
 Connection ``runners_local_host`` needs no definition) and object storage is ``file://``.
 In production point ``RUNNERS_EXTRACT_CONN_ID`` at a ``runners_ec2`` Connection and
 ``RUNNERS_EXTRACT_URL`` at ``s3://bucket/prefix`` and ``RUNNERS_EXTRACT_ERP_SECRET`` at a
 Secrets Manager reference (``aws-sm:prod/erp#password``); the program (dags/extract_job.py)
-must then be on the host image. Locally the ERP password comes from the ``erp_source``
-Connection at run time.
+must then be on the host image. ``RUNNERS_EXTRACT_ENVIRONMENT`` picks the catalog environment
+whose ``XLarge`` profile has an instance type (``dev`` / ``prod``; default: the configured one).
+Locally the ERP password comes from the ``erp_source`` Connection at run time. docker-compose.yaml
+sets all three for ``RUNNERS_EXTRACT_CONN_ID=runners_ec2``: an EC2 host on its ``moto`` service.
 
 ``dag_run.conf``: ``months`` (default 2), ``rows_per_day`` (2000), ``url`` (storage root),
 ``crash_once_after_chunk`` (restart drill: the first try of each extract dies after that chunk
@@ -32,7 +34,8 @@ from airflow_provider_runners import RunnerCommandOperator, runner
 CONN_ID = os.environ.get("RUNNERS_EXTRACT_CONN_ID", "runners_local_host")
 #: Where the ERP password lives: a Connection locally; on EC2 a reference the host resolves
 #: with its instance profile, e.g. "aws-sm:prod/erp#password" (docs/commands.md).
-ERP_SECRET = os.environ.get("RUNNERS_EXTRACT_ERP_SECRET", "conn:erp_source#password")
+ERP_SECRET = os.environ.get("RUNNERS_EXTRACT_ERP_SECRET") or "conn:erp_source#password"
+ENVIRONMENT = os.environ.get("RUNNERS_EXTRACT_ENVIRONMENT") or None
 JOB = str(Path(__file__).with_name("extract_job.py"))
 
 HOST_SPEC = {
@@ -43,6 +46,7 @@ HOST_SPEC = {
     "driver_bundles": ["hana-jdbc@2.19.16"],
     "tags": {"tenant": "finance", "pipeline": "erp-monthly-extract"},
     "ttl": "6h",
+    **({"environment": ENVIRONMENT} if ENVIRONMENT else {}),
 }
 
 

@@ -49,9 +49,11 @@ _CRED_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/")
 
 
 class MotoServer:
-    """moto's server app on 127.0.0.1:<free port>, with a log of the requests it received."""
+    """moto's server app on 127.0.0.1:<free port> (or ``host``/``port``), with a log of the requests
+    it received. scripts/moto-standin.py serves it on 0.0.0.0 for docker-compose.yaml."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host, self.port = host, port
         self.calls: list[tuple[float, str, str]] = []
         self.throttle: dict[str, int] = {}  # action -> how many more calls to throttle
         self.throttled: collections.Counter[str] = collections.Counter()
@@ -73,7 +75,7 @@ class MotoServer:
 
         app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(
-            "127.0.0.1", 0, self._middleware(app), threaded=True, request_handler=MotoRequestHandler
+            self.host, self.port, self._middleware(app), threaded=True, request_handler=MotoRequestHandler
         )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="moto")
         self._thread.start()
@@ -89,7 +91,7 @@ class MotoServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"  # every interface: this one too
 
     def reset(self) -> None:
         """Forget moto's state (all services) and the request log."""
@@ -187,8 +189,15 @@ except Exception as exc:
 class HostAgent:
     """The SSM agent stand-in described in the module docstring."""
 
-    def __init__(self, server: MotoServer, workdir: Path, online_after_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        server: MotoServer,
+        workdir: Path,
+        online_after_s: float = 0.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.server = server
+        self.env = dict(env or {})  # more environment for every script (the stand-in's PYTHONPATH)
         self.bin = _fake_bin(workdir / "bin")
         self.online_after_s = online_after_s
         self.never_online: set[str] = set()
@@ -304,6 +313,7 @@ class HostAgent:
             "RUNNERS_FAKE_AWS_ENDPOINT": self.server.url,
             "RUNNER_IDLE_DIR": str(self.bin.parent / "runner-idle"),  # the idle watcher's marks
             "LANG": "C.UTF-8",
+            **self.env,
         }
         proc = subprocess.Popen(
             ["bash", "-c", script],

@@ -276,10 +276,17 @@ def test_moto_serves_the_aws_connection_queue_and_registry(compose: dict[str, An
     services = compose["services"]
     moto = services["moto"]
     assert moto["build"] == STANDINS_BUILD
-    assert moto["entrypoint"] == ["moto_server"]
-    port = int(moto["command"][moto["command"].index("-p") + 1])
-    assert "0.0.0.0" in moto["command"]
+    assert moto["entrypoint"] == ["python", "/opt/airflow/standins/scripts/moto-standin.py"]
+    port = int(moto["command"][moto["command"].index("--port") + 1])
+    assert moto["command"][moto["command"].index("--host") + 1] == "0.0.0.0"
     assert port in moto["expose"]
+    # SSM commands run in the moto container: as AIRFLOW_UID, with dags/ and runners-state where
+    # the workers have them (dedicated_host_extract's job and its file:// output).
+    assert moto["user"] == "${AIRFLOW_UID:-50000}:0"
+    worker_mounts = services["airflow-worker"]["volumes"]
+    for mount in ("${AIRFLOW_PROJ_DIR:-.}/dags:/opt/airflow/dags", "runners-state:/opt/airflow/runners"):
+        assert mount in moto["volumes"]
+        assert mount in worker_mounts
     assert "healthcheck" in moto
     env = services["airflow-worker"]["environment"]
     conn = json.loads(env["AIRFLOW_CONN_AWS_MOTO"])
@@ -299,6 +306,13 @@ def test_moto_serves_the_aws_connection_queue_and_registry(compose: dict[str, An
     # The standins stage installs moto[server] held to the lock (the version the tests run).
     dockerfile = (REPO / "Dockerfile").read_text()
     standins = dockerfile[dockerfile.index("AS standins") :]
+    for needed in (
+        "scripts/moto-standin.py",
+        "tests/fakes/aws.py",
+        "tests/fakes/__init__.py",
+        "tests/__init__.py",
+    ):
+        assert needed in standins, f"the standins image needs {needed}"
     assert re.search(
         r'^RUN pip install .*-c /opt/airflow/provider/requirements/lock.txt "moto\[server\]"',
         standins,
@@ -329,3 +343,64 @@ def test_kubernetes_standin_serves_the_pod_examples_connection(compose: dict[str
         '"RUNNERS_EKS_SIL_CONN_ID", "runners_kubernetes_default"'
         in (REPO / "dags/eks_sil_suite.py").read_text()
     )
+
+
+def test_moto_serves_the_ec2_examples_connection(compose: dict[str, Any]) -> None:
+    """The runners_ec2 Connection the EC2 examples use points at moto through aws_moto."""
+    env = compose["services"]["airflow-worker"]["environment"]
+    conn = json.loads(env["AIRFLOW_CONN_RUNNERS_EC2"])
+    assert conn["conn_type"] == "runners_ec2"
+    extra = conn["extra"]
+    assert extra["aws_conn_id"] == "aws_moto"
+    # Every network profile the examples use (the dev environment's default) has ids to create.
+    assert set(extra["network_profiles"]) == {"private"}
+    private = extra["network_profiles"]["private"]
+    assert private["subnet_id"].startswith("subnet-")
+    assert all(g.startswith("sg-") for g in private["security_group_ids"])
+    # job_array_burst and ec2_warm_pool default to other Connection ids: compose names this one.
+    assert env["RUNNERS_BURST_EC2_CONN_ID"] == env["RUNNERS_EC2_POOL_CONN_ID"] == "runners_ec2"
+    from airflow_provider_runners.governance.burst_config import BurstConfig
+
+    burst = BurstConfig.load(env["RUNNERS_BURST_CONFIG"])
+    moto_port = compose["services"]["moto"]["command"][-1]
+    assert burst.queue_url.startswith(f"http://moto:{moto_port}/")
+    # dedicated_host_extract stays on the worker unless RUNNERS_EXTRACT_CONN_ID is set.
+    assert env["RUNNERS_EXTRACT_CONN_ID"] == "${RUNNERS_EXTRACT_CONN_ID:-runners_local_host}"
+    assert env["RUNNERS_EXTRACT_ENVIRONMENT"] == "${RUNNERS_EXTRACT_CONN_ID:+dev}"
+
+
+@pytest.mark.parametrize(
+    ("value", "environment", "secret"), [(None, "", ""), ("runners_ec2", "dev", "aws-sm:prod/erp#password")]
+)
+def test_extract_connection_switch_as_compose_interpolates_it(
+    compose_cli: list[str], value: str | None, environment: str, secret: str
+) -> None:
+    """One variable moves dedicated_host_extract to moto: compose fills in the other two."""
+    env_name = "RUNNERS_EXTRACT_CONN_ID"
+    extra_env = {} if value is None else {env_name: value}
+    result = subprocess.run(
+        [
+            *compose_cli,
+            "-f",
+            str(REPO / "docker-compose.yaml"),
+            "--project-directory",
+            str(REPO),
+            "config",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "COMPOSE_", "RUNNERS_"))},
+            "AIRFLOW_UID": "1000",
+            **extra_env,
+        },
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    worker = json.loads(result.stdout)["services"]["airflow-worker"]["environment"]
+    assert worker[env_name] == (value or "runners_local_host")
+    assert worker["RUNNERS_EXTRACT_ENVIRONMENT"] == environment
+    assert worker["RUNNERS_EXTRACT_ERP_SECRET"] == secret
