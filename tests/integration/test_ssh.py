@@ -55,6 +55,7 @@ def test_commands_on_a_leased_ssh_host_and_nothing_left(
     dr = run_dag(dagbag, "runners_test_ssh_commands")
     assert ti_states(dr) == {
         "host.provision": SUCCESS,
+        "host.provisioned": SUCCESS,  # the provision's empty teardown leaf (docs/architecture.md)
         "host.write": SUCCESS,
         "host.read": SUCCESS,
         "host.fails": FAILED,
