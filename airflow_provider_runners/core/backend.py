@@ -35,10 +35,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
     from pydantic import BaseModel
 
@@ -104,6 +105,12 @@ class ProvisionRequest:
     @property
     def spec(self) -> Any:
         return self.resolved.spec
+
+    def expiry(self, now: datetime) -> datetime:
+        """When the runner must end: the provision task's ``expires-at`` label (whole seconds),
+        when it set one, else ``now + spec.ttl``."""
+        label = self.labels.get("expires-at")
+        return datetime.fromtimestamp(int(label), UTC) if label else now + self.spec.ttl
 
     def resource_labels(self, expires_at: datetime) -> dict[str, str]:
         """Tags / labels for every resource the runner creates: the lineage, profile and expiry

@@ -139,8 +139,7 @@ class LocalHostBackend(Backend):
         resource_id = f"host-{request.attempt_token}"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         created_at = datetime.now(UTC)
-        label = request.labels.get("expires-at")  # the provision task's expiry, when it set one
-        expires_at = datetime.fromtimestamp(int(label), UTC) if label else created_at + request.spec.ttl
+        expires_at = request.expiry(created_at)
         handle = RunnerHandle(
             backend=self.name,
             runner_class=request.spec.runner_class,

@@ -257,8 +257,7 @@ class SshBackend(Backend):
 
     def _handle(self, request: ProvisionRequest, resource_id: str, host: Host) -> RunnerHandle:
         created_at = self.now()
-        label = request.labels.get("expires-at")  # the provision task's expiry, when it set one
-        expires_at = datetime.fromtimestamp(int(label), UTC) if label else created_at + request.spec.ttl
+        expires_at = request.expiry(created_at)
         login = self.settings.login
         return RunnerHandle(
             backend=self.name,
