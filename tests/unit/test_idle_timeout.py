@@ -273,6 +273,19 @@ def test_watcher_shuts_the_host_down_after_its_idle_timeout_tag(host: Path, imds
     assert watch(host, imds, now=time.time() + 700) == ["-h now"]
 
 
+def test_a_warm_pool_claim_restarts_the_idle_clock_and_a_watcher_restart_does_not_lose_it(
+    host: Path, imds: FakeImds
+) -> None:
+    t0 = 1_900_000_000  # every round on a controlled clock
+    imds.tags = {"idle-timeout": "600", "runner-lineage": "rl-1", "runner-pool-state": "in-use"}
+    assert watch(host, imds, now=t0) == []  # first start on this boot: active at t0
+    assert watch(host, imds, now=t0 + 599) == []  # each round is a restarted watcher: same boot,
+    imds.tags["runner-lineage"] = "rl-2"  # same lineage, so the clock ran on; now claimed again
+    assert watch(host, imds, now=t0 + 1500) == []  # the claim is activity at t0 + 1500
+    assert watch(host, imds, now=t0 + 1500 + 599) == []
+    assert watch(host, imds, now=t0 + 1500 + 600) == ["-h now"]
+
+
 def test_watcher_keeps_a_host_with_a_running_command(host: Path, imds: FakeImds) -> None:
     imds.tags = {"idle-timeout": "600", "runner-lineage": "rl-1"}
     (host / "command.sh").write_text("\n".join([*ACTIVITY_LINES, "sleep 30"]))

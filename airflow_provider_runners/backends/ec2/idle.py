@@ -12,7 +12,8 @@ again). Every 30 s it:
    (:func:`~airflow_provider_runners.backends.ec2.ssm.build_script`) first runs
    :data:`ACTIVITY_LINES`, which touch ``/var/lib/runner-idle/last-active`` and leave
    ``active/<pid>`` while it runs; a live pid there is activity, and a new ``runner-lineage``
-   (a warm-pool claim) restarts the idle clock;
+   (a warm-pool claim; the last one seen is kept in ``lineage`` there, so a restarted watcher
+   compares with it) restarts the idle clock, as does a boot (a new ``boot_id``);
 3. when the host is in use (not ``runner-pool-state=idle``), has an idle timeout and nothing
    was active for that long, runs ``shutdown -h now``: ``InstanceInitiatedShutdownBehavior=
    terminate`` then terminates the instance and its EBS volume. The reaper later finds the
@@ -49,25 +50,29 @@ IDLE_WATCHER = f"""#!/bin/bash
 # SSM command of the runner ran for the instance's idle-timeout tag. Nothing secret here.
 D="${{RUNNER_IDLE_DIR:-{IDLE_DIR}}}"
 IMDS="${{RUNNER_IMDS:-http://169.254.169.254}}"
+now() {{ echo "${{RUNNER_IDLE_NOW:-$(date +%s)}}"; }}
+mark() {{ touch -d "@$(now)" "$D/last-active"; }}
 mkdir -p "$D/active"
-touch "$D/last-active"
-SEEN=""
+BOOT=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
+if [ ! -e "$D/last-active" ] || [ "$BOOT" != "$(cat "$D/boot" 2>/dev/null)" ]; then
+  echo "$BOOT" > "$D/boot"; mark
+fi
 while true; do
   T=$(curl -s -m 5 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" "$IMDS/latest/api/token")
   tag() {{ curl -sf -m 5 -H "X-aws-ec2-metadata-token: $T" "$IMDS/latest/meta-data/tags/instance/$1"; }}
   IDLE=$(tag idle-timeout)
   LINEAGE=$(tag runner-lineage)
   STATE=$(tag runner-pool-state)
-  if [ "$LINEAGE" != "$SEEN" ]; then SEEN="$LINEAGE"; touch "$D/last-active"; fi
+  if [ "$LINEAGE" != "$(cat "$D/lineage" 2>/dev/null)" ]; then echo "$LINEAGE" > "$D/lineage"; mark; fi
   BUSY=""
   for F in "$D"/active/*; do
     [ -e "$F" ] || continue
-    if kill -0 "${{F##*/}}" 2>/dev/null; then BUSY=1; touch "$D/last-active"; else rm -f "$F"; fi
+    if kill -0 "${{F##*/}}" 2>/dev/null; then BUSY=1; mark; else rm -f "$F"; fi
   done
   case "$IDLE" in
     ''|none|*[!0-9]*) ;;
     *)
-      NOW="${{RUNNER_IDLE_NOW:-$(date +%s)}}"
+      NOW=$(now)
       LAST=$(stat -c %Y "$D/last-active")
       if [ -z "$BUSY" ] && [ "$STATE" != idle ] && [ "$IDLE" -gt 0 ] && [ $((NOW - LAST)) -ge "$IDLE" ]; then
         echo "runner-idle-watch: idle for $((NOW - LAST))s >= idle-timeout ${{IDLE}}s: shutting down"
