@@ -6,11 +6,14 @@ The hierarchy is shallow on purpose::
     ├── RunnerSpecError(RunnerError, ValueError)   bad input, raised at DAG parse time; nothing created
     │   └── CatalogError                           the catalog file itself is invalid
     ├── BackendNotFoundError(RunnerError, LookupError)  no backend for a Connection's conn_type
-    ├── ConnectionExtraError(RunnerError, ValueError)   a Connection's extra is not a JSON object
     ├── MissingExtraError(RunnerError, ImportError)     an optional SDK is not installed
     ├── ProvisionError(RunnerError, RuntimeError)       the runner could not be made ready
-    │   └── BudgetExceededError                        a $/hour budget has no room: nothing created
-    ├── RunnerNotFoundError(RunnerError, LookupError)   the runner is gone (teardown treats it as success)
+    │   ├── BudgetExceededError                        a $/hour budget has no room: nothing created
+    │   ├── RunnerStatusError                          a wait could not read the runner's status
+    │   └── ConnectionConfigError(..., RunnerSpecError)  a runner Connection is wrong (any backend)
+    │       └── ConnectionExtraError                   ... its extra is not a JSON object
+    ├── RunnerNotFoundError(RunnerError, LookupError)   the runner is gone (error maps: NOT_FOUND;
+    │                                                   teardown treats it as success)
     ├── RunnerCommandError(RunnerError, RuntimeError)   a command on a runner exited non-zero
     │   └── RunnerCommandTimeout(..., TimeoutError)    ... or did not finish in time (cancelled)
     ├── EvidenceError(RunnerError, RuntimeError)        the ledger could not be written or read
@@ -43,13 +46,6 @@ class BackendNotFoundError(RunnerError, LookupError):
     """No backend is registered for a Connection's conn_type."""
 
 
-class ConnectionExtraError(RunnerError, ValueError):
-    """A Connection's extra is malformed JSON or not a JSON object.
-
-    The message names the Connection and the JSON error (line, column), never the extra's text.
-    """
-
-
 class MissingExtraError(RunnerError, ImportError):
     """A backend needs an optional dependency that is not installed."""
 
@@ -67,7 +63,9 @@ class ProvisionError(RunnerError, RuntimeError):
 
 
 class RunnerNotFoundError(RunnerError, LookupError):
-    """The runner no longer exists. Teardown treats this as success."""
+    """The runner no longer exists. A backend (a third-party one, typically) may raise it from any
+    call on a runner that is gone: every error map classifies it NOT_FOUND (``core/errors.py``),
+    so a wait fails ("gone") and a teardown succeeds."""
 
 
 class ConnectionConfigError(RunnerSpecError, ProvisionError):
@@ -75,6 +73,29 @@ class ConnectionConfigError(RunnerSpecError, ProvisionError):
     backend raises for it, naming the Connection, the field, the value and what is allowed.
     It is also a RunnerSpecError and a ProvisionError (and so a ValueError and a RuntimeError),
     the classes backends raised for it before."""
+
+
+class ConnectionExtraError(ConnectionConfigError):
+    """A Connection's extra is malformed JSON or not a JSON object (so also a ConnectionConfigError:
+    the one exception for a wrong Connection).
+
+    The message names the Connection and the JSON error (line, column), never the extra's text.
+    """
+
+
+class RunnerStatusError(ProvisionError):
+    """A wait for readiness could not read the runner's status: the backend's API refused the call
+    (an error its map calls PERMANENT or NOT_FOUND) or failed transiently too many times in a row.
+    ``cause`` is the backend's exception, ``kind`` its :class:`~airflow_provider_runners.core.errors.ErrorKind`
+    value, ``errors_in_a_row`` how many calls failed in a row."""
+
+    def __init__(self, cause: BaseException, kind: str, errors_in_a_row: int = 1) -> None:
+        super().__init__(
+            f"status check failed ({kind}, {errors_in_a_row} in a row): {type(cause).__name__}: {cause}"
+        )
+        self.cause = cause
+        self.kind = kind
+        self.errors_in_a_row = errors_in_a_row
 
 
 class EvidenceError(RunnerError, RuntimeError):

@@ -17,6 +17,9 @@ A backend knows how to, for one kind of compute:
                         :class:`DetectsStale` (the reaper removes what dead runners left);
                         ``wait_for_change`` is :class:`WaitsForChange` (react to the
                         runner's own readiness signal instead of sleeping a poll interval)
+``classify_error``      what an exception of its API means: TRANSIENT / PERMANENT / NOT_FOUND,
+                        by its ``error_map`` (``core/errors.py``; one map per backend, in its
+                        own package); waits, the poller and teardown act on it
 ``idle_timeout_...``    ``idle_timeout_unsupported``: None when the backend ends a runner
                         idle for ``spec.idle_timeout``, else why not (specs with one are then
                         refused at parse time: :meth:`Backend.check_idle_timeout`)
@@ -37,6 +40,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from airflow_provider_runners.core.errors import DEFAULT_ERROR_MAP, ErrorKind, ErrorMap
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -286,6 +291,9 @@ class Backend(ABC):
     #: The ``spec.options`` this backend accepts (a pydantic model, ``extra="forbid"``); None: any.
     options_model: ClassVar[type[BaseModel] | None] = None
 
+    #: What its API's exceptions mean (``core/errors.py``); set one from the backend's package.
+    error_map: ClassVar[ErrorMap] = DEFAULT_ERROR_MAP
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.supports_commands = runs_commands(cls)
@@ -367,6 +375,12 @@ class Backend(ABC):
         if cls.conn_fields:
             info["conn-fields"] = {name: f.provider_info() for name, f in cls.conn_fields.items()}
         return info
+
+    @classmethod
+    def classify_error(cls, exc: BaseException) -> ErrorKind:
+        """TRANSIENT (retry, keep waiting), PERMANENT (fail with this message) or NOT_FOUND (the
+        runner is gone) for an exception raised by this backend's calls (:attr:`error_map`)."""
+        return cls.error_map.classify(exc)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.config.conn_id!r})"

@@ -21,10 +21,12 @@ from airflow_provider_runners.core.lifecycle import acquire
 from airflow_provider_runners.core.lineage import Lineage, label_value
 from airflow_provider_runners.core.prices import machine_rate
 from airflow_provider_runners.core.specs import RunnerSpec
+from airflow_provider_runners.core.waiting import ReadinessWait, Verdict, utc_now
 from airflow_provider_runners.defaults import default_deferrable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
 from airflow_provider_runners.governance import budget
+from airflow_provider_runners.governance.ending import teardown_retrying
 from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.links import RUNNER_LINKS
 
@@ -147,6 +149,8 @@ class ProvisionRunnerOperator(BaseOperator):
         self.budget_poll_interval = budget_poll_interval
         self.wait_before_defer = budget.as_timedelta(wait_before_defer) or timedelta(0)
         self.min_deferral = float(min_deferral)
+        #: The clock of the wait in the task (``core/waiting.py``; tests inject one).
+        self.clock: Callable[[], datetime] = utc_now
         self._held: tuple[Backend, RunnerHandle] | None = None
         # What on_kill needs, gathered while nothing blocks (on_kill runs in a signal handler,
         # where asking Airflow for a Connection or an XCom could deadlock).
@@ -251,16 +255,11 @@ class ProvisionRunnerOperator(BaseOperator):
             handle.profile,
             handle.expires_at.isoformat(),
         )
-        status = backend.status(handle)
-        if status.state is RunnerState.READY:
-            return self._finish(context, backend, _with_status(handle, status), acquisition)
-        if status.state is not RunnerState.PENDING:
-            self._fail(context, backend, handle, acquisition, f"{status.state.value}: {status.message}")
-        deadline = datetime.now(UTC) + self.ready_timeout
+        deadline = self.clock() + self.ready_timeout
         if self.deferrable:
             # A fast runner is ready within seconds: wait for it here and never defer (a fast
             # trigger is what loses the race with the executor's stale event, see min_deferral).
-            until = min(deadline, datetime.now(UTC) + self.wait_before_defer)
+            until = min(deadline, self.clock() + self.wait_before_defer)  # polls at least once
             ready = self._wait_in_task(context, backend, handle, acquisition, deadline, until=until)
             if ready is not None:
                 return ready
@@ -296,26 +295,33 @@ class ProvisionRunnerOperator(BaseOperator):
         until: datetime | None = None,
     ) -> dict[str, Any] | None:
         """Poll until ready (return the handle), broken or past ``deadline`` (fail), or past
-        ``until`` (return None: the caller defers)."""
+        ``until`` (return None: the caller defers; checked after the first poll). What a status or
+        a failed status call means is decided by ``core/waiting.py``, as in the trigger: a
+        transient error keeps waiting (up to ``MAX_TRANSIENT_ERRORS`` in a row), a permanent one fails."""
         interval = self.poll_interval or backend.poll_interval
         started = last_progress = time.monotonic()
         pulse = Heartbeat(handle.lineage_key)  # this task holds the runner while it waits
+        wait = ReadinessWait(deadline, backend.classify_error, clock=self.clock)
         while True:
-            if until is not None and datetime.now(UTC) >= until:
-                return None
-            status = backend.status(handle)
-            if status.state is RunnerState.READY:
+            status: RunnerStatus | None = None
+            try:
+                status = backend.status(handle)
+            except Exception as exc:  # noqa: BLE001 - classified by the backend's error map
+                decision = wait.on_error(exc)
+            else:
+                decision = wait.on_status(status)
+            if decision.verdict is Verdict.READY and status is not None:
                 return self._finish(context, backend, _with_status(handle, status), acquisition)
-            if status.state is not RunnerState.PENDING:
-                self._fail(context, backend, handle, acquisition, f"{status.state.value}: {status.message}")
-            if datetime.now(UTC) >= deadline:
-                self._fail(context, backend, handle, acquisition, f"not ready within {self.ready_timeout}")
+            if decision.final:
+                self._fail(context, backend, handle, acquisition, decision.message)
+            if until is not None and self.clock() >= until:
+                return None
             if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 self.log.info(
                     "waiting for runner %s: %s (%.0fs)",
                     handle.resource_id,
-                    status.message,
+                    decision.message,
                     last_progress - started,
                 )
             pulse.maybe()
@@ -382,7 +388,7 @@ class ProvisionRunnerOperator(BaseOperator):
     ) -> None:
         """Tear down what was provisioned (it may bill), record why, and fail the task."""
         try:
-            result = backend.teardown(handle)
+            result = teardown_retrying(backend, handle)  # transient errors retried, NOT_FOUND is gone
             cleanup = {"torn_down": result.existed, "message": result.message}
         except Exception as exc:  # noqa: BLE001 - keep the original failure; the backstop ends the runner
             cleanup = {"torn_down": False, "message": f"teardown failed: {exc}"}

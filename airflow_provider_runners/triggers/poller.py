@@ -7,8 +7,12 @@ register here; one loop calls ``backend.status_many`` for all of them once per i
 and hands each waiter its status. Backends batch inside ``status_many`` (one
 DescribeInstances for many ids); the default falls back to one ``status`` per handle.
 
-Transient errors back off exponentially with jitter; waiters keep waiting meanwhile.
-Pollers are per event loop, and stop when nobody waits.
+A failed ``status_many`` is classified by the backend's error map (``classify_error``,
+``core/errors.py``): a TRANSIENT error backs off exponentially with jitter while waiters keep
+waiting, up to :data:`~airflow_provider_runners.core.waiting.MAX_TRANSIENT_ERRORS` in a row;
+a PERMANENT or NOT_FOUND error, or one transient error too many, is handed to every waiter of
+that call as a :class:`~airflow_provider_runners.exceptions.RunnerStatusError` (the trigger
+fails its wait with the backend's message). Pollers are per event loop, and stop when nobody waits.
 
 The sensors share this poller too: anything with ``batch_key()``, ``poll_interval`` and
 ``status_many(items) -> {item.resource_id: status}`` can be polled (a :class:`StatusSource`),
@@ -25,6 +29,9 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
 from airflow_provider_runners.core.backend import WaitsForChange
+from airflow_provider_runners.core.errors import ErrorKind, default_kind, describe_error
+from airflow_provider_runners.core.waiting import MAX_TRANSIENT_ERRORS
+from airflow_provider_runners.exceptions import RunnerStatusError
 
 
 class Polled(Protocol):
@@ -35,7 +42,9 @@ class Polled(Protocol):
 
 
 class StatusSource(Protocol):
-    """A backend, or a sensor source: answers many waiters in one call."""
+    """A backend, or a sensor source: answers many waiters in one call. It may also have a
+    ``classify_error(exc) -> ErrorKind`` (a backend's error map); without one the default map
+    applies (``core/errors.py``)."""
 
     poll_interval: Any
 
@@ -59,6 +68,9 @@ class SharedStatusPoller:
         self._waiters: dict[str, tuple[Polled, list[asyncio.Future[Any]]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.calls = 0  # status_many calls made (for benchmarks)
+        self.errors_in_a_row = 0  # failed status_many calls since the last answer
+        self.transient_errors = 0  # over the poller's life (for logs and tests)
+        self.max_transient = MAX_TRANSIENT_ERRORS
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
@@ -81,6 +93,17 @@ class SharedStatusPoller:
             self._task = asyncio.create_task(self._run())
         return await future
 
+    def _classify(self, exc: BaseException) -> ErrorKind:
+        classify = getattr(self.backend, "classify_error", None)
+        return classify(exc) if callable(classify) else default_kind(exc)
+
+    @staticmethod
+    def _fail(batch: dict[str, tuple[Polled, list[asyncio.Future[Any]]]], error: BaseException) -> None:
+        for _handle, futures in batch.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+
     async def _run(self) -> None:
         backoff = self.interval
         try:
@@ -93,10 +116,32 @@ class SharedStatusPoller:
                         self.backend.status_many, [handle for handle, _ in batch.values()]
                     )
                     backoff = self.interval
-                except Exception as exc:  # noqa: BLE001 - transient: keep waiting, back off with jitter
+                    self.errors_in_a_row = 0
+                except Exception as exc:  # noqa: BLE001 - classified: retried, or handed to the waiters
+                    kind = self._classify(exc)
+                    self.errors_in_a_row += 1
+                    if kind is not ErrorKind.TRANSIENT or self.errors_in_a_row >= self.max_transient:
+                        log.error(
+                            "status poll for %s failed (%s, %d in a row): %s; failing %d wait(s)",
+                            self.backend,
+                            kind.value,
+                            self.errors_in_a_row,
+                            describe_error(exc),
+                            len(batch),
+                        )
+                        self._fail(batch, RunnerStatusError(exc, kind.value, self.errors_in_a_row))
+                        self.errors_in_a_row = 0
+                        await asyncio.sleep(self.interval)  # a new waiter does not hammer a refusing API
+                        continue
+                    self.transient_errors += 1
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
                     log.warning(
-                        "status poll for %s failed (%s); retrying in ~%.0fs", self.backend, exc, backoff
+                        "status poll for %s failed (transient, %d in a row, cap %d): %s; retrying in ~%.0fs",
+                        self.backend,
+                        self.errors_in_a_row,
+                        self.max_transient,
+                        describe_error(exc),
+                        backoff,
                     )
                     for rid, (handle, futures) in batch.items():
                         self._waiters.setdefault(rid, (handle, []))[1].extend(futures)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_runners.core.backend import RunnerState
+from airflow_provider_runners.core.errors import ErrorKind
 from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.core.waiting import ReadinessWait, Verdict, decide_error, utc_now
+from airflow_provider_runners.exceptions import RunnerStatusError
 from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 
@@ -19,7 +21,8 @@ PROGRESS_EVERY_S = 30.0
 
 
 class RunnerReadyTrigger(BaseTrigger):
-    """Wait in the triggerer until the runner in ``handle`` is READY, FAILED or GONE, or ``deadline``.
+    """Wait in the triggerer until the runner in ``handle`` is READY, FAILED or GONE, or ``deadline``
+    (the verdicts of ``core/waiting.py``, the same as the operator's wait in the task).
 
     Yields exactly one event ``{"status": "ready"|"failed"|"timeout", "handle": {...}, "message": str}``.
     It has no side effects while waiting, so running it twice (triggerer failover) is safe.
@@ -51,6 +54,8 @@ class RunnerReadyTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.not_before = not_before
         self.provision_ti = provision_ti
+        #: The clock the deadline is checked against (not serialized; tests inject one).
+        self.clock: Callable[[], datetime] = utc_now
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -80,11 +85,11 @@ class RunnerReadyTrigger(BaseTrigger):
             return
         poller = SharedStatusPoller.for_backend(backend, self.poll_interval)
         pulse = Heartbeat(handle.lineage_key)  # the trigger holds the runner while it waits
+        wait = ReadinessWait(deadline, backend.classify_error, clock=self.clock)  # the operator's rules
         started = time.monotonic()
         last_progress = started
-        last_message = "no status yet"
         while True:
-            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            remaining = (deadline - self.clock()).total_seconds()
             try:
                 # Bounded by the deadline: while the status API keeps failing, the poller retries
                 # with backoff and this waiter would otherwise never get an answer.
@@ -95,36 +100,44 @@ class RunnerReadyTrigger(BaseTrigger):
                         "status": "timeout",
                         "handle": handle.to_xcom(),
                         "message": f"not ready by {self.deadline}: the status API did not answer "
-                        f"(last: {last_message}); see the triggerer log",
+                        f"(last: {wait.last_message}); see the triggerer log",
                     }
                 )
                 return
-            last_message = status.message
+            except RunnerStatusError as exc:  # permanent, not found, or transient past the cap
+                decision = decide_error(
+                    exc.cause,
+                    ErrorKind(exc.kind),
+                    exc.errors_in_a_row,
+                    deadline,
+                    self.clock(),
+                    poller.max_transient,
+                )
+                yield TriggerEvent(
+                    {
+                        "status": decision.verdict.value,
+                        "handle": handle.to_xcom(),
+                        "message": decision.message,
+                    }
+                )
+                return
+            decision = wait.on_status(status)
             await asyncio.to_thread(pulse.maybe)
-            if status.state is RunnerState.READY:
+            if decision.verdict is Verdict.READY:
                 await self._dwell()
                 ready = handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
                 yield TriggerEvent({"status": "ready", "handle": ready.to_xcom(), "message": status.message})
                 return
-            if status.state in (RunnerState.FAILED, RunnerState.GONE):
+            if decision.final:  # failed / timeout
                 yield TriggerEvent(
                     {
-                        "status": "failed",
+                        "status": decision.verdict.value,
                         "handle": handle.to_xcom(),
-                        "message": f"{status.state.value}: {status.message}",
+                        "message": decision.message,
                     }
                 )
                 return
             now = time.monotonic()
-            if datetime.now(UTC) >= deadline:
-                yield TriggerEvent(
-                    {
-                        "status": "timeout",
-                        "handle": handle.to_xcom(),
-                        "message": f"not ready by {self.deadline} (last: {status.message})",
-                    }
-                )
-                return
             if now - last_progress >= PROGRESS_EVERY_S:
                 last_progress = now
                 self.log.info(
@@ -138,7 +151,7 @@ class RunnerReadyTrigger(BaseTrigger):
         """Wait until ``not_before`` (see the class docstring)."""
         if not self.not_before:
             return
-        wait = (datetime.fromisoformat(self.not_before) - datetime.now(UTC)).total_seconds()
+        wait = (datetime.fromisoformat(self.not_before) - self.clock()).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)
 

@@ -79,6 +79,10 @@ class BenchInventorySource:
     def batch_key(self) -> str:
         return f"bench-inventory:{self.backend.batch_key()}"
 
+    def classify_error(self, exc: BaseException) -> Any:
+        """The backend's error map decides (``core/errors.py``)."""
+        return self.backend.classify_error(exc)
+
     def status_many(self, probes: Iterable[Probe]) -> dict[str, list[BenchInfo]]:
         inventory = bench_inventory(self.backend)
         return {probe.resource_id: inventory for probe in probes}
@@ -93,6 +97,10 @@ class LineageSource:
 
     def batch_key(self) -> str:
         return f"lineage:{self.backend.batch_key()}"
+
+    def classify_error(self, exc: BaseException) -> Any:
+        """The backend's error map decides (``core/errors.py``)."""
+        return self.backend.classify_error(exc)
 
     def status_many(self, probes: Iterable[Probe]) -> dict[str, Any]:
         return {probe.resource_id: self.backend.find(probe.resource_id) for probe in probes}

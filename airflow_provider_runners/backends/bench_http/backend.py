@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from airflow_provider_runners.backends.bench_http.errors import BENCH_HTTP_ERRORS, PlatformUnavailable
 from airflow_provider_runners.backends.shared.bench import run_bench_command, run_health_command
 from airflow_provider_runners.core.backend import (
     Backend,
@@ -59,10 +60,6 @@ from airflow_provider_runners.core.secret_refs import LOCAL_KINDS
 from airflow_provider_runners.exceptions import ConnectionConfigError, ProvisionError, RunnerCommandError
 
 LIVE = frozenset({"queued", "preparing", "ready"})
-
-
-class PlatformUnavailable(ProvisionError):
-    """The bench platform did not answer (connection error, timeout, 5xx after retries)."""
 
 
 def _ts(value: str | None) -> float | None:
@@ -85,6 +82,7 @@ class BenchHttpBackend(Backend):
     }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"bench"})
     options_model: ClassVar[type[BaseModel] | None] = BenchOptions
+    error_map = BENCH_HTTP_ERRORS  # errors.py: unavailable/5xx transient, 404 gone, 401/4xx permanent
     poll_interval = 2.0
     idle_timeout_unsupported: ClassVar[str | None] = (
         "the bench platform has no idle release; it ends the reservation at its ttl"

@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
+from airflow_provider_runners.backends.dataproc_dask.errors import DATAPROC_ERRORS, google_exceptions
 from airflow_provider_runners.backends.dataproc_dask.options import (  # noqa: F401 - re-exported
     CONN_FIELDS,
     OPTION_KEYS,
@@ -160,6 +161,7 @@ class DataprocDaskBackend(Backend):
     conn_fields: ClassVar[Mapping[str, ConnField]] = CONN_FIELDS
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dask_cluster"})
     options_model: ClassVar[type[BaseModel] | None] = DataprocDaskOptions
+    error_map = DATAPROC_ERRORS  # errors.py: 429/5xx/transport transient, NotFound gone, auth/4xx permanent
 
     @classmethod
     def check_spec(cls, resolved: ResolvedSpec) -> None:
@@ -211,11 +213,7 @@ class DataprocDaskBackend(Backend):
             self._dataproc_hook = DataprocHook(gcp_conn_id=self.gcp_conn_id)
         return self._dataproc_hook
 
-    @staticmethod
-    def _gexc() -> Any:
-        from google.api_core import exceptions
-
-        return exceptions
+    _gexc = staticmethod(google_exceptions)
 
     @property
     def project_id(self) -> str:

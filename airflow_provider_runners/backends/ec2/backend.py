@@ -65,6 +65,7 @@ from airflow_provider_runners.backends.ec2 import (
     probe as _ec2_probe,
     ssm as _ec2_ssm,
 )
+from airflow_provider_runners.backends.ec2.errors import EC2_ERRORS, error_code as _code
 from airflow_provider_runners.backends.ec2.options import CONN_FIELDS, PLACEHOLDERS, Ec2Options
 from airflow_provider_runners.backends.ec2.plan import LaunchPlan, plan_for, user_data, validate_spec
 from airflow_provider_runners.core.backend import (
@@ -105,10 +106,6 @@ def _tags(instance: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
 
 
-def _code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
 class Ec2Backend(_ec2_idle.EndsIdleHosts, _ec2_probe.Ec2Probe, Backend):
     """Dedicated EC2 hosts. Resources, extras and cleanup: see the module docstring and docs/ec2.md."""
 
@@ -119,6 +116,7 @@ class Ec2Backend(_ec2_idle.EndsIdleHosts, _ec2_probe.Ec2Probe, Backend):
     conn_fields: ClassVar[Mapping[str, ConnField]] = CONN_FIELDS
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dedicated_host"})
     options_model: ClassVar[type[BaseModel] | None] = Ec2Options
+    error_map = EC2_ERRORS  # errors.py: throttling/5xx transient, *.NotFound gone, auth/4xx permanent
     poll_interval = 15.0
     secret_ref_kinds: ClassVar[frozenset[str]] = frozenset({"aws-sm", "ssm"})
     teardown_poll_s: ClassVar[float] = 5.0

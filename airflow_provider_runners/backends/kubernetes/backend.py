@@ -52,6 +52,7 @@ from airflow_provider_runners.backends.kubernetes.client import (
     ClusterProbe,
     api_client,
 )
+from airflow_provider_runners.backends.kubernetes.errors import KUBERNETES_ERRORS
 from airflow_provider_runners.backends.kubernetes.exec import exec_command
 from airflow_provider_runners.backends.kubernetes.options import CONN_FIELDS, PLACEHOLDERS, KubernetesOptions
 from airflow_provider_runners.core.backend import (
@@ -142,6 +143,7 @@ class KubernetesBackend(ClusterProbe, Backend):
     conn_fields: ClassVar[Mapping[str, ConnField]] = CONN_FIELDS
     runner_classes: ClassVar[frozenset[str]] = frozenset({"pod"})
     options_model: ClassVar[type[BaseModel] | None] = KubernetesOptions
+    error_map = KUBERNETES_ERRORS  # errors.py: 409/429/5xx/no answer transient, 404 gone, 4xx permanent
 
     @classmethod
     def check_spec(cls, resolved: ResolvedSpec) -> None:

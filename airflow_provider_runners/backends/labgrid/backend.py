@@ -67,6 +67,7 @@ from airflow_provider_runners.backends.labgrid.client import (
     PlaceInfo,
     ReservationInfo,
 )
+from airflow_provider_runners.backends.labgrid.errors import LABGRID_ERRORS
 from airflow_provider_runners.backends.shared.bench import run_bench_command, run_health_command
 from airflow_provider_runners.core.backend import (
     Backend,
@@ -125,6 +126,9 @@ class LabgridBackend(Backend):
     }
     runner_classes: ClassVar[frozenset[str]] = frozenset({"bench"})
     options_model: ClassVar[type[BaseModel] | None] = BenchOptions
+    error_map = (
+        LABGRID_ERRORS  # errors.py: coordinator unavailable transient, NOT_FOUND gone, rejected permanent
+    )
     poll_interval = 2.0
     idle_timeout_unsupported: ClassVar[str | None] = (
         "a bench reservation has no idle signal; its lease expiry (the ttl) ends it"

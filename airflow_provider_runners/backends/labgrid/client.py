@@ -48,7 +48,12 @@ class CoordinatorUnavailable(ProvisionError):
 
 
 class CoordinatorRejected(ProvisionError):
-    """The coordinator refused a call (unknown place, invalid filter, not the owner...)."""
+    """The coordinator refused a call (unknown place, invalid filter, not the owner...); ``code``:
+    the gRPC status code's name (``errors.py`` maps it)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _grpc() -> tuple[Any, Any, Any]:
@@ -140,7 +145,9 @@ class CoordinatorClient:
                 raise CoordinatorUnavailable(
                     f"coordinator {self.address}: {code.name}: {exc.details()}"
                 ) from None
-            raise CoordinatorRejected(f"coordinator {self.address}: {method}: {exc.details()}") from None
+            raise CoordinatorRejected(
+                f"coordinator {self.address}: {method}: {exc.details()}", code=getattr(code, "name", "")
+            ) from None
 
     @staticmethod
     def _code_is(exc: Exception, name: str) -> bool:

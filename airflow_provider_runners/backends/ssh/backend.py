@@ -56,6 +56,7 @@ from airflow_provider_runners.backends.ssh.connection import (
     parse_connection,
     q,
 )
+from airflow_provider_runners.backends.ssh.errors import SSH_ERRORS, SshUnreachable
 from airflow_provider_runners.core.backend import (
     Backend,
     CommandRequest,
@@ -162,6 +163,7 @@ class SshBackend(Backend):
     }
     runner_classes = frozenset({"dedicated_host"})
     options_model: ClassVar[type[BaseModel] | None] = SshHostOptions
+    error_map = SSH_ERRORS  # errors.py: ssh could not connect (255) transient, the rest permanent
     poll_interval = 2.0
     secret_extra_fields = frozenset({"private_key"})
     secret_ref_kinds = frozenset({"conn", "var"})
@@ -179,10 +181,10 @@ class SshBackend(Backend):
 
     def _lease(self, host: Host) -> RunnerHandle | str | None:
         """The handle leasing ``host``, "CLAIMING" while a claim is being written, None when free.
-        Raises ProvisionError when the host cannot be reached."""
+        Raises SshUnreachable (a ProvisionError) when the host cannot be reached."""
         result = self.client.run(host, _root(host) + _READ_LEASE)
         if result.returncode != 0:
-            raise ProvisionError(
+            raise (SshUnreachable if result.returncode == SSH_CONNECT_FAILED else ProvisionError)(
                 f"ssh host {host.address} (Connection {self.conn_id!r}): {_last(result.stderr)}"
             )
         text = result.stdout.strip()
@@ -325,8 +327,8 @@ class SshBackend(Backend):
         host = self._host_of(handle)
         script = _root(host) + f"RID={q(handle.resource_id)}\n" + _TEARDOWN
         result = self.client.run(host, script)
-        if result.returncode != 0:
-            raise ProvisionError(
+        if result.returncode != 0:  # unreachable (255): transient, end_runners tries again
+            raise (SshUnreachable if result.returncode == SSH_CONNECT_FAILED else ProvisionError)(
                 f"teardown of {handle.resource_id} on ssh host {host.address} (Connection "
                 f"{self.conn_id!r}) failed: {_last(result.stderr)}; clean up by hand: see the ssh backend's docstring"
             )
