@@ -55,7 +55,8 @@ def http_kind(status: int | None) -> ErrorKind | None:
 def default_kind(exc: BaseException) -> ErrorKind:
     """The map every backend falls back to (and third-party backends get by default).
 
-    ``RunnerNotFoundError`` is NOT_FOUND; network errors (``ConnectionError``,
+    ``RunnerNotFoundError`` is NOT_FOUND; an HTTP error with a ``response.status_code``
+    (``requests``, ``httpx``) goes by :func:`http_kind`; network errors (``ConnectionError``,
     ``TimeoutError``, DNS failures, a timed-out subprocess) are TRANSIENT; this package's own
     errors (a wrong Connection, a bad spec, a missing extra) and programming errors are
     PERMANENT. Anything else — an SDK error no map recognises — is TRANSIENT: waits keep
@@ -63,6 +64,9 @@ def default_kind(exc: BaseException) -> ErrorKind:
     """
     if isinstance(exc, RunnerNotFoundError):
         return ErrorKind.NOT_FOUND
+    status = getattr(getattr(exc, "response", None), "status_code", None)  # requests / httpx HTTP errors
+    if isinstance(status, int) and (kind := http_kind(status)) is not None:
+        return kind
     if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror, subprocess.TimeoutExpired)):
         return ErrorKind.TRANSIENT
     if isinstance(exc, (RunnerError, ImportError, TypeError, AttributeError, KeyError, ValueError)):
