@@ -7,7 +7,8 @@ every waiter of the same account) and yields exactly one event
 no runner, nothing to clean up — so a triggerer failover that runs one twice changes nothing,
 and killing the task needs no ``on_kill``. The deadline is in the trigger (the sensor's
 ``timeout``), so a timeout is an event the sensor turns into ``AirflowSensorTimeout`` (or a skip
-with ``soft_fail``).
+with ``soft_fail``). A permanent error of the backend's API (its error map, ``core/errors.py``)
+is a ``failed`` event with the backend's message.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_runners.backends.base import RunnerState
+from airflow_provider_runners.exceptions import RunnerStatusError
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from airflow_provider_runners.triggers.sources import (
     BenchInfo,
@@ -50,6 +52,19 @@ class _SensorTrigger(BaseTrigger):
             f"{type(self).__module__}.{type(self).__qualname__}",
             {name: getattr(self, name) for name in self._fields},
         )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """:meth:`_run`'s events; a status call the poller gave up on (a permanent error of the
+        backend's API, or too many transient ones in a row: ``RunnerStatusError``) is one
+        ``failed`` event with its message."""
+        try:
+            async for event in self._run():
+                yield event
+        except RunnerStatusError as exc:
+            yield TriggerEvent({"status": "failed", "message": str(exc)})
+
+    def _run(self) -> AsyncIterator[TriggerEvent]:
+        raise NotImplementedError
 
     async def _next(self, poller: SharedStatusPoller, probe: Any, deadline: str) -> tuple[bool, Any]:
         """(answered, status); not answered when the deadline passed first."""
@@ -114,7 +129,7 @@ class BenchFreeTrigger(_SensorTrigger):
         self.deadline = deadline
         self.poll_interval = poll_interval
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    async def _run(self) -> AsyncIterator[TriggerEvent]:
         try:
             source = BenchInventorySource(await _backend(self.conn_id))
         except Exception as exc:  # noqa: BLE001 - reported as a failed event, never lost
@@ -161,7 +176,7 @@ class RunnerAvailableTrigger(_SensorTrigger):
         self.deadline = deadline
         self.poll_interval = poll_interval
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    async def _run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_runners.handles import RunnerHandle
 
         try:
@@ -236,7 +251,7 @@ class QueueDepthTrigger(_SensorTrigger):
         self.deadline = deadline
         self.poll_interval = poll_interval
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    async def _run(self) -> AsyncIterator[TriggerEvent]:
         source = QueueDepthSource(self.aws_conn_id, self.poll_interval)
         poller = SharedStatusPoller.for_backend(source, self.poll_interval)
         depth: int | None = None

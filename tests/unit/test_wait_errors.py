@@ -184,3 +184,41 @@ def test_end_runners_reports_a_permanent_teardown_error_with_its_kind(
     assert entry["existed"] is None
     assert entry["message"].startswith("teardown failed (permanent):")
     assert "UnauthorizedOperation" in entry["error"]
+
+
+# -- sensor triggers -------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_a_sensor_trigger_fails_with_the_message_of_a_permanent_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_runners.triggers import sensors
+
+    class RefusingQueue:
+        """A queue-depth source whose API refuses the credentials (a permanent error)."""
+
+        def __init__(self, aws_conn_id: str | None, poll_interval: float) -> None:
+            self.poll_interval = poll_interval
+            self.calls = 0
+
+        def batch_key(self) -> str:
+            return "sqs-depth:refusing"
+
+        def status_many(self, probes: Iterable[Any]) -> dict[str, int]:
+            self.calls += 1
+            raise client_error("AccessDenied", 403)
+
+        def classify_error(self, exc: BaseException) -> ErrorKind:
+            return EC2_ERRORS.classify(exc)
+
+    monkeypatch.setattr(sensors, "QueueDepthSource", RefusingQueue)
+    trig = sensors.QueueDepthTrigger(
+        "https://sqs/q",
+        None,
+        1,
+        (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+        poll_interval=INTERVAL,
+    )
+    events = [event async for event in trig.run()]
+    assert [e.payload["status"] for e in events] == ["failed"]
+    assert "AccessDenied" in events[0].payload["message"]
+    assert "permanent" in events[0].payload["message"]
