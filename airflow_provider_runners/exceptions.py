@@ -12,8 +12,8 @@ The hierarchy is shallow on purpose::
     │   ├── RunnerStatusError                          a wait could not read the runner's status
     │   └── ConnectionConfigError(..., RunnerSpecError)  a runner Connection is wrong (any backend)
     │       └── ConnectionExtraError                   ... its extra is not a JSON object
-    ├── RunnerNotFoundError(RunnerError, LookupError)   the runner is gone (error maps: NOT_FOUND;
-    │                                                   teardown treats it as success)
+    ├── RunnerNotFoundError(RunnerError, LookupError, RuntimeError)  the runner is gone (a command
+    │                                                   on it; error maps: NOT_FOUND, teardown: success)
     ├── RunnerCommandError(RunnerError, RuntimeError)   a command on a runner exited non-zero
     │   └── RunnerCommandTimeout(..., TimeoutError)    ... or did not finish in time (cancelled)
     ├── EvidenceError(RunnerError, RuntimeError)        the ledger could not be written or read
@@ -62,10 +62,11 @@ class ProvisionError(RunnerError, RuntimeError):
     """The runner could not be created or did not become ready."""
 
 
-class RunnerNotFoundError(RunnerError, LookupError):
-    """The runner no longer exists. A backend (a third-party one, typically) may raise it from any
-    call on a runner that is gone: every error map classifies it NOT_FOUND (``core/errors.py``),
-    so a wait fails ("gone") and a teardown succeeds."""
+class RunnerNotFoundError(RunnerError, LookupError, RuntimeError):
+    """The runner no longer exists: raised by a call that needs it (``run_command`` on a runner
+    that was torn down or expired: local_host, ssh); a backend may raise it from any call on a
+    runner that is gone. Every error map classifies it NOT_FOUND (``core/errors.py``), so a wait
+    fails ("gone") and a teardown succeeds. Also a RuntimeError, what those calls raised before."""
 
 
 class ConnectionConfigError(RunnerSpecError, ProvisionError):

@@ -113,12 +113,9 @@ class RunnerReadyTrigger(BaseTrigger):
                     self.clock(),
                     poller.max_transient,
                 )
+                verdict = decision.verdict.value if decision.final else "failed"  # the poller gave up
                 yield TriggerEvent(
-                    {
-                        "status": decision.verdict.value,
-                        "handle": handle.to_xcom(),
-                        "message": decision.message,
-                    }
+                    {"status": verdict, "handle": handle.to_xcom(), "message": decision.message}
                 )
                 return
             decision = wait.on_status(status)

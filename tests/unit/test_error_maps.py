@@ -260,3 +260,9 @@ def test_every_backend_map_falls_back_to_the_default(conn_type: str) -> None:
     assert classify(conn_type, RunnerNotFoundError("gone")) is N
     assert classify(conn_type, ConnectionConfigError("Connection 'c' extra x: required")) is P
     assert classify(conn_type, ConnectionError("reset")) is T
+
+
+def test_runner_not_found_is_what_a_command_on_a_gone_runner_raised_before() -> None:
+    """Raised by local_host and ssh ``run_command`` on a runner that is gone: still a RuntimeError."""
+    assert issubclass(RunnerNotFoundError, RuntimeError)
+    assert issubclass(RunnerNotFoundError, LookupError)

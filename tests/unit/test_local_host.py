@@ -23,7 +23,7 @@ from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import Lineage
 from airflow_provider_runners.core.secret_refs import check_kinds, parse_secret_env, parse_secret_ref
 from airflow_provider_runners.core.specs import RunnerSpec
-from airflow_provider_runners.exceptions import RunnerSpecError
+from airflow_provider_runners.exceptions import RunnerNotFoundError, RunnerSpecError
 
 SPEC = RunnerSpec.parse({"runner_class": "dedicated_host", "profile": "Large", "tags": {"tenant": "qa"}})
 
@@ -146,7 +146,7 @@ def test_cancel_and_teardown_stop_a_running_command(tmp_path: Path) -> None:
 def test_command_on_a_gone_host_fails_clearly(tmp_path: Path) -> None:
     backend, handle = make_host(tmp_path)
     backend.teardown(handle)
-    with pytest.raises(RuntimeError, match="is gone"):
+    with pytest.raises(RunnerNotFoundError, match="is gone"):  # a RuntimeError, as before
         run(backend, handle, "true")
 
 

@@ -27,7 +27,7 @@ from airflow_provider_runners.core.catalog import resolve_spec
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import Lineage
 from airflow_provider_runners.core.specs import RunnerSpec
-from airflow_provider_runners.exceptions import ConnectionConfigError, ProvisionError
+from airflow_provider_runners.exceptions import ConnectionConfigError, ProvisionError, RunnerNotFoundError
 from airflow_provider_runners.testing.contract import BackendContract
 from tests.support.sshd import SshServer, sshd_available, start_sshd
 
@@ -325,7 +325,7 @@ def test_cancel_and_teardown_stop_remote_commands(sshd: SshServer, tmp_path: Pat
     assert ended.details["killed_commands"] == 1
     runner.join(timeout=15)
     assert sleepers() == []
-    with pytest.raises(RuntimeError, match="is gone"):
+    with pytest.raises(RunnerNotFoundError, match="is gone"):  # a RuntimeError, as before
         run(backend, handle, "true")
 
 

@@ -66,6 +66,7 @@ from airflow_provider_runners.core.backend import (
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import MANAGED_BY
 from airflow_provider_runners.core.secret_refs import masking_sink
+from airflow_provider_runners.exceptions import RunnerNotFoundError
 
 LOCAL_HOST_CONN_ID = "runners_local_host"
 #: Seconds a command may run past the runner's expiry before the host kills it (TERM then KILL).
@@ -273,7 +274,7 @@ class LocalHostBackend(Backend):
         self, handle: RunnerHandle, request: CommandRequest, output: OutputSink, cancel: threading.Event
     ) -> CommandResult:
         if self.status(handle).state is not RunnerState.READY:
-            raise RuntimeError(f"local host {handle.resource_id} is gone (torn down or expired)")
+            raise RunnerNotFoundError(f"local host {handle.resource_id} is gone (torn down or expired)")
         remaining = (handle.expires_at - datetime.now(UTC)).total_seconds()
         limit = max(1, int(min(request.timeout, remaining)))
         workspace = self._workspace(handle.resource_id)

@@ -71,7 +71,7 @@ from airflow_provider_runners.core.backend import (
 )
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import MANAGED_BY
-from airflow_provider_runners.exceptions import ConnectionConfigError, ProvisionError
+from airflow_provider_runners.exceptions import ConnectionConfigError, ProvisionError, RunnerNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -451,7 +451,7 @@ class SshBackend(Backend):
         if cancelled:
             return CommandResult(exit_code=None, cancelled=True, details=details)
         if not pgid and code == 254:
-            raise RuntimeError(f"ssh host runner {handle.resource_id} is gone (torn down or expired)")
+            raise RunnerNotFoundError(f"ssh host runner {handle.resource_id} is gone (torn down or expired)")
         if not pgid and code == SSH_CONNECT_FAILED:
             details["ssh_failed"] = True
         if stuck or (code in (124, 137) and elapsed >= limit):  # the host's coreutils timeout fired
