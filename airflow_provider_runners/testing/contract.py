@@ -205,3 +205,15 @@ class BackendContract:
         for secret in filter(None, secrets):
             assert str(secret) not in flat
         assert not [key for key in facts if is_secret_key(str(key)) and facts[key]]
+
+    def test_error_map_knows_a_gone_runner_and_a_wrong_connection(self, backend: Backend) -> None:
+        """The backend's error map (``core/errors.py``) keeps the default's answers it does not override."""
+        from airflow_provider_runners.core.errors import ErrorKind
+        from airflow_provider_runners.exceptions import ConnectionConfigError, RunnerNotFoundError
+
+        assert backend.classify_error(RunnerNotFoundError("gone")) is ErrorKind.NOT_FOUND
+        assert (
+            backend.classify_error(ConnectionConfigError("Connection 'c' extra x: required"))
+            is ErrorKind.PERMANENT
+        )
+        assert backend.classify_error(ConnectionError("reset")) is ErrorKind.TRANSIENT
