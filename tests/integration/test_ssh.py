@@ -67,7 +67,7 @@ def test_commands_on_a_leased_ssh_host_and_nothing_left(
     assert "data" in out  # read saw what write left in the workspace
     assert "exited with code 3" in out
     assert "did not finish within 2s; it was cancelled on the runner" in out
-    assert sleepers("120") == []  # the timed-out command's process group is gone on the host
+    assert sleepers("120", under=pool) == []  # the timed-out command's process group is gone
     assert sorted(p.name for p in pool.iterdir()) == []  # lease, workspace and pid files removed
     report = chain_for("runners_test_ssh_commands", dr.run_id)
     assert report.ok, report.problems

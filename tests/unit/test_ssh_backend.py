@@ -73,9 +73,14 @@ def request(
     )
 
 
-def sleepers(seconds: str = "97") -> list[int]:
+def sleepers(seconds: str = "97", under: Path | None = None) -> list[int]:
+    """``sleep <seconds>`` processes on this machine; with ``under``, only those whose working
+    directory is there (a runner's workspace: another test run's sleepers do not count)."""
     return [
-        p.pid for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[:2] == ["sleep", seconds]
+        p.pid
+        for p in psutil.process_iter(["cmdline", "cwd"])
+        if (p.info["cmdline"] or [])[:2] == ["sleep", seconds]
+        and (under is None or str(p.info["cwd"] or "").startswith(str(under)))
     ]
 
 
