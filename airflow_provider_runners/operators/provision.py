@@ -24,8 +24,6 @@ from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.defaults import default_deferrable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
-from airflow_provider_runners.governance import budget
-from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.links import RUNNER_LINKS
 
 if TYPE_CHECKING:
@@ -35,6 +33,13 @@ PROGRESS_EVERY_S = 30.0
 #: How long on_kill may spend ending the runner: Airflow's supervisor escalates SIGTERM to
 #: SIGKILL after 5 s.
 ON_KILL_BUDGET_S = 4.5
+
+
+def _as_timedelta(value: timedelta | float | None) -> timedelta | None:
+    """A duration argument (a timedelta or seconds) as a timedelta; None stays None."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    return timedelta(seconds=float(value))
 
 
 def _backoff_multiplier() -> Any:
@@ -143,9 +148,9 @@ class ProvisionRunnerOperator(BaseOperator):
             ready_timeout if isinstance(ready_timeout, timedelta) else timedelta(seconds=ready_timeout)
         )
         self.poll_interval = poll_interval
-        self.budget_wait = budget.as_timedelta(budget_wait)
+        self.budget_wait = _as_timedelta(budget_wait)
         self.budget_poll_interval = budget_poll_interval
-        self.wait_before_defer = budget.as_timedelta(wait_before_defer) or timedelta(0)
+        self.wait_before_defer = _as_timedelta(wait_before_defer) or timedelta(0)
         self.min_deferral = float(min_deferral)
         self._held: tuple[Backend, RunnerHandle] | None = None
         # What on_kill needs, gathered while nothing blocks (on_kill runs in a signal handler,
@@ -221,6 +226,8 @@ class ProvisionRunnerOperator(BaseOperator):
             conn_id=self.conn_id,
             labels=self._labels(context, lineage, expires_at),
         )
+        from airflow_provider_runners.governance import budget  # the live-runner index: not at parse time
+
         try:
             admission = budget.admit(backend, request, catalog_path=self.catalog_path)  # nothing created yet
         except BudgetExceededError as exc:
@@ -299,6 +306,8 @@ class ProvisionRunnerOperator(BaseOperator):
         ``until`` (return None: the caller defers)."""
         interval = self.poll_interval or backend.poll_interval
         started = last_progress = time.monotonic()
+        from airflow_provider_runners.governance.heartbeat import Heartbeat  # not at parse time
+
         pulse = Heartbeat(handle.lineage_key)  # this task holds the runner while it waits
         while True:
             if until is not None and datetime.now(UTC) >= until:
@@ -387,6 +396,8 @@ class ProvisionRunnerOperator(BaseOperator):
         except Exception as exc:  # noqa: BLE001 - keep the original failure; the backstop ends the runner
             cleanup = {"torn_down": False, "message": f"teardown failed: {exc}"}
         else:
+            from airflow_provider_runners.governance import budget
+
             budget.release(handle, f"provision failed: {why}"[:200])
         self._held = None
         ready_in = (datetime.now(UTC) - handle.created_at).total_seconds()
