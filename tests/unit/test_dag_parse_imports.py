@@ -79,3 +79,11 @@ def test_no_dag_file_imports_a_heavy_module_at_parse_time() -> None:
     assert not errors, f"DAG files that do not parse: {errors}"
     heavy = {name: r["heavy"] for name, r in found.items() if r["heavy"]}
     assert not heavy, f"heavy modules imported while parsing: {heavy}"
+
+
+def test_every_airflow_process_holds_the_catalog_models_before_a_parse_forks() -> None:
+    """The provider info (loaded by ``import airflow``) imports the catalog's models, so a
+    dag-processor child does not build them for every parse (get_provider_info.py)."""
+    code = "import sys, airflow; print('airflow_provider_runners.core.catalog' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "True"
