@@ -11,6 +11,14 @@ from typing import Any
 from airflow_provider_runners import __version__
 from airflow_provider_runners.backends.registry import builtin_backend_classes
 
+# Every Airflow process loads this module at start (provider discovery, while Airflow reads its
+# config) — also the dag-processor's manager, which then forks a child for every parse of a DAG
+# file. The catalog's pydantic models are what the parse-time spec check of ``runner(...)``
+# needs; built here once per process (about 0.02 s), a parse does not build them again
+# (docs/benchmarks.md, "Parse time per DAG file"). The module imports only pydantic, yaml and
+# core/specs.py: nothing of Airflow, which is still initialising.
+from airflow_provider_runners.core import catalog as _parse_time_models  # noqa: F401
+
 
 def get_provider_info() -> dict[str, Any]:
     return {

@@ -11,17 +11,14 @@ from typing import Any
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from airflow_provider_runners.core._airflow_option import airflow_option
+
 
 class _AirflowConfig(PydanticBaseSettingsSource):
     """``conf.get("runners", key)``; nothing when Airflow is not importable or not configured."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        try:
-            from airflow.configuration import conf
-
-            return conf.get("runners", field_name, fallback=None) or None, field_name, False
-        except Exception:  # noqa: BLE001 - any config error means "not configured"
-            return None, field_name, False
+        return airflow_option(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
         found = {}

@@ -292,12 +292,6 @@ def release(handle: RunnerHandle, reason: str, registry: RunnerRegistry | None =
 WAIT_XCOM_KEY = "runner_budget_wait_since"
 
 
-def as_timedelta(value: timedelta | float | None) -> timedelta | None:
-    if value is None or isinstance(value, timedelta):
-        return value
-    return timedelta(seconds=float(value))
-
-
 def keep_waiting(ti: Any, wait: timedelta | None, why: str) -> bool:
     """True while a provision refused for budget may wait longer (``budget_wait``)."""
     if wait is None:

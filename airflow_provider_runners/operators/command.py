@@ -18,7 +18,6 @@ from airflow_provider_runners.core.secret_refs import check_kinds, parse_secret_
 from airflow_provider_runners.core.specs import parse_duration
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import RunnerCommandError, RunnerCommandTimeout, RunnerSpecError
-from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.links import RUNNER_LINKS
 
 if TYPE_CHECKING:
@@ -129,6 +128,8 @@ class RunnerCommandOperator(BaseOperator):
         ti.xcom_push(key=FACTS_XCOM_KEY, value=facts)
         self.log.info("running command %s on %s %s", request.name, backend.name, handle.resource_id)
         started = time.monotonic()
+        from airflow_provider_runners.governance.heartbeat import Heartbeat  # not at parse time
+
         with Heartbeat(handle.lineage_key):  # this task holds the runner while the command runs
             result = self._run(backend, handle, request)
         facts.update(

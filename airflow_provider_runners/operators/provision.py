@@ -25,9 +25,6 @@ from airflow_provider_runners.core.waiting import ReadinessWait, Verdict, utc_no
 from airflow_provider_runners.defaults import default_deferrable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
-from airflow_provider_runners.governance import budget
-from airflow_provider_runners.governance.ending import teardown_retrying
-from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.links import RUNNER_LINKS
 
 if TYPE_CHECKING:
@@ -37,6 +34,13 @@ PROGRESS_EVERY_S = 30.0
 #: How long on_kill may spend ending the runner: Airflow's supervisor escalates SIGTERM to
 #: SIGKILL after 5 s.
 ON_KILL_BUDGET_S = 4.5
+
+
+def _as_timedelta(value: timedelta | float | None) -> timedelta | None:
+    """A duration argument (a timedelta or seconds) as a timedelta; None stays None."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    return timedelta(seconds=float(value))
 
 
 def _backoff_multiplier() -> Any:
@@ -145,9 +149,9 @@ class ProvisionRunnerOperator(BaseOperator):
             ready_timeout if isinstance(ready_timeout, timedelta) else timedelta(seconds=ready_timeout)
         )
         self.poll_interval = poll_interval
-        self.budget_wait = budget.as_timedelta(budget_wait)
+        self.budget_wait = _as_timedelta(budget_wait)
         self.budget_poll_interval = budget_poll_interval
-        self.wait_before_defer = budget.as_timedelta(wait_before_defer) or timedelta(0)
+        self.wait_before_defer = _as_timedelta(wait_before_defer) or timedelta(0)
         self.min_deferral = float(min_deferral)
         #: The clock of the wait in the task (``core/waiting.py``; tests inject one).
         self.clock: Callable[[], datetime] = utc_now
@@ -225,6 +229,8 @@ class ProvisionRunnerOperator(BaseOperator):
             conn_id=self.conn_id,
             labels=self._labels(context, lineage, expires_at),
         )
+        from airflow_provider_runners.governance import budget  # the live-runner index: not at parse time
+
         try:
             admission = budget.admit(backend, request, catalog_path=self.catalog_path)  # nothing created yet
         except BudgetExceededError as exc:
@@ -300,6 +306,8 @@ class ProvisionRunnerOperator(BaseOperator):
         transient error keeps waiting (up to ``MAX_TRANSIENT_ERRORS`` in a row), a permanent one fails."""
         interval = self.poll_interval or backend.poll_interval
         started = last_progress = time.monotonic()
+        from airflow_provider_runners.governance.heartbeat import Heartbeat  # not at parse time
+
         pulse = Heartbeat(handle.lineage_key)  # this task holds the runner while it waits
         wait = ReadinessWait(deadline, backend.classify_error, clock=self.clock)
         while True:
@@ -387,12 +395,16 @@ class ProvisionRunnerOperator(BaseOperator):
         self, context: Context, backend: Backend, handle: RunnerHandle, acquisition: str, why: str
     ) -> None:
         """Tear down what was provisioned (it may bill), record why, and fail the task."""
+        from airflow_provider_runners.governance.ending import teardown_retrying
+
         try:
             result = teardown_retrying(backend, handle)  # transient errors retried, NOT_FOUND is gone
             cleanup = {"torn_down": result.existed, "message": result.message}
         except Exception as exc:  # noqa: BLE001 - keep the original failure; the backstop ends the runner
             cleanup = {"torn_down": False, "message": f"teardown failed: {exc}"}
         else:
+            from airflow_provider_runners.governance import budget
+
             budget.release(handle, f"provision failed: {why}"[:200])
         self._held = None
         ready_in = (datetime.now(UTC) - handle.created_at).total_seconds()

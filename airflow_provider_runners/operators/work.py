@@ -16,7 +16,6 @@ from airflow_provider_runners.core.runtime import runtime_versions
 from airflow_provider_runners.dask_jobs import AttachedJob, picklable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import ProvisionError
-from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.links import RUNNER_LINKS
 
 if TYPE_CHECKING:
@@ -106,6 +105,7 @@ class DaskJobOperator(BaseOperator):
         from distributed import Client
 
         from airflow_provider_runners.dask_modules import ship_modules
+        from airflow_provider_runners.governance.heartbeat import Heartbeat  # not at parse time
 
         started = time.monotonic()
         with (

@@ -352,22 +352,49 @@ def test_ready_means_running_checks_ok_and_ssm_online(env: Ec2Env) -> None:
 
 
 def test_status_many_batches_per_region(env: Ec2Env) -> None:
+    """Above 100 waiters a poll reads the managed hosts by tag, 1000 per call (issue 18): the
+    calls per poll follow the managed hosts / 1000, not the waiters / 100."""
+    from airflow_provider_runners.core.lineage import MANAGED_BY
+
     ec2 = env.client("ec2")
     reservation = ec2.run_instances(
-        ImageId=env.ids["ami"], MinCount=150, MaxCount=150, InstanceType="t3.micro"
+        ImageId=env.ids["ami"],
+        MinCount=150,
+        MaxCount=150,
+        InstanceType="t3.micro",
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "managed-by", "Value": MANAGED_BY}]}
+        ],
     )
     ids = [i["InstanceId"] for i in reservation["Instances"]]
     template = backend().create(request(env))
     handles = [RunnerHandle(**{**template.model_dump(), "resource_id": iid}) for iid in ids]
-    handles.append(RunnerHandle(**{**template.model_dump(), "resource_id": "i-0eeeeeeeeeeeeeee0"}))
     before = time.monotonic()
     statuses = backend().status_many(handles)
     calls = env.server.counts(since=before)
-    assert calls["ec2:DescribeInstances"] == 2  # 151 ids, 100 per call
-    assert calls["ec2:DescribeInstanceStatus"] == 2
+    assert calls["ec2:DescribeInstances"] == 1  # 151 managed hosts: one page of up to 1000
+    assert calls["ec2:DescribeInstanceStatus"] == 1  # the region's running hosts, one page
     assert calls["ssm:DescribeInstanceInformation"] == 3  # 150 healthy hosts, 50 per call
     assert sum(s.state is RunnerState.READY for s in statuses.values()) == 150
+
+    # an id the tag query did not return (gone, or its tags removed) is then looked up by id
+    handles.append(RunnerHandle(**{**template.model_dump(), "resource_id": "i-0eeeeeeeeeeeeeee0"}))
+    before = time.monotonic()
+    statuses = backend().status_many(handles)
+    assert env.server.counts(since=before)["ec2:DescribeInstances"] == 2
     assert statuses["i-0eeeeeeeeeeeeeee0"].state is RunnerState.GONE
+    assert sum(s.state is RunnerState.READY for s in statuses.values()) == 150
+
+
+def test_status_many_of_few_hosts_asks_by_id(env: Ec2Env) -> None:
+    b = backend()
+    handles = [b.create(request(env, dag=dag)) for dag in ("erp", "crm")]
+    before = time.monotonic()
+    statuses = b.status_many(handles)
+    calls = env.server.counts(since=before)
+    assert calls["ec2:DescribeInstances"] == 1
+    assert calls["ec2:DescribeInstanceStatus"] <= 1
+    assert set(statuses) == {h.resource_id for h in handles}
 
 
 def test_throttling_is_retried_with_backoff(env: Ec2Env) -> None:

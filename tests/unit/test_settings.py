@@ -34,3 +34,32 @@ def test_airflow_config_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None
         assert setting("reaper_conn_ids") == "runners_c"
     finally:
         conf.remove_option("runners", "reaper_conn_ids")
+
+
+def test_text_options_are_the_models_str_fields() -> None:
+    from airflow_provider_runners.core.settings import TEXT_OPTIONS
+
+    text = {name for name, field in RunnersSettings.model_fields.items() if field.annotation is str}
+    assert set(TEXT_OPTIONS) == text
+
+
+@pytest.mark.parametrize("value", ["", "some-value"])
+def test_setting_reads_text_options_as_the_model_does(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from airflow_provider_runners.core.settings import TEXT_OPTIONS
+
+    for key in sorted(TEXT_OPTIONS):
+        monkeypatch.delenv(f"AIRFLOW__RUNNERS__{key.upper()}", raising=False)
+        monkeypatch.setenv(f"airflow__runners__{key}", value)  # any letter case, as pydantic-settings
+        assert setting(key) == (getattr(runners_settings(), key) or None) == (value or None)
+
+
+def test_a_dag_file_reading_the_catalog_path_does_not_import_pydantic_settings() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from airflow_provider_runners.core.catalog import configured_catalog_path;"
+        "configured_catalog_path(); print('pydantic_settings' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 from airflow_provider_runners.backends.ec2 import (
+    describe as _ec2_describe,
     idle as _ec2_idle,
     pool as _ec2_pool,
     probe as _ec2_probe,
@@ -97,7 +98,6 @@ if TYPE_CHECKING:
 __all__ = ["Ec2Backend", "LaunchPlan", "plan_for", "user_data", "validate_spec"]
 log = logging.getLogger(__name__)
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
-PER_CALL = 100  # instance ids per Describe* call
 #: Tags a pooled host loses when it goes back to the pool (it belongs to no run any more).
 RUN_TAGS = ("runner-lineage", "dag-id", "task-id", "tenant", "pipeline", "runner-attempt", "cost-center")
 
@@ -177,17 +177,11 @@ class Ec2Backend(_ec2_idle.EndsIdleHosts, _ec2_probe.Ec2Probe, Backend):
         return f"{self.name}:{self.aws_conn_id}:{self.region}"
 
     def _describe(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        pages = self.client("ec2").get_paginator("describe_instances").paginate(Filters=filters)
-        return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+        return _ec2_describe.describe(self.client("ec2"), filters)
 
     def _instances(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """By instance-id *filter*: unknown ids are simply absent (InstanceIds= would fail the call)."""
-        ids = list(dict.fromkeys(ids))
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), PER_CALL):
-            for inst in self._describe([{"Name": "instance-id", "Values": ids[start : start + PER_CALL]}]):
-                found[inst["InstanceId"]] = inst
-        return found
+        """Instances by id (backends/ec2/describe.py: by tag, 1000 per call, for many)."""
+        return _ec2_describe.instances(self.client("ec2"), ids)
 
     # -- create --------------------------------------------------------------------------------
     def create(self, request: ProvisionRequest) -> RunnerHandle:
@@ -400,17 +394,14 @@ class Ec2Backend(_ec2_idle.EndsIdleHosts, _ec2_probe.Ec2Probe, Backend):
 
     def status_many(self, handles: Iterable[RunnerHandle]) -> dict[str, RunnerStatus]:
         """One DescribeInstances (+ DescribeInstanceStatus for running, + DescribeInstanceInformation
-        for status-ok hosts) per 100 waiting hosts of this account/region."""
+        for status-ok hosts) per poll up to 100 waiting hosts of this account/region; above that,
+        ⌈managed hosts / 1000⌉ DescribeInstances and ⌈running hosts / 1000⌉ DescribeInstanceStatus."""
         ids = [h.resource_id for h in handles]
         if not ids:
             return {}
         instances = self._instances(ids)
         running = [i for i, inst in instances.items() if inst["State"]["Name"] == "running"]
-        checks: dict[str, tuple[str, str]] = {}
-        for start in range(0, len(running), PER_CALL):
-            page = self.client("ec2").describe_instance_status(InstanceIds=running[start : start + PER_CALL])
-            for st in page.get("InstanceStatuses", []):
-                checks[st["InstanceId"]] = (st["InstanceStatus"]["Status"], st["SystemStatus"]["Status"])
+        checks = _ec2_describe.status_checks(self.client("ec2"), running)
         healthy = [i for i in running if checks.get(i) == ("ok", "ok")]
         pings = _ec2_ssm.online(self.client("ssm"), healthy) if healthy else {}
         return {rid: self._status_of(instances.get(rid), checks.get(rid), pings.get(rid)) for rid in ids}
