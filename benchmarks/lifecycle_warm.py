@@ -17,7 +17,7 @@ medians, each DAG's paired (per rep) difference to the floor and its ratio. Then
 time from a daemon's ``ready_at`` to a waiting provision noticing it, with the runner's FIFO
 signal (``wait_for_change``) vs polling every 0.1 s — ``--readiness N`` clusters each.
 
-    flock /work/wt/heavy.lock nice -n 5 .venv/bin/python benchmarks/lifecycle_warm.py [--reps 5] [--rows 1000000] [--readiness 5]
+    .venv/bin/python benchmarks/lifecycle_warm.py [--reps 5] [--rows 1000000] [--readiness 5]
 
 Prints Markdown and writes ``benchmarks/results/lifecycle_warm.json``. Cleans up every daemon it
 started (``reap_leftovers``) and its temporary AIRFLOW_HOME.

@@ -275,12 +275,14 @@ def deployment(
     dag_files: Iterable[str] = E2E_DAG_FILES,
     extra_env: Mapping[str, str] | None = None,
     prefix: str = "runners-e2e-",
+    database_prefix: str = "runners_e2e_",
 ) -> Iterator[Stack]:
     """Start a deployment in a fresh AIRFLOW_HOME and database; stop it and drop the database after.
 
     ``dag_files`` are repository paths copied into the DAGs folder. ``executor`` is
     ``CeleryExecutor`` (a Celery worker with ``parallelism`` slots on a queue of its own) or
-    ``LocalExecutor`` (``parallelism`` task processes forked by the scheduler).
+    ``LocalExecutor`` (``parallelism`` task processes forked by the scheduler). ``prefix`` names
+    the temporary AIRFLOW_HOME, ``database_prefix`` the database (a unique suffix is added).
     """
     if executor not in ("CeleryExecutor", "LocalExecutor"):
         raise ValueError(f"executor must be CeleryExecutor or LocalExecutor, got {executor!r}")
@@ -294,7 +296,7 @@ def deployment(
     for name in dag_files:
         shutil.copy(REPO / name, home / "dags" / Path(name).name)
     tag = f"{os.getpid()}_{os.urandom(3).hex()}"
-    database = f"runners_e2e_{tag}"
+    database = f"{database_prefix}{tag}"
     _psql(f"DROP DATABASE IF EXISTS {database}")
     _psql(f"CREATE DATABASE {database}")
     api_port = _free_port()
