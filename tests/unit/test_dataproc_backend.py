@@ -4,7 +4,7 @@ every request proto is recorded and asserted field by field."""
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -65,13 +65,14 @@ def backend(**extra: Any) -> DataprocDaskBackend:
 
 def request(try_number: int = 1, **spec: Any) -> ProvisionRequest:
     parsed = RunnerSpec.parse({**SPEC, **spec})
-    labels = {"tenant": "analytics", "pipeline": "sales-etl", "expires-at": "1900000000"}
+    labels = {"tenant": "analytics", "pipeline": "sales-etl"}
     return ProvisionRequest(
         resolve_spec(parsed, "dataproc_dask"),
         LINEAGE,
         LINEAGE.attempt_token(try_number),
         "runners_dp",
         labels,
+        expires_at=datetime.fromtimestamp(1_900_000_000, UTC),
     )
 
 

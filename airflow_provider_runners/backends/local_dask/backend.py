@@ -192,7 +192,7 @@ class LocalDaskBackend(Backend):
         profile = request.resolved.profile
         options = spec.options
         now = datetime.now(UTC)
-        expires_at = now + spec.ttl
+        expires_at = request.expires_at
         handle = RunnerHandle(
             backend=self.name,
             runner_class=spec.runner_class,
@@ -204,8 +204,9 @@ class LocalDaskBackend(Backend):
             expires_at=expires_at,
             environment=request.resolved.environment,
             profile=spec.profile,
-            tags=dict(request.labels),
+            tags=request.resource_labels(),
             details={"state_file": str(self._state_path(resource_id)), "host": socket.gethostname()},
+            pricing=request.pricing(),
         )
         settings = {
             "workers": int(options.get("workers", profile.workers or 1)),
