@@ -580,7 +580,7 @@ class DataprocDaskBackend(Backend):
             "create_to_running_s": round((ready - times["CREATING"]).total_seconds(), 3)
             if ready and "CREATING" in times
             else None,
-            "vcpus_total": handle.details.get("vcpus"),
+            "vcpus_total": handle.priced.vcpus if handle.priced else None,
             "cost_basis": "catalog on-demand $/h x (1 master + primary workers) + catalog spot $/h x "
             "SPOT/PREEMPTIBLE secondary workers + Dataproc $/vCPU-h x all vCPUs, per second, "
             "1-minute minimum; autoscaled workers beyond the initial count are not included",
