@@ -64,7 +64,7 @@ def request_for(task: str, board: str) -> Any:
         }
     )
     lineage = Lineage("bench_handover", "run", f"{task}-{random.random()}")
-    return ProvisionRequest(
+    return ProvisionRequest.build(
         resolve_spec(spec, backend="labgrid"), lineage, lineage.attempt_token(1), "bench", {}
     )
 

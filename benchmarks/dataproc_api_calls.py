@@ -91,7 +91,7 @@ def _request(n: int) -> Any:
     from airflow_provider_runners.core.specs import RunnerSpec
 
     lineage = Lineage("bench_dataproc", "run-1", "cluster.provision", n)
-    return ProvisionRequest(
+    return ProvisionRequest.build(
         resolve_spec(RunnerSpec.parse(SPEC), "dataproc_dask"),
         lineage,
         lineage.attempt_token(1),

@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         parsed = RunnerSpec.parse(spec)
         lineage = Lineage(dag, "run-1", "host.provision")
         resolved = resolve_spec(parsed, backend="ec2", catalog_path=env.catalog_path)
-        return ProvisionRequest(
+        return ProvisionRequest.build(
             resolved, lineage, lineage.attempt_token(1), RUNNER_CONN_ID, {"tenant": "bench"}
         )
 

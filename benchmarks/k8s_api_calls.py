@@ -69,8 +69,9 @@ def _request(task: str) -> Any:
 
     lineage = Lineage("bench", "run-1", task)
     resolved = resolve_spec(RunnerSpec.parse(SPEC), backend="kubernetes")
-    labels = {"tenant": "bench", "expires-at": "4102444800"}
-    return ProvisionRequest(resolved, lineage, lineage.attempt_token(1), CONN_ID, labels)
+    labels = {"tenant": "bench"}
+    expires_at = datetime.fromtimestamp(4_102_444_800, UTC)
+    return ProvisionRequest(resolved, lineage, lineage.attempt_token(1), CONN_ID, labels, expires_at)
 
 
 def lifecycle() -> dict[str, Any]:

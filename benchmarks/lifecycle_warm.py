@@ -169,7 +169,9 @@ def readiness(n: int, home: Path) -> dict[str, Any]:
     for i in range(n):
         for mode, values in out.items():
             lineage = Lineage("readiness", f"run-{i}-{mode}", "provision")
-            handle = backend.create(ProvisionRequest(spec, lineage, lineage.attempt_token(1), "bench", {}))
+            handle = backend.create(
+                ProvisionRequest.build(spec, lineage, lineage.attempt_token(1), "bench", {})
+            )
             deadline = time.monotonic() + 120
             while (
                 status := backend.status(handle)

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from airflow_provider_runners.core.catalog import ResolvedSpec
-    from airflow_provider_runners.core.handles import RunnerHandle
+    from airflow_provider_runners.core.handles import RunnerHandle, RunnerPricing
     from airflow_provider_runners.core.lineage import Lineage
 
 
@@ -99,34 +99,56 @@ def idle_timeout_seconds(tags: Mapping[str, str]) -> float | None:
 
 @dataclass(frozen=True)
 class ProvisionRequest:
-    """Everything a backend needs to create a runner. No secrets: those come from the Connection."""
+    """Everything a backend needs to create a runner. No secrets: those come from the Connection.
+
+    ``expires_at`` is the runner's backstop, computed once by whoever builds the request (the
+    provision operator, the job array, tests: :meth:`build`); backends use it as it is, for the
+    handle, their own timers and the ``expires-at`` tag of :meth:`resource_labels`."""
 
     resolved: ResolvedSpec
     lineage: Lineage
     attempt_token: str
     conn_id: str
+    #: The provision task's labels (tenant, pipeline, cost-center, the spec's tags, ...).
     labels: Mapping[str, str]
+    expires_at: datetime
+
+    @classmethod
+    def build(
+        cls,
+        resolved: ResolvedSpec,
+        lineage: Lineage,
+        attempt_token: str,
+        conn_id: str,
+        labels: Mapping[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> ProvisionRequest:
+        """A request whose runner ends ``spec.ttl`` after ``now`` (default: the current time)."""
+        start = datetime.now(UTC) if now is None else now
+        return cls(resolved, lineage, attempt_token, conn_id, dict(labels or {}), start + resolved.spec.ttl)
 
     @property
     def spec(self) -> Any:
         return self.resolved.spec
 
-    def expiry(self, now: datetime) -> datetime:
-        """When the runner must end: the provision task's ``expires-at`` label (whole seconds),
-        when it set one, else ``now + spec.ttl``."""
-        label = self.labels.get("expires-at")
-        return datetime.fromtimestamp(int(label), UTC) if label else now + self.spec.ttl
+    def pricing(self, nodes: int = 1, spot_nodes: int | None = None) -> RunnerPricing:
+        """The handle's :class:`RunnerPricing` for a runner of ``nodes`` machines of the profile
+        (``spot_nodes`` of them at the spot price; None: as the spec asks)."""
+        from airflow_provider_runners.core.prices import runner_pricing
 
-    def resource_labels(self, expires_at: datetime) -> dict[str, str]:
-        """Tags / labels for every resource the runner creates: the lineage, profile and expiry
-        (defaults), the provision task's labels (tenant, pipeline, ...), then ours, which win."""
+        return runner_pricing(self.resolved, nodes, spot_nodes)
+
+    def resource_labels(self) -> dict[str, str]:
+        """The final tags / labels of every resource the runner creates: the lineage and profile
+        (defaults), the provision task's labels (tenant, pipeline, ...), then ours, which win:
+        ``expires-at`` (from :attr:`expires_at`, whole seconds), managed-by, environment, idle timeout."""
         from airflow_provider_runners.core.lineage import MANAGED_BY
 
         return {
             **self.lineage.labels(),
             "profile": self.spec.profile.lower(),
-            "expires-at": str(int(expires_at.timestamp())),
             **self.labels,
+            "expires-at": str(int(self.expires_at.timestamp())),
             "managed-by": MANAGED_BY,
             "runner-env": self.resolved.environment,
             IDLE_TIMEOUT_TAG: idle_timeout_label(self.spec.idle_timeout),

@@ -46,6 +46,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def effective_vcpus(
+    vcpus: float | None, workers: int | None = None, threads_per_worker: int | None = None
+) -> float | None:
+    """vCPUs of one machine: ``vcpus``, else workers x threads per worker (a Dask cluster), else
+    unknown. The one rule for prices, fees and evidence (:attr:`Profile.effective_vcpus`, the
+    local Dask backend's facts)."""
+    if vcpus is not None:
+        return vcpus
+    if workers is not None:
+        return workers * (threads_per_worker or 1)
+    return None
+
+
 class Profile(_Model):
     """A sizing profile. Common fields are typed; backend-specific ones go in ``options``."""
 
@@ -65,12 +78,8 @@ class Profile(_Model):
     @property
     def effective_vcpus(self) -> float | None:
         """vCPUs of one machine of this profile: ``vcpus``, else workers x threads per worker (a
-        Dask profile), else unknown. The one rule for prices, fees and evidence."""
-        if self.vcpus is not None:
-            return self.vcpus
-        if self.workers is not None:
-            return self.workers * (self.threads_per_worker or 1)
-        return None
+        Dask profile), else unknown (:func:`effective_vcpus`)."""
+        return effective_vcpus(self.vcpus, self.workers, self.threads_per_worker)
 
     @model_validator(mode="after")
     def _worker_bounds(self) -> Profile:

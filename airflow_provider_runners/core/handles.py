@@ -26,6 +26,46 @@ Scalar = str | int | float | bool | None
 _URI_PASSWORD_RE = re.compile(r"://[^/@\s:]*:[^/@\s]+@")
 
 
+class RunnerPricing(BaseModel):
+    """What a runner costs, fixed when it is provisioned (``core/prices.py``, docs/cost.md).
+
+    ``usd_per_hour`` is every machine's price, fees excluded; :attr:`rate` adds the backend's
+    per-vCPU fee on ``vcpus`` (all machines). ``nodes`` machines of the profile, ``spot_nodes``
+    of them at the spot price (None: as the spec asked, see ``spot``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    usd_per_hour: float = Field(ge=0)
+    vcpus: float = Field(default=0.0, ge=0, description="vCPUs of all machines (the per-vCPU fee's base).")
+    billing_minimum_s: int = Field(default=0, ge=0)
+    billing_vcpu_fee: float = Field(default=0.0, ge=0, description="$ per vCPU-hour on top of the price.")
+    nodes: int = Field(default=1, ge=1)
+    spot_nodes: int | None = Field(default=None, ge=0)
+    spot: bool = False
+
+    @property
+    def rate(self) -> float:
+        """$/hour, fees included."""
+        return self.usd_per_hour + self.billing_vcpu_fee * self.vcpus
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any]) -> RunnerPricing | None:
+        """The pricing a handle from an older release kept in its ``details`` (XCom, the evidence
+        ledger, the runner index still hold such handles); None when it has none."""
+        if details.get("usd_per_hour") is None:
+            return None
+        spot_nodes = details.get("spot_nodes")
+        return cls(
+            usd_per_hour=float(details["usd_per_hour"] or 0.0),
+            vcpus=float(details.get("vcpus") or 0.0),
+            billing_minimum_s=int(details.get("billing_minimum_s") or 0),
+            billing_vcpu_fee=float(details.get("billing_vcpu_fee") or 0.0),
+            nodes=int(details.get("nodes") or 1),
+            spot_nodes=None if spot_nodes is None else int(spot_nodes),
+            spot=bool(details.get("spot")),
+        )
+
+
 class RunnerHandle(BaseModel):
     """Identity of one live runner: enough for any later task to use it or tear it down."""
 
@@ -45,6 +85,9 @@ class RunnerHandle(BaseModel):
     endpoints: dict[str, str] = Field(default_factory=dict, description="e.g. {'scheduler': 'tcp://...'}")
     details: dict[str, Scalar] = Field(default_factory=dict, description="Backend-specific, non-secret.")
     adopted: bool = Field(default=False, description="True when a retry adopted an earlier try's runner.")
+    pricing: RunnerPricing | None = Field(
+        default=None, description="Set at provision; None on a handle rebuilt from tags (list_managed)."
+    )
 
     @field_validator("endpoints", "details", "tags")
     @classmethod
@@ -57,6 +100,12 @@ class RunnerHandle(BaseModel):
                     f"value of {key!r} is a URI with a password; handles must never carry secrets"
                 )
         return value
+
+    @property
+    def priced(self) -> RunnerPricing | None:
+        """:attr:`pricing`, else what a handle of an older release carried in ``details`` (kept
+        readable so handles already in XCom or the ledger still price); None: the catalog's job."""
+        return self.pricing if self.pricing is not None else RunnerPricing.from_details(self.details)
 
     def to_xcom(self) -> dict[str, Any]:
         """JSON-compatible dict for XCom."""

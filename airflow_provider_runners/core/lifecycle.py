@@ -24,13 +24,14 @@ log = logging.getLogger(__name__)
 
 
 def acquire(backend: Backend, request: ProvisionRequest) -> tuple[RunnerHandle, Acquisition]:
-    """Return a handle for the request's lineage: adopted if healthy, else newly created."""
+    """Return a handle for the request's lineage: adopted if healthy, else newly created; priced
+    either way (:func:`priced`)."""
     existing = backend.find(request.lineage.key)
     if existing is not None:
         status = backend.status(existing)
         if status.is_healthy:
             log.info("adopting runner %s from an earlier try (%s)", existing.resource_id, status.message)
-            return existing.evolve(adopted=True), "adopted"
+            return priced(existing.evolve(adopted=True), request), "adopted"
         log.warning(
             "runner %s from an earlier try is %s (%s): tearing it down before creating a new one",
             existing.resource_id,
@@ -38,5 +39,16 @@ def acquire(backend: Backend, request: ProvisionRequest) -> tuple[RunnerHandle, 
             status.message,
         )
         backend.teardown(existing)
-        return backend.create(request), "replaced"
-    return backend.create(request), "created"
+        return priced(backend.create(request), request), "replaced"
+    return priced(backend.create(request), request), "created"
+
+
+def priced(handle: RunnerHandle, request: ProvisionRequest) -> RunnerHandle:
+    """``handle`` with its :class:`RunnerPricing`. Backends set it in ``create``; a runner adopted
+    by its tags (``find``) has none, and is priced as the request's runner of the machines the
+    backend found (``details.nodes`` / ``details.spot_nodes``: a Dataproc cluster's)."""
+    if handle.pricing is not None:
+        return handle
+    nodes, spot_nodes = handle.details.get("nodes"), handle.details.get("spot_nodes")
+    pricing = request.pricing(int(nodes or 1), None if spot_nodes is None else int(spot_nodes))
+    return handle.evolve(pricing=pricing)

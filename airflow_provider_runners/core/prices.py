@@ -16,7 +16,7 @@ from airflow_provider_runners.core.catalog import BillingRule
 
 if TYPE_CHECKING:
     from airflow_provider_runners.core.catalog import Catalog, ResolvedSpec
-    from airflow_provider_runners.core.handles import RunnerHandle
+    from airflow_provider_runners.core.handles import RunnerHandle, RunnerPricing
 
 
 def estimate_cost(
@@ -50,28 +50,42 @@ def machine_rate(resolved: ResolvedSpec, nodes: int = 1, spot_nodes: int | None 
     return price.on_demand * (nodes - spot_nodes) + spot * spot_nodes
 
 
+def runner_pricing(resolved: ResolvedSpec, nodes: int = 1, spot_nodes: int | None = None) -> RunnerPricing:
+    """The pricing of a runner of ``resolved`` that is ``nodes`` machines of the profile (a
+    Dataproc cluster is a master plus its workers), ``spot_nodes`` of them at the spot price
+    (:func:`machine_rate`). Both the price and the vCPUs (the per-vCPU fee's base) count every node."""
+    from airflow_provider_runners.core.handles import RunnerPricing
+
+    return RunnerPricing(
+        usd_per_hour=machine_rate(resolved, nodes, spot_nodes),
+        vcpus=(resolved.profile.effective_vcpus or 0) * nodes,
+        billing_minimum_s=resolved.billing.minimum_seconds,
+        billing_vcpu_fee=resolved.billing.per_vcpu_hour_fee,
+        nodes=nodes,
+        spot_nodes=spot_nodes,
+        spot=resolved.spec.spot if spot_nodes is None else spot_nodes > 0,
+    )
+
+
 def runner_rate(resolved: ResolvedSpec, nodes: int = 1, spot_nodes: int | None = None) -> float:
     """$/hour of a runner of ``resolved`` before it exists: catalog price x nodes (``spot_nodes``
     of them at the spot price, see :func:`machine_rate`), plus the backend's per-vCPU fee on
     every node's vCPUs (the budget guard's "new runner" rate)."""
-    profile = resolved.profile
-    vcpus = profile.effective_vcpus
-    return (
-        machine_rate(resolved, nodes, spot_nodes) + resolved.billing.per_vcpu_hour_fee * (vcpus or 0) * nodes
-    )
+    return runner_pricing(resolved, nodes, spot_nodes).rate
 
 
 def handle_rate(handle: RunnerHandle, catalog: Catalog | None = None) -> float | None:
     """$/hour of a live runner, fees included; None when neither the handle nor the catalog knows.
 
-    A handle from a provision carries ``usd_per_hour``/``vcpus``/``billing_vcpu_fee`` in its
-    details. A handle rebuilt from tags by ``list_managed()`` may not: then the catalog price of
-    its environment and profile (x ``details.nodes``) is used.
+    A handle from a provision carries its :class:`RunnerPricing` (``handle.priced``, which also
+    reads the ``details`` keys of handles from older releases). A handle rebuilt from tags by
+    ``list_managed()`` has none: then the catalog price of its environment and profile
+    (x ``details.nodes``) is used.
     """
+    pricing = handle.priced
+    if pricing is not None:
+        return pricing.rate
     details = handle.details
-    if details.get("usd_per_hour") is not None:
-        fee = float(details.get("billing_vcpu_fee") or 0.0) * float(details.get("vcpus") or 0.0)
-        return float(details["usd_per_hour"] or 0.0) + fee
     from airflow_provider_runners.core.catalog import load_catalog
 
     try:

@@ -212,15 +212,14 @@ def _cost(
     without pricing details (found by its tags) is priced from the catalog."""
     if handle is None:
         return {"basis": "no runner", **estimate_cost(0.0, 0.0, _NO_MINIMUM)}
-    if handle.details.get("usd_per_hour") is None:  # priced from the catalog, fees included
-        rate, vcpus = float(handle_rate(handle) or 0.0), 0.0
+    pricing = handle.priced
+    if pricing is None:  # priced from the catalog, fees included
+        rate, vcpus, billing = float(handle_rate(handle) or 0.0), 0.0, _NO_MINIMUM
     else:
-        rate = float(handle.details.get("usd_per_hour") or 0.0)
-        vcpus = float(handle.details.get("vcpus") or 0.0)
-    billing = BillingRule(
-        minimum_seconds=int(handle.details.get("billing_minimum_s") or 0),
-        per_vcpu_hour_fee=float(handle.details.get("billing_vcpu_fee") or 0.0),
-    )
+        rate, vcpus = pricing.usd_per_hour, pricing.vcpus
+        billing = BillingRule(
+            minimum_seconds=pricing.billing_minimum_s, per_vcpu_hour_fee=pricing.billing_vcpu_fee
+        )
     if event == "provision":
         ceiling = (handle.expires_at - handle.created_at).total_seconds()
         return {"basis": "ttl ceiling", **estimate_cost(ceiling, rate, billing, vcpus)}

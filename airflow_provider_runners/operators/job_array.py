@@ -200,20 +200,18 @@ def _launch(
     started: dict[str, float] = {}
     for slot in range(count):
         host_lineage = Lineage(lineage.dag_id, lineage.run_id, f"{lineage.task_id}.host", slot)
-        expires_at = datetime.now(UTC) + spec.ttl
         labels = {
             **host_lineage.labels(),
             "tenant": spec.tags.tenant,
             "pipeline": spec.tags.pipeline or label_value(lineage.dag_id),
             "profile": label_value(spec.profile),
-            "expires-at": str(int(expires_at.timestamp())),
             **spec.tags.extra,
             POOL_TAG: pool,
             "keep-until-expiry": "true",
         }
         if config.job_array_id:
             labels["job-array-id"] = label_value(config.job_array_id)
-        request = ProvisionRequest(
+        request = ProvisionRequest.build(  # expires_at = now + ttl
             resolved, host_lineage, host_lineage.attempt_token(1), backend.conn_id, labels
         )
         t0 = time.monotonic()

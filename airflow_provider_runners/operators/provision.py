@@ -19,7 +19,6 @@ from airflow_provider_runners.core.catalog import ResolvedSpec, resolve_spec
 from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, HANDLE_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.core.lifecycle import acquire
 from airflow_provider_runners.core.lineage import Lineage, label_value
-from airflow_provider_runners.core.prices import machine_rate
 from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.core.waiting import ReadinessWait, Verdict, utc_now
 from airflow_provider_runners.defaults import default_deferrable
@@ -172,14 +171,13 @@ class ProvisionRunnerOperator(BaseOperator):
             )
 
     # -- run ---------------------------------------------------------------------------------
-    def _labels(self, context: Context, lineage: Lineage, expires_at: datetime) -> dict[str, str]:
+    def _labels(self, context: Context, lineage: Lineage) -> dict[str, str]:
         tags = self.spec.tags
         labels = {
             **lineage.labels(),
             "tenant": tags.tenant,
             "pipeline": tags.pipeline or label_value(lineage.dag_id),
             "profile": label_value(self.spec.profile),
-            "expires-at": str(int(expires_at.timestamp())),
             **tags.extra,
         }
         if tags.cost_center:
@@ -221,13 +219,12 @@ class ProvisionRunnerOperator(BaseOperator):
         resolved = resolve_spec(self.spec, backend=backend.name, catalog_path=self.catalog_path)
         if (idle_error := backend.idle_timeout_error(self.spec)) is not None:  # the Connection's backend
             raise _final(RunnerSpecError(f"{idle_error} (Connection {self.conn_id!r}); nothing was created"))
-        expires_at = datetime.now(UTC) + self.spec.ttl
-        request = ProvisionRequest(
-            resolved=resolved,
-            lineage=lineage,
+        request = ProvisionRequest.build(  # expires_at = now + ttl, once, for the backend and its tags
+            resolved,
+            lineage,
             attempt_token=lineage.attempt_token(ti.try_number),
             conn_id=self.conn_id,
-            labels=self._labels(context, lineage, expires_at),
+            labels=self._labels(context, lineage),
         )
         from airflow_provider_runners.governance import budget  # the live-runner index: not at parse time
 
@@ -244,13 +241,9 @@ class ProvisionRunnerOperator(BaseOperator):
                 trigger=TimeDeltaTrigger(timedelta(seconds=self.budget_poll_interval)),
                 method_name="execute_after_budget_wait",
             )
-        handle, acquisition = acquire(backend, request)
+        handle, acquisition = acquire(backend, request)  # priced (handle.pricing)
+        handle = handle.evolve(details={"acquisition": acquisition})
         self._held = (backend, handle)  # from here on, on_kill ends it
-        nodes = int(handle.details.get("nodes") or 1)  # machines billed at the profile's price
-        spot_nodes = handle.details.get("spot_nodes")  # as provisioned (Dataproc spot secondaries)
-        pricing = _pricing(resolved, nodes, None if spot_nodes is None else int(spot_nodes))
-        handle = handle.evolve(details={**pricing, "acquisition": acquisition})
-        self._held = (backend, handle)
         ti.xcom_push(key=HANDLE_XCOM_KEY, value=handle.to_xcom())  # before any wait
         admission.confirm(handle)  # registry: running, with its resource id, rate and expiry
         self.log.info(
@@ -511,18 +504,3 @@ def _final(exc: BaseException) -> BaseException:
 
 def _with_status(handle: RunnerHandle, status: RunnerStatus) -> RunnerHandle:
     return handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
-
-
-def _pricing(resolved: ResolvedSpec, nodes: int = 1, spot_nodes: int | None = None) -> dict[str, Any]:
-    """Cost inputs for the handle. ``nodes``: how many machines of the profile the runner is (a
-    Dataproc cluster is a master plus its workers), multiplying both price and vCPUs (the
-    per-vCPU fee counts every node's vCPUs)."""
-    profile = resolved.profile
-    vcpus = profile.effective_vcpus
-    return {
-        "usd_per_hour": machine_rate(resolved, nodes, spot_nodes),
-        "vcpus": (vcpus or 0) * nodes,
-        "billing_minimum_s": resolved.billing.minimum_seconds,
-        "billing_vcpu_fee": resolved.billing.per_vcpu_hour_fee,
-        "spot": resolved.spec.spot if spot_nodes is None else spot_nodes > 0,
-    }

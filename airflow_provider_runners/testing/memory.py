@@ -73,11 +73,6 @@ class InMemoryBackend(Backend):
             if resource_id in self.cloud.runners:  # same attempt token: idempotent
                 return self.cloud.runners[resource_id].handle
             options = InMemoryOptions.model_validate(dict(request.spec.options))
-            expires_at = (
-                datetime.fromtimestamp(int(request.labels["expires-at"]), UTC)
-                if ("expires-at" in request.labels)
-                else datetime.now(UTC) + request.spec.ttl
-            )
             handle = RunnerHandle(
                 backend=self.name,
                 runner_class=request.spec.runner_class,
@@ -86,10 +81,11 @@ class InMemoryBackend(Backend):
                 lineage_key=request.lineage.key,
                 attempt_token=request.attempt_token,
                 created_at=datetime.now(UTC),
-                expires_at=expires_at,
+                expires_at=request.expires_at,
                 environment=request.resolved.environment,
                 profile=request.spec.profile,
-                tags=request.resource_labels(expires_at),
+                tags=request.resource_labels(),
+                pricing=request.pricing(),
             )
             self.cloud.runners[resource_id] = _Runner(handle, options.ready_after_polls, options.fail)
             return handle

@@ -57,7 +57,7 @@ class CrashAfterLaunchProvision(ProvisionRunnerOperator):
             lineage = Lineage.from_context(context)
             backend = get_backend(self.conn_id)
             resolved = resolve_spec(self.spec, backend.name, catalog_path=self.catalog_path)
-            request = ProvisionRequest(resolved, lineage, lineage.attempt_token(1), self.conn_id, {})
+            request = ProvisionRequest.build(resolved, lineage, lineage.attempt_token(1), self.conn_id, {})
             acquire(backend, request)
             raise RuntimeError("simulated worker crash right after RunInstances")
         return super().execute(context)

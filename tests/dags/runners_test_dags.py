@@ -32,7 +32,7 @@ class CrashAfterCreateProvision(ProvisionRunnerOperator):
 
             lineage = Lineage.from_context(context)
             backend = get_backend(self.conn_id)
-            request = ProvisionRequest(
+            request = ProvisionRequest.build(
                 resolve_spec(self.spec, backend.name), lineage, lineage.attempt_token(1), self.conn_id, {}
             )
             acquire(backend, request)

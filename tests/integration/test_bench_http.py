@@ -79,7 +79,7 @@ def request_for(task: str, options: dict[str, Any], ttl: str = "10m") -> Provisi
         {"runner_class": "bench", "profile": "any", "tags": {"tenant": "hil"}, "ttl": ttl, "options": options}
     )
     lineage = Lineage("hil_dag", "run1", task)
-    return ProvisionRequest(
+    return ProvisionRequest.build(
         resolve_spec(spec, backend="bench_http"),
         lineage,
         lineage.attempt_token(1),

@@ -127,12 +127,12 @@ def test_second_runner_of_a_tenant_does_not_fit_while_the_first_lives(
     resolved = resolve_spec(RunnerSpec.parse(BUDGET_SPEC), backend.name, CATALOG)
     first = Lineage("budget_direct", "r1", "provision")
     labels = {"managed-by": MANAGED_BY, "runner-lineage": first.key, "tenant": "budget-qa", "pipeline": "p"}
-    request = ProvisionRequest(resolved, first, first.attempt_token(1), "runners_default", labels)
+    request = ProvisionRequest.build(resolved, first, first.attempt_token(1), "runners_default", labels)
     admit(backend, request, catalog_path=CATALOG, registry=NullRegistry())
     handle = backend.create(request)
     try:
         second = Lineage("budget_direct", "r1", "provision", map_index=1)
-        request2 = ProvisionRequest(
+        request2 = ProvisionRequest.build(
             resolved,
             second,
             second.attempt_token(1),

@@ -138,7 +138,9 @@ def test_scale_down_marks_the_oldest_pool_runners_draining(dagbag: Any) -> None:
                 "pipeline": "burst",
                 "burst-pool": "test-pool",
             }
-            request = ProvisionRequest(resolved, lineage, lineage.attempt_token(1), "runners_default", labels)
+            request = ProvisionRequest.build(
+                resolved, lineage, lineage.attempt_token(1), "runners_default", labels
+            )
             admission = admit(backend, request)
             handle = backend.create(request)
             admission.confirm(handle)

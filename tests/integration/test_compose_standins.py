@@ -256,7 +256,7 @@ def test_an_ec2_runner_on_the_standin_runs_an_ssm_command_and_is_torn_down(
     backend = get_backend("runners_ec2")
     assert isinstance(backend, Ec2Backend)
     lineage = Lineage("dedicated_host_extract", "run-1", "host.provision")
-    request = ProvisionRequest(
+    request = ProvisionRequest.build(
         resolve_spec(
             spec, backend="ec2", catalog_path=str(REPO / "airflow_provider_runners/catalogs/default.yaml")
         ),

@@ -57,7 +57,9 @@ def client() -> Any:
     backend = get_backend()
     spec = RunnerSpec.parse({"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}})
     lineage = Lineage("dask_modules", "run", "provision")
-    handle = backend.create(ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {}))
+    handle = backend.create(
+        ProvisionRequest.build(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {})
+    )
     try:
         assert wait_for(lambda: backend.status(handle).state.value == "ready", timeout=60)
         address = backend.status(handle).endpoints["scheduler"]

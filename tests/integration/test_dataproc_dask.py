@@ -82,7 +82,8 @@ def test_create_job_delete(dagbag: Any, fake: FakeDataproc, local_scheduler: str
     assert handle.backend == "dataproc_dask"
     assert handle.endpoints["scheduler"] == local_scheduler
     assert handle.details["nodes"] == 3
-    assert handle.details["vcpus"] == 12  # master + 2 workers x 4 vCPUs: the Dataproc fee counts all
+    assert handle.pricing is not None
+    assert handle.pricing.vcpus == 12  # master + 2 workers x 4 vCPUs: the Dataproc fee counts all
 
     (create,) = fake.calls("create_cluster")
     assert create.request_id == handle.attempt_token

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +245,6 @@ def test_over_budget_launches_nothing_on_ec2(
     spec = RunnerSpec.parse(SPEC)
     lineage = Lineage("other_dag", "run-1", "host.provision")
     labels = {**lineage.labels(), "tenant": "finance", "pipeline": "other", "profile": "large"}
-    labels["expires-at"] = str(int(datetime.now(UTC).timestamp()) + 3600)
     other = backend.create(
         ProvisionRequest(
             resolve_spec(spec, "ec2", catalog_path=str(budget_catalog)),
@@ -253,6 +252,7 @@ def test_over_budget_launches_nothing_on_ec2(
             lineage.attempt_token(1),
             RUNNER_CONN_ID,
             labels,
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
     )
     try:

@@ -109,7 +109,7 @@ def request_for(task: str, options: dict[str, Any], ttl: str = "10m", run: str =
         {"runner_class": "bench", "profile": "any", "tags": {"tenant": "hil"}, "ttl": ttl, "options": options}
     )
     lineage = Lineage("hil_dag", run, task)
-    return ProvisionRequest(
+    return ProvisionRequest.build(
         resolve_spec(spec, backend="labgrid"),
         lineage,
         lineage.attempt_token(1),
@@ -243,7 +243,7 @@ def test_retry_adopts_its_reservation_instead_of_queueing_again(
     first_try, how = acquire(backend, request)
     assert how == "created"
     # Try 2 of the same task instance (a new process: a new backend object).
-    retry = ProvisionRequest(
+    retry = ProvisionRequest.build(
         request.resolved, request.lineage, request.lineage.attempt_token(2), request.conn_id, request.labels
     )
     second_try, how = acquire(make_backend(backend.address), retry)

@@ -131,14 +131,14 @@ def test_broken_runner_from_an_earlier_try_is_replaced(airflow_db: Path) -> None
     spec = RunnerSpec.parse({"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}})
     lineage = Lineage("replace_dag", "run-1", "provision")
     first, how = acquire(
-        backend, ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {})
+        backend, ProvisionRequest.build(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {})
     )
     assert how == "created"
     assert wait_for(lambda: backend.status(first).state.value == "ready", timeout=30)
     os.killpg(_state(first)["pid"], signal.SIGKILL)  # the host dies: state says running, process gone
     assert wait_for(lambda: backend.status(first).state.value == "failed", timeout=10)
     second, how = acquire(
-        backend, ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(2), "c", {})
+        backend, ProvisionRequest.build(resolve_spec(spec), lineage, lineage.attempt_token(2), "c", {})
     )
     assert how == "replaced"
     assert second.resource_id != first.resource_id
@@ -181,7 +181,9 @@ def test_idle_timeout_backstop(airflow_db: Path) -> None:
         {"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}, "idle_timeout": "3s"}
     )
     lineage = Lineage("idle_dag", "run-1", "provision")
-    handle = backend.create(ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {}))
+    handle = backend.create(
+        ProvisionRequest.build(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {})
+    )
     assert wait_for(lambda: _state(handle)["status"] == "stopped", timeout=40)
     assert _state(handle)["stop_reason"] == "idle-timeout"
 
@@ -211,7 +213,7 @@ def test_on_kill_tears_down_what_the_task_holds(airflow_db: Path) -> None:
     backend = get_backend()
     lineage = Lineage("kill_dag", "run-1", "p")
     handle = backend.create(
-        ProvisionRequest(op.resolved, lineage, lineage.attempt_token(1), "runners_default", {})
+        ProvisionRequest.build(op.resolved, lineage, lineage.attempt_token(1), "runners_default", {})
     )
     op._held = (backend, handle)
     op.on_kill()
@@ -263,7 +265,9 @@ def test_runner_started_from_a_process_that_hosted_a_dask_cluster(
     backend = get_backend()
     spec = RunnerSpec.parse({"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}})
     lineage = Lineage("parent_pid_dag", "run-1", "provision")
-    handle = backend.create(ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {}))
+    handle = backend.create(
+        ProvisionRequest.build(resolve_spec(spec), lineage, lineage.attempt_token(1), "c", {})
+    )
     assert wait_for(lambda: backend.status(handle).state.value == "ready", timeout=40), backend.status(handle)
     assert [h.resource_id for h in backend.list_managed()] == [handle.resource_id]
     result = backend.teardown(handle)

@@ -34,7 +34,7 @@ def _backend(state_dir: Path, **extra: Any) -> LocalDaskBackend:
 
 def _request(run_id: str) -> ProvisionRequest:
     lineage = Lineage("pool_dag", run_id, "provision")
-    return ProvisionRequest(
+    return ProvisionRequest.build(
         resolve_spec(SPEC), lineage, lineage.attempt_token(1), "pool", {"managed-by": "x"}
     )
 

@@ -113,7 +113,7 @@ def test_on_kill_ends_a_runner_the_process_never_held(airflow_db: Path, monkeypa
     backend = get_backend()
     lineage = Lineage("kill_window_dag", "run-1", "p")
     handle = backend.create(
-        ProvisionRequest(op.resolved, lineage, lineage.attempt_token(1), "runners_default", {})
+        ProvisionRequest.build(op.resolved, lineage, lineage.attempt_token(1), "runners_default", {})
     )
     op._backend = backend
     op._who = {
@@ -146,7 +146,7 @@ def test_on_kill_after_the_handle_was_returned_leaves_the_runner_to_the_teardown
     backend = get_backend()
     lineage = Lineage("kill_done_dag", "run-1", "p")
     handle = backend.create(
-        ProvisionRequest(op.resolved, lineage, lineage.attempt_token(1), "runners_default", {})
+        ProvisionRequest.build(op.resolved, lineage, lineage.attempt_token(1), "runners_default", {})
     )
     op._backend, op._done = backend, True
     op.on_kill()

@@ -231,7 +231,7 @@ def test_runner_watch_waits_for_a_runner_another_dag_owns_and_leaves_it_running(
     spec = RunnerSpec.parse(
         {"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}, "ttl": "10m"}
     )
-    request = ProvisionRequest(
+    request = ProvisionRequest.build(
         resolve_spec(spec, backend.name), owner, owner.attempt_token(1), "runners_default", owner.labels()
     )
     created: list[Any] = []

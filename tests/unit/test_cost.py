@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_runners.core.catalog import DEFAULT_CATALOG, BillingRule, load_catalog
-from airflow_provider_runners.core.handles import HANDLE_XCOM_KEY, RunnerHandle
-from airflow_provider_runners.core.prices import estimate_cost
+from airflow_provider_runners.core.catalog import DEFAULT_CATALOG, BillingRule, load_catalog, resolve_spec
+from airflow_provider_runners.core.handles import HANDLE_XCOM_KEY, RunnerHandle, RunnerPricing
+from airflow_provider_runners.core.prices import estimate_cost, handle_rate, runner_pricing, runner_rate
 from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.evidence.callbacks import EvidenceCallback
 
@@ -170,3 +170,44 @@ def test_rate_of_a_runner_listed_from_its_tags(profile: str, details: dict[str, 
     )
     rate = handle_rate(handle, load_catalog(DEFAULT_CATALOG))
     assert rate == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_typed_pricing_and_the_details_of_an_older_handle_cost_the_same(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A handle priced by its backend (``pricing``) and one an older release left in XCom with
+    the same numbers in ``details`` give the same rate and the same evidence cost."""
+    created = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    numbers = {"usd_per_hour": 0.5, "vcpus": 8.0, "billing_minimum_s": 60, "billing_vcpu_fee": 0.010}
+    legacy = _handle(created, **numbers)
+    typed = _handle(created).evolve(pricing=RunnerPricing(**numbers))
+    assert legacy.pricing is None
+    assert legacy.priced == typed.priced == typed.pricing
+    assert handle_rate(typed) == handle_rate(legacy) == pytest.approx(0.5 + 8 * 0.010)
+    assert RunnerHandle.from_xcom(typed.to_xcom()) == typed  # travels through XCom
+    costs = [_record("provision", h, created, monkeypatch, tmp_path)["cost"] for h in (legacy, typed)]
+    assert costs[0] == costs[1]
+    assert costs[1]["usd"] == pytest.approx(2 * (0.5 + 8 * 0.010))
+
+
+def test_runner_pricing_counts_every_node_and_the_budget_rate_is_its_rate() -> None:
+    resolved = resolve_spec(
+        RunnerSpec.parse(
+            {
+                "runner_class": "dask_cluster",
+                "profile": "standard",
+                "environment": "dev",
+                "tags": {"tenant": "qa"},
+            }
+        ),
+        "dataproc_dask",
+    )
+    one, three = runner_pricing(resolved), runner_pricing(resolved, nodes=3)
+    assert resolved.profile.effective_vcpus == 4
+    assert (one.nodes, one.vcpus, three.nodes, three.vcpus) == (1, 4, 3, 12)
+    assert three.usd_per_hour == pytest.approx(3 * one.usd_per_hour)
+    assert (
+        runner_rate(resolved, 3)
+        == three.rate
+        == pytest.approx(three.usd_per_hour + 12 * three.billing_vcpu_fee)
+    )

@@ -4,7 +4,7 @@ every request proto is recorded and asserted field by field."""
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,10 +20,9 @@ from airflow_provider_runners.core.backend import ConnectionConfig, ProvisionReq
 from airflow_provider_runners.core.catalog import resolve_spec
 from airflow_provider_runners.core.lifecycle import acquire
 from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage
-from airflow_provider_runners.core.prices import estimate_cost
+from airflow_provider_runners.core.prices import estimate_cost, runner_pricing
 from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import MissingExtraError, RunnerSpecError
-from airflow_provider_runners.operators.provision import _pricing
 from tests.fakes.dataproc import FakeDataproc
 
 PROJECT, REGION, ZONE = "acme-data", "europe-west1", "europe-west1-b"
@@ -65,13 +64,14 @@ def backend(**extra: Any) -> DataprocDaskBackend:
 
 def request(try_number: int = 1, **spec: Any) -> ProvisionRequest:
     parsed = RunnerSpec.parse({**SPEC, **spec})
-    labels = {"tenant": "analytics", "pipeline": "sales-etl", "expires-at": "1900000000"}
+    labels = {"tenant": "analytics", "pipeline": "sales-etl"}
     return ProvisionRequest(
         resolve_spec(parsed, "dataproc_dask"),
         LINEAGE,
         LINEAGE.attempt_token(try_number),
         "runners_dp",
         labels,
+        expires_at=datetime.fromtimestamp(1_900_000_000, UTC),
     )
 
 
@@ -123,7 +123,7 @@ def test_create_sends_the_full_cluster_request_and_returns_at_once(fake: FakeDat
     assert created_policy.policy.worker_config.max_instances == 10
     assert handle.details["nodes"] == 3
     assert handle.tags["managed-by"] == MANAGED_BY
-    assert (handle.expires_at - handle.created_at) == timedelta(minutes=45)
+    assert handle.expires_at == datetime.fromtimestamp(1_900_000_000, UTC)  # the request's, as it is
 
 
 def test_spec_options_override_workers_within_the_profile_bounds(fake: FakeDataproc) -> None:
@@ -276,17 +276,21 @@ def test_describe_gives_evidence_facts_without_secrets(fake: FakeDataproc) -> No
     assert facts["auto_delete_ttl_s"] == 45 * 60
 
 
-def test_cost_counts_master_and_worker_vcpus_for_the_dataproc_fee() -> None:
+def test_cost_counts_master_and_worker_vcpus_for_the_dataproc_fee(fake: FakeDataproc) -> None:
     resolved = resolve_spec(RunnerSpec.parse(SPEC), "dataproc_dask")
-    pricing = _pricing(resolved, nodes=3)
-    assert pricing["usd_per_hour"] == pytest.approx(3 * 0.1942)
-    assert pricing["vcpus"] == 12
-    assert pricing["billing_vcpu_fee"] == 0.010
-    assert pricing["billing_minimum_s"] == 60
-    cost = estimate_cost(30, pricing["usd_per_hour"], resolved.billing, pricing["vcpus"])
+    pricing = runner_pricing(resolved, nodes=3)
+    assert pricing.usd_per_hour == pytest.approx(3 * 0.1942)
+    assert pricing.vcpus == 12
+    assert pricing.billing_vcpu_fee == 0.010
+    assert pricing.billing_minimum_s == 60
+    cost = estimate_cost(30, pricing.usd_per_hour, resolved.billing, pricing.vcpus)
     assert cost["billed_seconds"] == 60  # 1-minute minimum
     assert cost["usd_per_hour"] == pytest.approx(3 * 0.1942 + 12 * 0.010)
-    assert _pricing(resolved)["vcpus"] == 4  # other backends: one machine
+    assert pricing.rate == pytest.approx(cost["usd_per_hour"])
+    assert runner_pricing(resolved).vcpus == 4  # other backends: one machine
+    # the backend prices what it creates: master + 2 workers
+    handle = backend().create(request())
+    assert handle.pricing == runner_pricing(resolved, nodes=3, spot_nodes=0)
 
 
 @pytest.mark.parametrize(

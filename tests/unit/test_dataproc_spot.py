@@ -9,10 +9,9 @@ import pytest
 from airflow_provider_runners.backends.dataproc_dask.options import validate_spec
 from airflow_provider_runners.core.catalog import resolve_spec
 from airflow_provider_runners.core.handles import RunnerHandle
-from airflow_provider_runners.core.prices import handle_rate, runner_rate
+from airflow_provider_runners.core.prices import handle_rate, runner_pricing, runner_rate
 from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import RunnerSpecError
-from airflow_provider_runners.operators.provision import _pricing
 from tests.fakes.dataproc import FakeDataproc
 from tests.unit.test_dataproc_backend import SPEC, backend, fake, request
 
@@ -53,10 +52,10 @@ def test_priced_as_provisioned_spot_secondaries_on_demand_primaries(fake: FakeDa
     resolved = resolve_spec(RunnerSpec.parse(SPOT_SPEC), "dataproc_dask")
     b = backend()
     assert (b.billed_nodes(resolved), b.spot_nodes(resolved)) == (6, 3)
-    pricing = _pricing(resolved, nodes=6, spot_nodes=3)
-    assert pricing["usd_per_hour"] == pytest.approx(3 * ON_DEMAND + 3 * SPOT)  # not 6 x spot
-    assert pricing["vcpus"] == 24
-    assert pricing["spot"] is True
+    pricing = runner_pricing(resolved, nodes=6, spot_nodes=3)
+    assert pricing.usd_per_hour == pytest.approx(3 * ON_DEMAND + 3 * SPOT)  # not 6 x spot
+    assert pricing.vcpus == 24
+    assert pricing.spot is True
     budget = runner_rate(resolved, 6, b.spot_nodes(resolved))
     assert budget == pytest.approx(3 * ON_DEMAND + 3 * SPOT + 24 * FEE)
     # a handle rebuilt from the cluster (reaper, budget's live runners) is priced the same way

@@ -74,7 +74,7 @@ def request(
     parsed = RunnerSpec.parse(spec)
     lineage = Lineage(dag, "run-1", "host.provision")
     labels = {"tenant": parsed.tags.tenant, "pipeline": parsed.tags.pipeline or dag}
-    return ProvisionRequest(
+    return ProvisionRequest.build(
         resolve_spec(parsed, backend="ec2", catalog_path=env.catalog_path),
         lineage,
         lineage.attempt_token(try_number),

@@ -59,7 +59,7 @@ def create(env: Ec2Env, spec: dict[str, Any]) -> tuple[Ec2Backend, Any]:
     assert isinstance(backend, Ec2Backend)
     parsed = RunnerSpec.parse(spec)
     lineage = Lineage("erp", "run-1", "host.provision")
-    request = ProvisionRequest(
+    request = ProvisionRequest.build(
         resolve_spec(parsed, backend="ec2", catalog_path=env.catalog_path),
         lineage,
         lineage.attempt_token(1),

@@ -75,7 +75,7 @@ def backend() -> Ec2Backend:
 def request(env: Ec2Env, dag: str) -> ProvisionRequest:
     parsed = RunnerSpec.parse(POOL_SPEC)
     lineage = Lineage(dag, "run-1", "host.provision")
-    return ProvisionRequest(
+    return ProvisionRequest.build(
         resolve_spec(parsed, backend="ec2", catalog_path=env.catalog_path),
         lineage,
         lineage.attempt_token(1),

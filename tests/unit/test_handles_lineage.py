@@ -283,3 +283,27 @@ def test_label_value_is_always_label_safe(text: str) -> None:
     value = label_value(text)
     assert 1 <= len(value) <= 63
     assert LABEL_RE.match(value), value
+
+
+def test_provision_request_computes_expires_at_once_and_its_tag_wins() -> None:
+    """``build`` = now + spec.ttl; ``resource_labels()`` carries that instant as ``expires-at``
+    (whole seconds) even when the task's labels hold another one."""
+    from airflow_provider_runners.core.backend import ProvisionRequest
+    from airflow_provider_runners.core.catalog import resolve_spec
+    from airflow_provider_runners.core.specs import RunnerSpec
+
+    spec = RunnerSpec.parse(
+        {"runner_class": "dask_cluster", "profile": "small", "ttl": "90m", "tags": {"tenant": "qa"}}
+    )
+    lineage = Lineage("dag", "run-1", "provision")
+    request = ProvisionRequest.build(
+        resolve_spec(spec, "local_dask"), lineage, "t1", "c", {"tenant": "qa", "expires-at": "1"}, now=CREATED
+    )
+    assert request.expires_at == CREATED + timedelta(minutes=90)
+    labels = request.resource_labels()
+    assert labels["expires-at"] == str(int((CREATED + timedelta(minutes=90)).timestamp()))
+    assert (labels["tenant"], labels["managed-by"], labels["runner-lineage"]) == (
+        "qa",
+        MANAGED_BY,
+        lineage.key,
+    )

@@ -256,7 +256,9 @@ def test_a_command_task_beats_while_its_command_runs(monkeypatch: pytest.MonkeyP
     spec = RunnerSpec.parse({"runner_class": "dedicated_host", "profile": "Large", "tags": {"tenant": "qa"}})
     lineage = Lineage("etl", "manual__held", "host")
     host = host_backend.create(
-        ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(1), "runners_local_host", {})
+        ProvisionRequest.build(
+            resolve_spec(spec), lineage, lineage.attempt_token(1), "runners_local_host", {}
+        )
     )
     registry = SqliteRegistry(path)
     registry.put(held(lineage.key, last=0.0, resource_id=host.resource_id))

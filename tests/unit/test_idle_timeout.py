@@ -149,8 +149,8 @@ def test_every_runner_resource_carries_its_idle_timeout_tag() -> None:
                 "idle_timeout": idle,
             }
         )
-        request = ProvisionRequest(resolve_spec(spec), lineage, "t1", "c", {})
-        labels = request.resource_labels(datetime.now(UTC))
+        request = ProvisionRequest.build(resolve_spec(spec), lineage, "t1", "c", {})
+        labels = request.resource_labels()
         assert labels["idle-timeout"] == tag
         assert idle_timeout_seconds(labels) == (600.0 if idle else None)
 
@@ -178,7 +178,7 @@ def local_host(
         {"runner_class": "dedicated_host", "profile": "Large", "tags": {"tenant": "qa"}, "idle_timeout": idle}
     )
     lineage = Lineage("dag", "run-1", "provision")
-    request = ProvisionRequest(resolve_spec(spec), lineage, lineage.attempt_token(1), "h", {})
+    request = ProvisionRequest.build(resolve_spec(spec), lineage, lineage.attempt_token(1), "h", {})
     return backend, backend.create(request)
 
 

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -77,10 +78,10 @@ def backend(kube: KubeCluster, **extra: Any) -> KubernetesBackend:
 def request(task: str, options: dict[str, Any] | None = None, **spec: Any) -> ProvisionRequest:
     parsed = RunnerSpec.parse({**BASE, **spec, "options": options or {"command": "echo ok"}})
     lineage = Lineage("unit_dag", "run-1", task)
-    labels = {"tenant": "adas", "pipeline": "sil", "profile": "small", "expires-at": "4102444800"}
-    return ProvisionRequest(
-        resolve_spec(parsed, backend="kubernetes"), lineage, lineage.attempt_token(1), "k8s_unit", labels
-    )
+    labels = {"tenant": "adas", "pipeline": "sil", "profile": "small"}
+    resolved = resolve_spec(parsed, backend="kubernetes")
+    expires_at = datetime.fromtimestamp(4_102_444_800, UTC)
+    return ProvisionRequest(resolved, lineage, lineage.attempt_token(1), "k8s_unit", labels, expires_at)
 
 
 def wait_state(b: KubernetesBackend, handle: RunnerHandle, timeout: float = 10) -> Any:

@@ -216,7 +216,7 @@ def test_claim_takes_a_running_member_once_and_hands_it_the_provisions_identity(
             )
         )
         lineage = Lineage("d", "r1", "provision")
-        request = ProvisionRequest(spec, lineage, lineage.attempt_token(1), "pool", {})
+        request = ProvisionRequest.build(spec, lineage, lineage.attempt_token(1), "pool", {})
         template = _handle("ld-cold").evolve(lineage_key=lineage.key, attempt_token=request.attempt_token)
         claimed = pool.claim(backend, request, "k", {"idle_timeout_s": 30.0}, template)
         assert claimed is not None
@@ -233,7 +233,7 @@ def test_claim_takes_a_running_member_once_and_hands_it_the_provisions_identity(
         assert backend._claimed_by(request.attempt_token)["resource_id"] == "ld-pool-good"  # type: ignore[index]
         # nothing else is free: the next provision gets None (and would start its own cluster)
         other = Lineage("d", "r2", "provision")
-        request2 = ProvisionRequest(spec, other, other.attempt_token(1), "pool", {})
+        request2 = ProvisionRequest.build(spec, other, other.attempt_token(1), "pool", {})
         assert pool.claim(backend, request2, "k", {}, template) is None
         # the pool's members, claimed or not, are all listed for the reaper
         listed = {h.resource_id for h in backend.list_managed()}

@@ -38,8 +38,8 @@ def make_host(
     )
     lineage = Lineage("dag", "run-1", task)
     expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
-    labels = {**lineage.labels(), "expires-at": str(int(expires.timestamp()))}
-    request = ProvisionRequest(resolve_spec(SPEC), lineage, lineage.attempt_token(try_number), "h", labels)
+    token = lineage.attempt_token(try_number)
+    request = ProvisionRequest(resolve_spec(SPEC), lineage, token, "h", lineage.labels(), expires)
     return backend, backend.create(request)
 
 

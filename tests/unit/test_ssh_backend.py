@@ -67,9 +67,13 @@ def request(
     spec = RunnerSpec.parse({**SPEC, "options": options or {}})
     lineage = Lineage("dag", "run-1", task)
     expires = datetime.now(UTC) + timedelta(seconds=expires_in)
-    labels = {**lineage.labels(), "expires-at": str(int(expires.timestamp()))}
     return ProvisionRequest(
-        resolve_spec(spec, backend="ssh"), lineage, lineage.attempt_token(1), "pool", labels
+        resolve_spec(spec, backend="ssh"),
+        lineage,
+        lineage.attempt_token(1),
+        "pool",
+        lineage.labels(),
+        expires,
     )
 
 

@@ -6,7 +6,7 @@ backend never creates one. A spec selects a bench by ``options.bench_id`` (or ``
 ``options.tags`` (see :func:`~airflow_provider_runners.core.bench_options.parse_bench_options`).
 
 **Lifecycle.** ``create`` POSTs a reservation (owner ``<owner_host>/<lineage key>``, lineage =
-the lineage key, ``ttl_s`` = the spec's ttl) and returns at once; the platform queues it until a
+the lineage key, ``ttl_s`` = until the request's ``expires_at``) and returns at once; the platform queues it until a
 matching bench is free, then prepares it (its own readiness check). The trigger's shared poller
 reads every waiter's state in one ``GET /reservations?ids=...`` per tick; ``ready`` (and the
 optional health command, run on the worker with ``BENCH_ID`` exported) = READY. ``teardown``
@@ -32,10 +32,11 @@ false or a CA bundle path), ``owner_host`` (``airflow``), ``health_command``,
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -173,7 +174,8 @@ class BenchHttpBackend(Backend):
         body: dict[str, Any] = {
             "owner": self.owner_for(request.lineage.key),
             "lineage": request.lineage.key,
-            "ttl_s": int(spec.ttl.total_seconds()),
+            # the platform's backstop: the request's expires_at (whole seconds, rounded up)
+            "ttl_s": max(1, math.ceil((request.expires_at - datetime.now(UTC)).total_seconds())),
             "queue": selector.queue,
         }
         if selector.place:
@@ -192,7 +194,9 @@ class BenchHttpBackend(Backend):
             )
         if status not in (200, 201):
             raise ProvisionError(f"bench platform refused the reservation ({status}): {out.get('message')}")
-        return self._handle(out, request.conn_id, request, selector.health_command)
+        handle = self._handle(out, request.conn_id, request, selector.health_command)
+        # 201: a new reservation, ending at the request's expires_at; 200: this lineage's live one
+        return handle.evolve(expires_at=request.expires_at) if status == 201 else handle
 
     def _handle(
         self,
@@ -213,7 +217,8 @@ class BenchHttpBackend(Backend):
             expires_at=datetime.fromisoformat(res["expires_at"]),
             environment=request.resolved.environment if request else "unknown",
             profile=request.resolved.spec.profile if request else "unknown",
-            tags=dict(request.labels) if request else {},
+            tags=request.resource_labels() if request else {},
+            pricing=request.pricing() if request else None,
             endpoints={"api": self.base_url},
             details={
                 "api": self.base_url,

@@ -327,8 +327,7 @@ class DataprocDaskBackend(Backend):
         count, preemptibility = secondary_workers(spec, resolved)
         name = cluster_name(request.attempt_token)
         now = datetime.now(UTC)
-        expires_at = now + spec.ttl
-        labels = request.resource_labels(expires_at)
+        labels = request.resource_labels()
         hook = self._hook()
         policy_id = self.autoscaling_policy_id or f"runners-{spec.profile.lower()}-{lo}-{hi}" + (
             f"-s{count}" if count else ""
@@ -344,6 +343,7 @@ class DataprocDaskBackend(Backend):
             )
         except self._gexc().AlreadyExists:
             log.info("cluster %s already exists (a replay of attempt %s)", name, request.attempt_token)
+        details = self._details(workers, resolved.profile.machine_type, policy_uri, count, preemptibility)
         return RunnerHandle(
             backend=self.name,
             runner_class=spec.runner_class,
@@ -352,11 +352,14 @@ class DataprocDaskBackend(Backend):
             lineage_key=request.lineage.key,
             attempt_token=request.attempt_token,
             created_at=now,
-            expires_at=expires_at,
+            expires_at=request.expires_at,
             environment=resolved.environment,
             profile=spec.profile,
             tags={k: v for k, v in labels.items() if k != "airflow-version"},
-            details=self._details(workers, resolved.profile.machine_type, policy_uri, count, preemptibility),
+            details=details,
+            # master + workers + secondaries at the catalog's per-machine price and vCPUs (the
+            # Dataproc per-vCPU fee counts them all); the spot secondaries at the spot price
+            pricing=request.pricing(int(details["nodes"]), int(details["spot_nodes"])),
         )
 
     def billed_nodes(self, resolved: ResolvedSpec) -> int:
@@ -377,7 +380,7 @@ class DataprocDaskBackend(Backend):
             "zone": self.zone,
             "machine_type": machine,
             "workers": workers,
-            # master + workers: the provision operator multiplies the catalog's per-machine
+            # master + workers: the handle's pricing multiplies the catalog's per-machine
             # price and vCPUs (and so the Dataproc per-vCPU fee) by this
             "nodes": workers + 1 + secondaries,
             # of those, billed at the catalog's spot price (core/prices.py); the rest on-demand
@@ -575,7 +578,7 @@ class DataprocDaskBackend(Backend):
             "create_to_running_s": round((ready - times["CREATING"]).total_seconds(), 3)
             if ready and "CREATING" in times
             else None,
-            "vcpus_total": handle.details.get("vcpus"),
+            "vcpus_total": handle.priced.vcpus if handle.priced else None,
             "cost_basis": "catalog on-demand $/h x (1 master + primary workers) + catalog spot $/h x "
             "SPOT/PREEMPTIBLE secondary workers + Dataproc $/vCPU-h x all vCPUs, per second, "
             "1-minute minimum; autoscaled workers beyond the initial count are not included",

@@ -188,9 +188,9 @@ class Ec2Backend(_ec2_idle.EndsIdleHosts, _ec2_probe.Ec2Probe, Backend):
         plan = plan_for(request.resolved, self.region, self.config.extra)
         spec = request.resolved.spec
         now = datetime.now(UTC)
-        expires_at = now + spec.ttl
+        expires_at = request.expires_at
         tags = {
-            **request.resource_labels(expires_at),
+            **request.resource_labels(),
             "runner-attempt": request.attempt_token,
             "runner-image": plan.image_ref,
             "runner-teardown": plan.teardown,
@@ -203,9 +203,10 @@ class Ec2Backend(_ec2_idle.EndsIdleHosts, _ec2_probe.Ec2Probe, Backend):
             warm = instance is not None
         if instance is None:
             instance = self._launch(request, plan, tags, spec.ttl)
-        return self._handle(
+        handle = self._handle(
             instance, tags, now, expires_at, warm=warm, plan=plan, runner_class=spec.runner_class
         )
+        return handle.evolve(pricing=request.pricing())
 
     def _check_ami(self, plan: LaunchPlan) -> dict[str, Any]:
         images = self.client("ec2").describe_images(ImageIds=[plan.ami_id]).get("Images", [])

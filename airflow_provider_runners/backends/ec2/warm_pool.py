@@ -377,11 +377,11 @@ def prewarm(
     put it in the pool (tags + claim item). Returns its instance id."""
     ttl = config.idle_ttl or backend.pool_idle_ttl
     lineage = Lineage("warm-pool", f"{config.name}-{int(now.timestamp())}", "prewarm", slot)
-    request = ProvisionRequest(
-        resolved, lineage, lineage.attempt_token(1), backend.conn_id, {"tenant": "warm-pool"}
+    request = ProvisionRequest(  # expires when its pool idle ttl says, not the spec's ttl
+        resolved, lineage, lineage.attempt_token(1), backend.conn_id, {"tenant": "warm-pool"}, now + ttl
     )
     tags = {
-        **request.resource_labels(now + ttl),
+        **request.resource_labels(),
         "runner-attempt": request.attempt_token,
         "runner-image": plan.image_ref,
         "runner-teardown": "pool",
@@ -395,7 +395,7 @@ def prewarm(
     backend._wait(iid, {"stopped"}, "pre-warm stop")
     inst = backend._instances([iid]).get(iid) or inst
     volumes = [m["Ebs"]["VolumeId"] for m in inst.get("BlockDeviceMappings", []) if "Ebs" in m]
-    expires = int((now + ttl).timestamp())
+    expires = int(request.expires_at.timestamp())
     ec2 = backend.client("ec2")
     ec2.create_tags(Resources=[iid, *volumes], Tags=_ec2_pool.idle_tags(expires, now))
     run_tags = ("runner-lineage", "dag-id", "task-id", "tenant", "pipeline", "runner-attempt")

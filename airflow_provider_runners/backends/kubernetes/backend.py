@@ -220,7 +220,7 @@ class KubernetesBackend(ClusterProbe, Backend):
     def create(self, request: ProvisionRequest) -> RunnerHandle:
         options = podlib.check_options(request.spec, request.resolved, self.pod_template_file)
         name = podlib.pod_name(request.lineage.key)
-        labels = request.resource_labels(datetime.now(UTC) + request.spec.ttl)
+        labels = request.resource_labels()
         body = podlib.build_pod(
             request,
             options,
@@ -235,7 +235,8 @@ class KubernetesBackend(ClusterProbe, Backend):
         for _ in range(2):
             try:
                 pod = self._call("create_namespaced_pod", self.namespace, body)
-                return self._handle(pod, request.conn_id, acquisition_note="created")
+                created = self._handle(pod, request.conn_id, acquisition_note="created")
+                return created.evolve(expires_at=request.expires_at, pricing=request.pricing())
             except self._api_exception() as exc:
                 if getattr(exc, "status", None) != 409:
                     raise ProvisionError(
@@ -251,7 +252,8 @@ class KubernetesBackend(ClusterProbe, Backend):
             state = self._status_of(existing)
             if existing["metadata"].get("deletionTimestamp") is None and state.is_healthy:
                 log.info("pod %s already exists (409) and is %s: adopting it", name, state.message)
-                return self._handle(existing, request.conn_id, acquisition_note="adopted on 409")
+                adopted = self._handle(existing, request.conn_id, acquisition_note="adopted on 409")
+                return adopted.evolve(pricing=request.pricing())
             log.warning("pod %s already exists and is %s: replacing it", name, state.message)
             self._delete_and_wait(name, self.namespace, existing["metadata"].get("uid"))
         raise ProvisionError(f"pod {self.namespace}/{name} could not be created (kept conflicting)")

@@ -193,10 +193,11 @@ class LabgridBackend(Backend):
             lineage_key=request.lineage.key,
             attempt_token=request.attempt_token,
             created_at=now,
-            expires_at=now + spec.ttl,
+            expires_at=request.expires_at,
             environment=request.resolved.environment,
             profile=spec.profile,
-            tags=dict(request.labels),
+            tags=request.resource_labels(),
+            pricing=request.pricing(),
             endpoints={"coordinator": self.address},
             details={
                 "coordinator": self.address,

@@ -67,6 +67,7 @@ from airflow_provider_runners.core.backend import (
     RunnerStatus,
     TeardownResult,
 )
+from airflow_provider_runners.core.catalog import effective_vcpus
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import MANAGED_BY
 from airflow_provider_runners.core.runtime import host_identity, runtime_versions
@@ -192,7 +193,7 @@ class LocalDaskBackend(Backend):
         profile = request.resolved.profile
         options = spec.options
         now = datetime.now(UTC)
-        expires_at = now + spec.ttl
+        expires_at = request.expires_at
         handle = RunnerHandle(
             backend=self.name,
             runner_class=spec.runner_class,
@@ -204,8 +205,9 @@ class LocalDaskBackend(Backend):
             expires_at=expires_at,
             environment=request.resolved.environment,
             profile=spec.profile,
-            tags=dict(request.labels),
+            tags=request.resource_labels(),
             details={"state_file": str(self._state_path(resource_id)), "host": socket.gethostname()},
+            pricing=request.pricing(),
         )
         settings = {
             "workers": int(options.get("workers", profile.workers or 1)),
@@ -408,7 +410,7 @@ class LocalDaskBackend(Backend):
             "workers": state.get("worker_count", settings.get("workers")),
             "threads_per_worker": settings.get("threads_per_worker"),
             "memory_limit": settings.get("memory_limit"),
-            "vcpus": (settings.get("workers") or 0) * (settings.get("threads_per_worker") or 0),
+            "vcpus": effective_vcpus(None, settings.get("workers") or 0, settings.get("threads_per_worker")),
             "worker_env_names": state.get("worker_env_names", []),
             "status": state.get("status"),
             "ready_at": state.get("ready_at"),

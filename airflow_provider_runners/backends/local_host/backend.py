@@ -140,7 +140,6 @@ class LocalHostBackend(Backend):
         resource_id = f"host-{request.attempt_token}"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         created_at = datetime.now(UTC)
-        expires_at = request.expiry(created_at)
         handle = RunnerHandle(
             backend=self.name,
             runner_class=request.spec.runner_class,
@@ -149,12 +148,13 @@ class LocalHostBackend(Backend):
             lineage_key=request.lineage.key,
             attempt_token=request.attempt_token,
             created_at=created_at,
-            expires_at=expires_at,
+            expires_at=request.expires_at,
             environment=request.resolved.environment,
             profile=request.spec.profile,
-            tags=request.resource_labels(expires_at),
+            tags=request.resource_labels(),
             endpoints={"workspace": str(self._workspace(resource_id))},
             details={"hostname": socket.gethostname()},
+            pricing=request.pricing(),
         )
         record = self._record_path(resource_id)
         try:  # exclusive create: the same attempt token twice is the same host

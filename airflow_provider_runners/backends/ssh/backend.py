@@ -259,7 +259,6 @@ class SshBackend(Backend):
 
     def _handle(self, request: ProvisionRequest, resource_id: str, host: Host) -> RunnerHandle:
         created_at = self.now()
-        expires_at = request.expiry(created_at)
         login = self.settings.login
         return RunnerHandle(
             backend=self.name,
@@ -269,15 +268,16 @@ class SshBackend(Backend):
             lineage_key=request.lineage.key,
             attempt_token=request.attempt_token,
             created_at=created_at,
-            expires_at=expires_at,
+            expires_at=request.expires_at,
             environment=request.resolved.environment,
             profile=request.spec.profile,
-            tags=request.resource_labels(expires_at),
+            tags=request.resource_labels(),
             endpoints={
                 "ssh": f"{login + '@' if login else ''}{host.host}:{host.port}",
                 "workspace": f"{host.workspace_root.rstrip('/')}/{resource_id}",
             },
             details={"host": host.address},
+            pricing=request.pricing(),
         )
 
     def find(self, lineage_key: str) -> RunnerHandle | None:
