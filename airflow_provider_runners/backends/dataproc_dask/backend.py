@@ -86,7 +86,7 @@ from airflow_provider_runners.backends.dataproc_dask.options import (  # noqa: F
     validate_spec,
     worker_bounds,
 )
-from airflow_provider_runners.backends.dataproc_dask.readback import state_times, zone_of
+from airflow_provider_runners.backends.dataproc_dask.readback import gcs_object_facts, state_times, zone_of
 from airflow_provider_runners.core.backend import (
     Backend,
     ConnectionConfig,
@@ -139,17 +139,6 @@ def autoscaling_client(hook: Any, region: str) -> Any:
         credentials=hook.get_credentials(),
         client_options=hook.get_client_options(api_endpoint_override=hook._get_api_endpoint(region=region)),
     )
-
-
-def gcs_object_facts(hook: Any, uri: str) -> dict[str, Any]:
-    """Generation and hashes of the init action object, so evidence pins exactly what ran."""
-    from airflow.providers.google.cloud.hooks.gcs import GCSHook, _parse_gcs_url
-
-    bucket, name = _parse_gcs_url(uri)
-    blob = GCSHook(gcp_conn_id=hook.gcp_conn_id).get_conn().bucket(bucket).get_blob(name)
-    if blob is None:
-        return {"uri": uri, "error": "object not found"}
-    return {"uri": uri, "generation": blob.generation, "md5_hash": blob.md5_hash, "crc32c": blob.crc32c}
 
 
 class DataprocDaskBackend(Backend):
