@@ -254,10 +254,13 @@ def sweep(
     registry: RunnerRegistry | None = None,
     now: datetime | None = None,
     use_db: bool = True,
-    backend_factory: Callable[[str], Any] = get_backend,
+    backend_factory: Callable[[str], Any] | None = None,
 ) -> SweepReport:
     """One sweep over ``conn_ids`` (default: :func:`configured_conn_ids`). Never raises for one
-    backend's failure: it lands in ``report.errors`` and the others are swept."""
+    backend's failure: it lands in ``report.errors`` and the others are swept.
+
+    ``backend_factory`` builds a backend for a conn_id (default: ``get_backend``, looked up at
+    call time so ``testing.contract.use_backend`` reaches the reaper too)."""
     from airflow_provider_runners.governance.budget import safe_registry
 
     now = now or datetime.now(UTC)
@@ -267,9 +270,10 @@ def sweep(
     report = SweepReport(dry_run=dry_run, conn_ids=ids)
     records = _records(registry)
     seen: set[tuple[str, str]] = set()
+    factory = backend_factory or get_backend
     for conn_id in ids:
         try:
-            backend = backend_factory(conn_id)
+            backend = factory(conn_id)
             pooled = _prune_pools(backend, conn_id, now, dry_run, report)
             live = list(backend.list_managed())
             stale = list(backend.stale()) if isinstance(backend, DetectsStale) else []

@@ -6,7 +6,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -23,6 +23,7 @@ from airflow_provider_runners.core.backend import (
     TeardownResult,
 )
 from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.testing.contract import use_backend
 from airflow_provider_runners.triggers import poller as poller_module
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
@@ -34,7 +35,7 @@ SCHEDULER = "tcp://127.0.0.1:8786"
 
 class FakeBackend(Backend):
     """A test double of the Backend interface: each runner is PENDING for ``pending_polls`` polls, then
-    ``final``. Counts every ``status_many`` call and the size of each batch."""
+    ``final``. Counts every ``status_many`` call and the size of each batch (on this instance)."""
 
     name = "fake"
     conn_type = "runners_fake"
@@ -42,47 +43,42 @@ class FakeBackend(Backend):
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dask_cluster"})
     poll_interval = INTERVAL
 
-    # Behaviour and counters live on the class so every instance made by get_backend() shares them.
-    pending_polls: ClassVar[int] = 2
-    final: ClassVar[RunnerState] = RunnerState.READY
-    fail_calls: ClassVar[int] = 0
-    calls: ClassVar[int] = 0
-    call_times: ClassVar[list[float]] = []
-    batch_sizes: ClassVar[list[int]] = []
-    polls: ClassVar[dict[str, int]] = {}
-    teardowns: ClassVar[int] = 0
-    lock: ClassVar[threading.Lock] = threading.Lock()
-
-    @classmethod
-    def reset(
-        cls, pending_polls: int = 2, final: RunnerState = RunnerState.READY, fail_calls: int = 0
+    def __init__(
+        self,
+        config: ConnectionConfig | None = None,
+        pending_polls: int = 2,
+        final: RunnerState = RunnerState.READY,
+        fail_calls: int = 0,
     ) -> None:
-        cls.pending_polls, cls.final, cls.fail_calls = pending_polls, final, fail_calls
-        cls.calls, cls.teardowns = 0, 0
-        cls.call_times, cls.batch_sizes, cls.polls = [], [], {}
+        super().__init__(config or ConnectionConfig(conn_id="runners_fake_test", conn_type=self.conn_type))
+        self.pending_polls, self.final, self.fail_calls = pending_polls, final, fail_calls
+        self.calls = 0
+        self.call_times: list[float] = []
+        self.batch_sizes: list[int] = []
+        self.polls: dict[str, int] = {}
+        self.teardowns = 0
+        self.lock = threading.Lock()
 
     def status_many(self, handles: Iterable[RunnerHandle]) -> dict[str, RunnerStatus]:
         handles = list(handles)
-        cls = type(self)
-        with cls.lock:
-            cls.calls += 1
-            cls.call_times.append(time.monotonic())
-            cls.batch_sizes.append(len(handles))
-            if cls.fail_calls > 0:
-                cls.fail_calls -= 1
+        with self.lock:
+            self.calls += 1
+            self.call_times.append(time.monotonic())
+            self.batch_sizes.append(len(handles))
+            if self.fail_calls > 0:
+                self.fail_calls -= 1
                 raise ConnectionError("DescribeInstances: RequestLimitExceeded")
             return {handle.resource_id: self._next(handle) for handle in handles}
 
     def _next(self, handle: RunnerHandle) -> RunnerStatus:
-        cls = type(self)
-        seen = cls.polls[handle.resource_id] = cls.polls.get(handle.resource_id, 0) + 1
-        if seen <= cls.pending_polls:
+        seen = self.polls[handle.resource_id] = self.polls.get(handle.resource_id, 0) + 1
+        if seen <= self.pending_polls:
             return RunnerStatus(RunnerState.PENDING, f"starting ({seen})")
-        if cls.final is RunnerState.READY:
+        if self.final is RunnerState.READY:
             return RunnerStatus(
                 RunnerState.READY, "running", endpoints={"scheduler": SCHEDULER}, details={"pid": 7}
             )
-        return RunnerStatus(cls.final, "instance terminated")
+        return RunnerStatus(self.final, "instance terminated")
 
     def status(self, handle: RunnerHandle) -> RunnerStatus:  # pragma: no cover - status_many is overridden
         raise AssertionError("the poller must use status_many")
@@ -94,7 +90,7 @@ class FakeBackend(Backend):
         return None
 
     def teardown(self, handle: RunnerHandle) -> TeardownResult:
-        type(self).teardowns += 1
+        self.teardowns += 1
         return TeardownResult(existed=True, message="terminated")
 
     def describe(self, handle: RunnerHandle) -> dict[str, Any]:  # pragma: no cover - not used here
@@ -121,25 +117,20 @@ def make_handle(n: int = 0) -> RunnerHandle:
 
 
 @pytest.fixture(autouse=True)
-def fake_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeBackend]]:
-    """Register FakeBackend for conn_type runners_fake and define Connection runners_fake_test."""
-    FakeBackend.reset()
+def fake_backend(monkeypatch: pytest.MonkeyPatch) -> FakeBackend:
+    """This test's one FakeBackend: what ``get_backend("runners_fake_test")`` returns (trigger,
+    on_kill, poller), with fresh counters and a fresh set of shared pollers. A test sets its
+    behaviour (``pending_polls``, ``final``, ``fail_calls``) on it before it starts polling."""
     monkeypatch.setattr(SharedStatusPoller, "_pollers", {})
-    registry.reload_backends()
-    monkeypatch.setitem(registry.backend_classes(), FakeBackend.conn_type, FakeBackend)
-    monkeypatch.setenv("AIRFLOW_CONN_RUNNERS_FAKE_TEST", json.dumps({"conn_type": "runners_fake"}))
-    yield FakeBackend
-    registry.reload_backends()
+    backend = FakeBackend()
+    use_backend(monkeypatch, "runners_fake_test", backend)
+    return backend
 
 
 def import_string(classpath: str) -> Any:
     """How the triggerer rebuilds a trigger from its serialized classpath."""
     module, _, name = classpath.rpartition(".")
     return getattr(importlib.import_module(module), name)
-
-
-def backend() -> FakeBackend:
-    return FakeBackend(ConnectionConfig(conn_id="runners_fake_test", conn_type="runners_fake"))
 
 
 async def wait_until_settled(poller: SharedStatusPoller, handle: RunnerHandle) -> RunnerStatus:
@@ -178,29 +169,37 @@ async def events_of(trig: RunnerReadyTrigger) -> list[TriggerEvent]:
 
 # -- the shared poller -------------------------------------------------------------------------
 @pytest.mark.asyncio
-async def test_registered_fake_backend_resolves_through_the_connection() -> None:
-    resolved = await asyncio.to_thread(registry.get_backend, "runners_fake_test")
+async def test_registered_fake_backend_resolves_through_the_connection(
+    fake_backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The one test that needs the class registered: it checks that a Connection's conn_type finds
+    # its backend class through the registry, which use_backend (the fixture) short-circuits for
+    # runners_fake_test. So: its own Connection, and the class registered for its conn_type.
+    monkeypatch.setitem(registry.backend_classes(), FakeBackend.conn_type, FakeBackend)
+    monkeypatch.setenv("AIRFLOW_CONN_RUNNERS_FAKE_REGISTERED", json.dumps({"conn_type": "runners_fake"}))
+    resolved = await asyncio.to_thread(registry.get_backend, "runners_fake_registered")
     assert isinstance(resolved, FakeBackend)
-    assert resolved.conn_id == "runners_fake_test"
+    assert resolved is not fake_backend
+    assert resolved.conn_id == "runners_fake_registered"
 
 
 @pytest.mark.asyncio
-async def test_fifty_waiters_share_one_status_call_per_tick() -> None:
-    FakeBackend.reset(pending_polls=3)
+async def test_fifty_waiters_share_one_status_call_per_tick(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 3
     handles = [make_handle(n) for n in range(50)]
-    shared = SharedStatusPoller.for_backend(backend(), INTERVAL)
+    shared = SharedStatusPoller.for_backend(fake_backend, INTERVAL)
     statuses = await asyncio.wait_for(asyncio.gather(*(wait_until_settled(shared, h) for h in handles)), 10)
     assert all(s.state is RunnerState.READY for s in statuses)
     # 3 PENDING ticks + 1 READY tick, each a single call covering all 50 runners (not 50 x 4 = 200 calls).
-    assert FakeBackend.calls == 4
-    assert FakeBackend.batch_sizes == [50, 50, 50, 50]
+    assert fake_backend.calls == 4
+    assert fake_backend.batch_sizes == [50, 50, 50, 50]
     assert shared.calls == 4
-    assert FakeBackend.polls == {h.resource_id: 4 for h in handles}
+    assert fake_backend.polls == {h.resource_id: 4 for h in handles}
 
 
 @pytest.mark.asyncio
 async def test_waiters_on_the_same_batch_key_get_the_same_poller() -> None:
-    first, second = backend(), backend()
+    first, second = FakeBackend(), FakeBackend()
     assert first is not second
     assert SharedStatusPoller.for_backend(first) is SharedStatusPoller.for_backend(second)
     other = FakeBackend(ConnectionConfig(conn_id="other_account", conn_type="runners_fake"))
@@ -208,29 +207,31 @@ async def test_waiters_on_the_same_batch_key_get_the_same_poller() -> None:
 
 
 @pytest.mark.asyncio
-async def test_two_waiters_on_the_same_runner_share_its_poll() -> None:
-    FakeBackend.reset(pending_polls=0)
-    shared = SharedStatusPoller.for_backend(backend(), INTERVAL)
+async def test_two_waiters_on_the_same_runner_share_its_poll(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 0
+    shared = SharedStatusPoller.for_backend(fake_backend, INTERVAL)
     one, two = await asyncio.gather(shared.next_status(make_handle(1)), shared.next_status(make_handle(1)))
     assert one is two
-    assert FakeBackend.batch_sizes == [1]
+    assert fake_backend.batch_sizes == [1]
 
 
 @pytest.mark.asyncio
-async def test_failing_status_call_is_retried_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_failing_status_call_is_retried_with_backoff(
+    fake_backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # No jitter, so the backoff is exact: 2 x interval, then 4 x interval, then back to the interval.
     monkeypatch.setattr(
         poller_module, "random", type("NoJitter", (), {"uniform": staticmethod(lambda a, b: b)})
     )
     interval = 0.05
-    FakeBackend.reset(pending_polls=1, fail_calls=2)
+    fake_backend.pending_polls, fake_backend.fail_calls = 1, 2
     handles = [make_handle(n) for n in range(5)]
-    shared = SharedStatusPoller.for_backend(backend(), interval)
+    shared = SharedStatusPoller.for_backend(fake_backend, interval)
     statuses = await asyncio.wait_for(asyncio.gather(*(wait_until_settled(shared, h) for h in handles)), 10)
     assert [s.state for s in statuses] == [RunnerState.READY] * 5
-    assert FakeBackend.calls == 4  # 2 failures, 1 PENDING, 1 READY
-    assert FakeBackend.batch_sizes == [5, 5, 5, 5]  # nobody was dropped by a failure
-    t = FakeBackend.call_times
+    assert fake_backend.calls == 4  # 2 failures, 1 PENDING, 1 READY
+    assert fake_backend.batch_sizes == [5, 5, 5, 5]  # nobody was dropped by a failure
+    t = fake_backend.call_times
     gaps = [b - a for a, b in itertools.pairwise(t)]
     assert gaps[0] >= 2 * interval * 0.95
     assert gaps[1] >= 4 * interval * 0.95
@@ -238,16 +239,16 @@ async def test_failing_status_call_is_retried_with_backoff(monkeypatch: pytest.M
 
 
 @pytest.mark.asyncio
-async def test_backoff_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_backoff_is_capped(fake_backend: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         poller_module, "random", type("NoJitter", (), {"uniform": staticmethod(lambda a, b: b)})
     )
     monkeypatch.setattr(poller_module, "MAX_BACKOFF_S", 0.05)
-    FakeBackend.reset(pending_polls=0, fail_calls=4)
-    shared = SharedStatusPoller.for_backend(backend(), 0.04)
+    fake_backend.pending_polls, fake_backend.fail_calls = 0, 4
+    shared = SharedStatusPoller.for_backend(fake_backend, 0.04)
     status = await asyncio.wait_for(shared.next_status(make_handle()), 10)
     assert status.state is RunnerState.READY
-    t = FakeBackend.call_times
+    t = fake_backend.call_times
     gaps = [b - a for a, b in itertools.pairwise(t)]
     assert len(gaps) == 4
     assert max(gaps) < 0.05 + 0.5  # capped at MAX_BACKOFF_S (0.04 * 2**4 would be 0.64 s)
@@ -261,9 +262,8 @@ async def test_missing_status_is_an_error_for_that_waiter_only() -> None:
             found.pop("fake-2", None)
             return found
 
-    FakeBackend.reset(pending_polls=0)
     shared = SharedStatusPoller.for_backend(
-        Forgetful(ConnectionConfig(conn_id="forgetful", conn_type="runners_fake")), INTERVAL
+        Forgetful(ConnectionConfig(conn_id="forgetful", conn_type="runners_fake"), pending_polls=0), INTERVAL
     )
     results = await asyncio.gather(
         *(shared.next_status(make_handle(n)) for n in (1, 2)), return_exceptions=True
@@ -296,8 +296,8 @@ def test_a_trigger_serialized_by_an_older_version_still_loads() -> None:
 
 
 @pytest.mark.asyncio
-async def test_trigger_yields_one_ready_event_with_learned_endpoints() -> None:
-    FakeBackend.reset(pending_polls=2)
+async def test_trigger_yields_one_ready_event_with_learned_endpoints(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 2
     events = await asyncio.wait_for(events_of(trigger()), 10)
     assert len(events) == 1
     payload = events[0].payload
@@ -307,58 +307,58 @@ async def test_trigger_yields_one_ready_event_with_learned_endpoints() -> None:
     assert ready.endpoints == {"scheduler": SCHEDULER}
     assert ready.details["pid"] == 7
     assert ready.resource_id == make_handle().resource_id
-    assert FakeBackend.polls == {"fake-0": 3}
+    assert fake_backend.polls == {"fake-0": 3}
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("final", [RunnerState.FAILED, RunnerState.GONE])
-async def test_trigger_yields_one_failed_event(final: RunnerState) -> None:
-    FakeBackend.reset(pending_polls=1, final=final)
+async def test_trigger_yields_one_failed_event(fake_backend: FakeBackend, final: RunnerState) -> None:
+    fake_backend.pending_polls, fake_backend.final = 1, final
     events = await asyncio.wait_for(events_of(trigger()), 10)
     assert len(events) == 1
     assert events[0].payload["status"] == "failed"
     assert events[0].payload["message"] == f"{final.value}: instance terminated"
     assert RunnerHandle.from_xcom(events[0].payload["handle"]) == make_handle()
-    assert FakeBackend.teardowns == 0  # waiting has no side effects
+    assert fake_backend.teardowns == 0  # waiting has no side effects
 
 
 @pytest.mark.asyncio
-async def test_trigger_yields_one_timeout_event_after_the_deadline() -> None:
-    FakeBackend.reset(pending_polls=1000)
+async def test_trigger_yields_one_timeout_event_after_the_deadline(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 1000
     past = datetime.now(UTC) - timedelta(seconds=1)
     events = await asyncio.wait_for(events_of(trigger(deadline=past)), 10)
     assert len(events) == 1
     assert events[0].payload["status"] == "timeout"
     assert past.isoformat() in events[0].payload["message"]
     assert "starting (1)" in events[0].payload["message"]
-    assert FakeBackend.calls == 1
+    assert fake_backend.calls == 1
 
 
 @pytest.mark.asyncio
-async def test_trigger_times_out_while_the_status_api_keeps_failing() -> None:
+async def test_trigger_times_out_while_the_status_api_keeps_failing(fake_backend: FakeBackend) -> None:
     """The poller retries a failing status call forever; the deadline still ends the wait."""
-    FakeBackend.reset(fail_calls=10_000)
+    fake_backend.fail_calls = 10_000
     events = await asyncio.wait_for(
         events_of(trigger(deadline=datetime.now(UTC) + timedelta(seconds=0.3))), 10
     )
     assert [e.payload["status"] for e in events] == ["timeout"]
     assert "the status API did not answer" in events[0].payload["message"]
-    assert FakeBackend.calls >= 1
+    assert fake_backend.calls >= 1
 
 
 @pytest.mark.asyncio
-async def test_trigger_keeps_waiting_until_the_deadline() -> None:
-    FakeBackend.reset(pending_polls=1000)
+async def test_trigger_keeps_waiting_until_the_deadline(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 1000
     events = await asyncio.wait_for(
         events_of(trigger(deadline=datetime.now(UTC) + timedelta(seconds=0.3))), 10
     )
     assert [e.payload["status"] for e in events] == ["timeout"]
-    assert FakeBackend.calls >= 3  # it polled repeatedly before giving up
+    assert fake_backend.calls >= 3  # it polled repeatedly before giving up
 
 
 @pytest.mark.asyncio
-async def test_running_the_same_trigger_twice_yields_the_same_event() -> None:
-    FakeBackend.reset(pending_polls=2)
+async def test_running_the_same_trigger_twice_yields_the_same_event(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 2
     original = trigger()
     classpath, kwargs = original.serialize()
     first = await asyncio.wait_for(events_of(original), 10)
@@ -367,24 +367,24 @@ async def test_running_the_same_trigger_twice_yields_the_same_event() -> None:
     assert len(first) == len(second) == 1
     assert first == second
     assert first[0].payload["status"] == "ready"
-    assert FakeBackend.teardowns == 0
+    assert fake_backend.teardowns == 0
 
 
 @pytest.mark.asyncio
-async def test_fifty_triggers_batch_their_polls() -> None:
-    FakeBackend.reset(pending_polls=3)
+async def test_fifty_triggers_batch_their_polls(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 3
     triggers = [trigger(make_handle(n)) for n in range(50)]
     results = await asyncio.wait_for(asyncio.gather(*(events_of(t) for t in triggers)), 20)
     assert [len(events) for events in results] == [1] * 50
     assert {events[0].payload["status"] for events in results} == {"ready"}
-    assert sum(FakeBackend.batch_sizes) == 50 * 4  # every runner polled exactly 4 times
+    assert sum(fake_backend.batch_sizes) == 50 * 4  # every runner polled exactly 4 times
     # Triggers start as their backends are looked up, so the first ones may get a tick of their own;
     # polling each on its own would take 200 calls.
-    assert FakeBackend.calls <= 8
+    assert fake_backend.calls <= 8
 
 
 @pytest.mark.asyncio
-async def test_trigger_with_an_undefined_connection_fails_with_one_event() -> None:
+async def test_trigger_with_an_undefined_connection_fails_with_one_event(fake_backend: FakeBackend) -> None:
     trig = RunnerReadyTrigger(
         conn_id="runners_no_such_conn",
         handle=make_handle().to_xcom(),
@@ -395,31 +395,31 @@ async def test_trigger_with_an_undefined_connection_fails_with_one_event() -> No
     assert len(events) == 1
     assert events[0].payload["status"] == "failed"
     assert "runners_no_such_conn" in events[0].payload["message"]
-    assert FakeBackend.calls == 0
+    assert fake_backend.calls == 0
 
 
 @pytest.mark.asyncio
-async def test_on_kill_tears_the_runner_down() -> None:
+async def test_on_kill_tears_the_runner_down(fake_backend: FakeBackend) -> None:
     await trigger().on_kill()
-    assert FakeBackend.teardowns == 1
+    assert fake_backend.teardowns == 1
 
 
 @pytest.mark.asyncio
-async def test_a_ready_event_waits_for_not_before() -> None:
+async def test_a_ready_event_waits_for_not_before(fake_backend: FakeBackend) -> None:
     """The minimum dwell: a runner ready at once is reported no sooner than not_before."""
-    FakeBackend.reset(pending_polls=0)
+    fake_backend.pending_polls = 0
     started = time.monotonic()
     events = await asyncio.wait_for(
         events_of(trigger(not_before=(datetime.now(UTC) + timedelta(seconds=0.6)).isoformat())), 10
     )
     assert [e.payload["status"] for e in events] == ["ready"]
     assert time.monotonic() - started >= 0.5
-    assert FakeBackend.calls == 1  # it dwelt without polling again
+    assert fake_backend.calls == 1  # it dwelt without polling again
 
 
 @pytest.mark.asyncio
-async def test_a_failure_is_not_delayed_by_not_before() -> None:
-    FakeBackend.reset(pending_polls=0, final=RunnerState.FAILED)
+async def test_a_failure_is_not_delayed_by_not_before(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls, fake_backend.final = 0, RunnerState.FAILED
     events = await asyncio.wait_for(
         events_of(trigger(not_before=(datetime.now(UTC) + timedelta(hours=1)).isoformat())), 10
     )
@@ -427,7 +427,9 @@ async def test_a_failure_is_not_delayed_by_not_before() -> None:
 
 
 @pytest.mark.asyncio
-async def test_on_kill_records_the_end_once(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_on_kill_records_the_end_once(
+    fake_backend: FakeBackend, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
 
     monkeypatch.setenv("AIRFLOW__RUNNERS__EVIDENCE_PATH", "file://" + str(tmp_path))
@@ -435,7 +437,7 @@ async def test_on_kill_records_the_end_once(tmp_path: Any, monkeypatch: pytest.M
     killed = trigger(provision_ti=PROVISION_TI)
     await killed.on_kill()
     await killed.on_kill()  # the triggerer may cancel it twice: one entry
-    assert FakeBackend.teardowns == 2  # teardown is idempotent; the record is not repeated
+    assert fake_backend.teardowns == 2  # teardown is idempotent; the record is not repeated
     (chain,) = list(iter_chains("etl", "manual__1"))
     report = verify_chain(chain, complete=True)
     assert report.ok, report.problems

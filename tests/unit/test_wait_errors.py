@@ -6,16 +6,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from airflow_provider_runners.backends.ec2.errors import EC2_ERRORS
-from airflow_provider_runners.core.backend import ConnectionConfig, RunnerStatus, TeardownResult
+from airflow_provider_runners.core.backend import RunnerStatus, TeardownResult
 from airflow_provider_runners.core.errors import ErrorKind
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.exceptions import RunnerStatusError
 from airflow_provider_runners.governance.ending import end_runners, teardown_retrying
+from airflow_provider_runners.testing.contract import use_backend
 from airflow_provider_runners.triggers import poller as poller_module
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 from tests.unit import test_poller_trigger
@@ -27,9 +28,8 @@ from tests.unit.test_poller_trigger import (
     trigger,
 )
 
-fake_backend = (
-    test_poller_trigger.fake_backend
-)  # its fixture: FakeBackend behind Connection runners_fake_test
+# its fixture: fresh shared pollers and a FakeBackend behind runners_fake_test (aws_like replaces it)
+fake_backend = test_poller_trigger.fake_backend
 
 
 def client_error(code: str, status: int) -> Exception:
@@ -43,67 +43,69 @@ def client_error(code: str, status: int) -> Exception:
 
 
 class AwsLikeBackend(FakeBackend):
-    """FakeBackend with the ec2 error map, raising the botocore errors queued in ``errors`` first."""
+    """FakeBackend with the ec2 error map, raising the botocore errors queued in ``errors`` first
+    (each such call counts in ``calls`` too: one counter)."""
 
     error_map = EC2_ERRORS
-    errors: ClassVar[list[Exception]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[Exception] = []
 
     def status_many(self, handles: Iterable[RunnerHandle]) -> dict[str, RunnerStatus]:
-        if AwsLikeBackend.errors:
-            type(self).calls += 1  # FakeBackend counts on type(self) too: one counter
-            raise AwsLikeBackend.errors.pop(0)
+        if self.errors:
+            self.calls += 1
+            raise self.errors.pop(0)
         return super().status_many(handles)
 
 
 @pytest.fixture(autouse=True)
-def aws_like(fake_backend: type[FakeBackend], monkeypatch: pytest.MonkeyPatch) -> type[AwsLikeBackend]:
-    from airflow_provider_runners.backends import registry
-
-    monkeypatch.setitem(registry.backend_classes(), FakeBackend.conn_type, AwsLikeBackend)
+def aws_like(fake_backend: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> AwsLikeBackend:
+    """This test's one AwsLikeBackend, in place of the FakeBackend behind runners_fake_test."""
     monkeypatch.setattr(poller_module, "MAX_BACKOFF_S", 0.05)
-    AwsLikeBackend.errors = []
-    AwsLikeBackend.calls = 0
-    return AwsLikeBackend
+    backend = AwsLikeBackend()
+    use_backend(monkeypatch, "runners_fake_test", backend)
+    return backend
 
 
 @pytest.mark.asyncio
-async def test_transient_errors_keep_the_trigger_waiting_until_ready() -> None:
-    FakeBackend.reset(pending_polls=1)
-    AwsLikeBackend.errors = [client_error("RequestLimitExceeded", 503), client_error("InternalError", 500)]
+async def test_transient_errors_keep_the_trigger_waiting_until_ready(aws_like: AwsLikeBackend) -> None:
+    aws_like.pending_polls = 1
+    aws_like.errors = [client_error("RequestLimitExceeded", 503), client_error("InternalError", 500)]
     events = await asyncio.wait_for(events_of(trigger()), 10)
     assert [e.payload["status"] for e in events] == ["ready"]
-    assert AwsLikeBackend.calls == 4  # 2 throttled calls, PENDING, READY
+    assert aws_like.calls == 4  # 2 throttled calls, PENDING, READY
 
 
 @pytest.mark.asyncio
-async def test_a_permanent_error_fails_the_trigger_with_the_backends_message() -> None:
-    FakeBackend.reset(pending_polls=1000)
-    AwsLikeBackend.errors = [client_error("UnauthorizedOperation", 403)]
+async def test_a_permanent_error_fails_the_trigger_with_the_backends_message(
+    aws_like: AwsLikeBackend,
+) -> None:
+    aws_like.pending_polls = 1000
+    aws_like.errors = [client_error("UnauthorizedOperation", 403)]
     events = await asyncio.wait_for(events_of(trigger()), 10)
     assert [e.payload["status"] for e in events] == ["failed"]
     message = events[0].payload["message"]
     assert message.startswith("status check failed permanently: ClientError:")
     assert "UnauthorizedOperation" in message
-    assert AwsLikeBackend.calls == 1  # no retry of a refusal
-    assert FakeBackend.teardowns == 0  # waiting has no side effects
+    assert aws_like.calls == 1  # no retry of a refusal
+    assert aws_like.teardowns == 0  # waiting has no side effects
 
 
 @pytest.mark.asyncio
-async def test_a_not_found_error_fails_the_trigger_as_gone() -> None:
-    FakeBackend.reset(pending_polls=1000)
-    AwsLikeBackend.errors = [client_error("InvalidInstanceID.NotFound", 400)]
+async def test_a_not_found_error_fails_the_trigger_as_gone(aws_like: AwsLikeBackend) -> None:
+    aws_like.pending_polls = 1000
+    aws_like.errors = [client_error("InvalidInstanceID.NotFound", 400)]
     events = await asyncio.wait_for(events_of(trigger()), 10)
     assert [e.payload["status"] for e in events] == ["failed"]
     assert events[0].payload["message"].startswith("gone: ClientError:")
 
 
 @pytest.mark.asyncio
-async def test_transient_errors_past_the_cap_fail_every_waiter_of_the_call() -> None:
-    FakeBackend.reset(pending_polls=1000)
-    AwsLikeBackend.errors = [client_error("RequestLimitExceeded", 503) for _ in range(10)]
-    shared = SharedStatusPoller.for_backend(
-        AwsLikeBackend(ConnectionConfig(conn_id="runners_fake_test", conn_type="runners_fake")), INTERVAL
-    )
+async def test_transient_errors_past_the_cap_fail_every_waiter_of_the_call(aws_like: AwsLikeBackend) -> None:
+    aws_like.pending_polls = 1000
+    aws_like.errors = [client_error("RequestLimitExceeded", 503) for _ in range(10)]
+    shared = SharedStatusPoller.for_backend(aws_like, INTERVAL)
     shared.max_transient = 3
     results = await asyncio.wait_for(
         asyncio.gather(*(shared.next_status(make_handle(n)) for n in range(3)), return_exceptions=True), 10
@@ -113,17 +115,16 @@ async def test_transient_errors_past_the_cap_fail_every_waiter_of_the_call() -> 
     assert isinstance(error, RunnerStatusError)
     assert (error.kind, error.errors_in_a_row) == (ErrorKind.TRANSIENT.value, 3)
     assert "RequestLimitExceeded" in str(error)
-    assert AwsLikeBackend.calls == 3
+    assert aws_like.calls == 3
     assert shared.transient_errors == 2  # the third was the one too many
 
 
 @pytest.mark.asyncio
-async def test_the_trigger_reports_the_cap_as_a_failure() -> None:
-    FakeBackend.reset(pending_polls=1000)
-    AwsLikeBackend.errors = [client_error("Throttling", 400) for _ in range(10)]
+async def test_the_trigger_reports_the_cap_as_a_failure(aws_like: AwsLikeBackend) -> None:
+    aws_like.pending_polls = 1000
+    aws_like.errors = [client_error("Throttling", 400) for _ in range(10)]
     trig = trigger(deadline=datetime.now(UTC) + timedelta(minutes=5))
-    backend = AwsLikeBackend(ConnectionConfig(conn_id="runners_fake_test", conn_type="runners_fake"))
-    SharedStatusPoller.for_backend(backend, INTERVAL).max_transient = 2
+    SharedStatusPoller.for_backend(aws_like, INTERVAL).max_transient = 2  # the trigger's poller
     events = await asyncio.wait_for(events_of(trig), 10)
     assert [e.payload["status"] for e in events] == ["failed"]
     assert "failed 2 times in a row (transient errors)" in events[0].payload["message"]
@@ -131,18 +132,21 @@ async def test_the_trigger_reports_the_cap_as_a_failure() -> None:
 
 # -- teardown --------------------------------------------------------------------------------------
 class FlakyTeardown(AwsLikeBackend):
-    teardown_errors: ClassVar[list[Exception]] = []
+    """Raises the errors queued in ``teardown_errors`` from ``teardown``; counts every attempt."""
+
+    def __init__(self, *teardown_errors: Exception) -> None:
+        super().__init__()
+        self.teardown_errors = list(teardown_errors)
 
     def teardown(self, handle: RunnerHandle) -> TeardownResult:
-        FakeBackend.teardowns += 1
-        if FlakyTeardown.teardown_errors:
-            raise FlakyTeardown.teardown_errors.pop(0)
+        self.teardowns += 1
+        if self.teardown_errors:
+            raise self.teardown_errors.pop(0)
         return TeardownResult(existed=True, message="terminated")
 
 
 def flaky(*errors: Exception) -> FlakyTeardown:
-    FlakyTeardown.teardown_errors = list(errors)
-    return FlakyTeardown(ConnectionConfig(conn_id="runners_fake_test", conn_type="runners_fake"))
+    return FlakyTeardown(*errors)
 
 
 def test_teardown_retries_transient_errors() -> None:
@@ -151,7 +155,7 @@ def test_teardown_retries_transient_errors() -> None:
     result = teardown_retrying(backend, make_handle(), delays=[1.0, 2.0], sleep=slept.append)
     assert (result.existed, result.message) == (True, "terminated")
     assert slept == [1.0, 2.0]
-    assert FakeBackend.teardowns == 3
+    assert backend.teardowns == 3
 
 
 def test_teardown_gives_up_after_its_delays_and_at_once_on_a_permanent_error() -> None:
