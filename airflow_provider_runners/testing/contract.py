@@ -36,12 +36,13 @@ def use_backend(monkeypatch: pytest.MonkeyPatch, conn_id: str, backend: Backend)
     from airflow_provider_runners.backends import registry
 
     real = registry.get_backend
+    importers = _importers_of_get_backend()  # before patching: they hold the current function
 
     def get_backend(wanted: str = registry.DEFAULT_CONN_ID) -> Backend:
         return backend if wanted == conn_id else real(wanted)
 
     monkeypatch.setattr(registry, "get_backend", get_backend)
-    for module in _importers_of_get_backend():
+    for module in importers:
         monkeypatch.setattr(module, "get_backend", get_backend, raising=False)
     return backend
 

@@ -60,6 +60,7 @@ class TestLocalDaskContract(BackendContract):
 
 def test_use_backend_injects_one_instance_for_one_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_runners.backends import registry
+    from airflow_provider_runners.governance import reaper  # holds its own name get_backend
     from airflow_provider_runners.triggers import readiness  # imports get_backend lazily
 
     cloud = InMemoryCloud()
@@ -69,7 +70,11 @@ def test_use_backend_injects_one_instance_for_one_connection(monkeypatch: pytest
         InMemoryBackend(ConnectionConfig("runners_test_mem", "runners_memory"), cloud),
     )
     assert registry.get_backend("runners_test_mem") is mine
+    assert reaper.get_backend("runners_test_mem") is mine
     assert isinstance(registry.get_backend("runners_local_host"), LocalHostBackend)  # others unchanged
+    other = use_backend(monkeypatch, "runners_test_other", InMemoryBackend(cloud=cloud))
+    assert reaper.get_backend("runners_test_other") is other  # a second one: both are injected
+    assert reaper.get_backend("runners_test_mem") is mine
     assert readiness is not None
 
 

@@ -27,6 +27,7 @@ from airflow_provider_runners.governance.reaper import KEEP_TAG, sweep
 from airflow_provider_runners.governance.runner_index import NullRegistry, RunnerRecord, RunnerRegistry
 from airflow_provider_runners.governance.runner_index.dynamodb import DynamoDBRegistry
 from airflow_provider_runners.governance.runner_index.sqlite import SqliteRegistry
+from airflow_provider_runners.testing.contract import use_backend
 from tests.moto_aws import AWS_CONN_ID, moto_server
 from tests.unit.test_reaper import CloudyBackend, Runs, handle
 
@@ -145,27 +146,25 @@ def test_a_record_expires_heartbeat_expiry_after_its_last_heartbeat(store: Runne
 def fleet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: RunnerRegistry) -> dict[str, Any]:
     monkeypatch.setenv("AIRFLOW__RUNNERS__EVIDENCE_PATH", "file://" + str(tmp_path / "evidence"))
     monkeypatch.setenv("AIRFLOW__RUNNERS__HEARTBEAT_EXPIRY", "3600")
-    CloudyBackend.torn_down = []
     lineages = {
         name: Lineage("etl", "manual__held", f"provision-{name}") for name in ("silent", "alive", "kept")
     }
-    CloudyBackend.fleet = [
-        handle("i-silent", lineages["silent"]),
-        handle("i-alive", lineages["alive"]),
-        handle(
-            "i-kept",
-            lineages["kept"],
-            tags={**handle("x").tags, KEEP_TAG: "true", "runner-lineage": lineages["kept"].key},
-        ),
-    ]
+    cloudy = CloudyBackend(
+        fleet=[
+            handle("i-silent", lineages["silent"]),
+            handle("i-alive", lineages["alive"]),
+            handle(
+                "i-kept",
+                lineages["kept"],
+                tags={**handle("x").tags, KEEP_TAG: "true", "runner-lineage": lineages["kept"].key},
+            ),
+        ]
+    )
+    use_backend(monkeypatch, "runners_cloudy", cloudy)
     store.put(held(lineages["silent"].key, last=T0 - 3601, resource_id="i-silent"))
     store.put(held(lineages["alive"].key, last=T0 - 60, resource_id="i-alive"))
     store.put(held(lineages["kept"].key, last=T0 - 7200, resource_id="i-kept"))
-
-    def factory(conn_id: str) -> CloudyBackend:
-        return CloudyBackend(ConnectionConfig(conn_id=conn_id, conn_type=CloudyBackend.conn_type))
-
-    return {"registry": store, "factory": factory, "lineages": lineages}
+    return {"registry": store, "backend": cloudy, "lineages": lineages}
 
 
 def test_the_reaper_ends_a_runner_whose_heartbeats_stopped_and_records_it(fleet: dict[str, Any]) -> None:
@@ -175,14 +174,13 @@ def test_the_reaper_ends_a_runner_whose_heartbeats_stopped_and_records_it(fleet:
         runs=Runs({("etl", "manual__held"): "running"}),  # its DAG run still runs: only the heartbeat decides
         registry=registry,
         now=NOW,
-        backend_factory=fleet["factory"],
     )
     assert report.ok, report.errors
     assert [a.resource_id for a in report.by("reap")] == ["i-silent"]
     (action,) = report.by("reap")
     assert action.reason.startswith("no heartbeat since 2026-11-23T10:59:59")
     assert "heartbeat_expiry 3600s" in action.reason
-    assert CloudyBackend.torn_down == ["i-silent"]
+    assert fleet["backend"].torn_down == ["i-silent"]
     silent = registry.get(fleet["lineages"]["silent"].key)
     assert silent.status == "ended"
     assert silent.ended_reason.startswith("reaped: no heartbeat")
@@ -199,25 +197,18 @@ def test_the_reaper_ends_a_runner_whose_heartbeats_stopped_and_records_it(fleet:
 
 # -- holders: the readiness trigger while waiting -----------------------------------------------
 def test_the_readiness_trigger_beats_while_it_waits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from airflow_provider_runners.backends import registry as backends
     from airflow_provider_runners.triggers.poller import SharedStatusPoller
     from tests.unit.test_poller_trigger import FakeBackend, make_handle, trigger
 
-    FakeBackend.reset(pending_polls=3)
     monkeypatch.setattr(SharedStatusPoller, "_pollers", {})
-    backends.reload_backends()
-    monkeypatch.setitem(backends.backend_classes(), FakeBackend.conn_type, FakeBackend)
-    monkeypatch.setenv("AIRFLOW_CONN_RUNNERS_FAKE_TEST", json.dumps({"conn_type": "runners_fake"}))
+    use_backend(monkeypatch, "runners_fake_test", FakeBackend(pending_polls=3))
     path = tmp_path / "registry.sqlite"
     monkeypatch.setenv("AIRFLOW__RUNNERS__REGISTRY", f"sqlite:///{path}")
     monkeypatch.setenv("AIRFLOW__RUNNERS__HEARTBEAT_INTERVAL", "0")  # every poll
     registry = SqliteRegistry(path)
     runner = make_handle()
     registry.put(held(runner.lineage_key, last=0.0))
-    try:
-        events = asyncio.run(_events(trigger(runner)))
-    finally:
-        backends.reload_backends()
+    events = asyncio.run(_events(trigger(runner)))
     assert events[-1].payload["status"] == "ready"
     assert registry.get(runner.lineage_key).last_heartbeat > 0.0
 

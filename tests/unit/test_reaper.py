@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from airflow_provider_runners.core.backend import Backend, RunnerStatus, TeardownResult
+from airflow_provider_runners.core.backend import Backend, ConnectionConfig, RunnerStatus, TeardownResult
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.lineage import MANAGED_BY, Lineage
 from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
 from airflow_provider_runners.governance.reaper import NoDagRuns, configured_conn_ids, decide, sweep
 from airflow_provider_runners.governance.runner_index import RunnerRecord
 from airflow_provider_runners.governance.runner_index.sqlite import SqliteRegistry
+from airflow_provider_runners.testing.contract import use_backend
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RUN = ("etl", "manual__1")
@@ -48,15 +50,22 @@ def handle(
 
 
 class CloudyBackend(Backend):
-    """A backend double recording what the reaper asks of it."""
+    """A backend double recording what the reaper asks of it: it lists ``fleet`` (``broken``: the
+    listing fails) and records each teardown in ``torn_down`` without removing the runner from
+    ``fleet`` (a cloud slow to delete still lists it)."""
 
     name = "cloudy"
     conn_type = "runners_cloudy"
     hook_name = "Runners: cloudy"
     runner_classes: ClassVar[frozenset[str]] = frozenset({"dedicated_host"})
-    fleet: ClassVar[list[RunnerHandle]] = []
-    torn_down: ClassVar[list[str]] = []
-    broken = False
+
+    def __init__(
+        self, conn_id: str = "runners_cloudy", fleet: Iterable[RunnerHandle] = (), broken: bool = False
+    ) -> None:
+        super().__init__(ConnectionConfig(conn_id=conn_id, conn_type=self.conn_type))
+        self.fleet = list(fleet)
+        self.broken = broken
+        self.torn_down: list[str] = []
 
     def create(self, request: Any) -> RunnerHandle:  # pragma: no cover - not used
         raise NotImplementedError
@@ -80,10 +89,6 @@ class CloudyBackend(Backend):
         return list(self.fleet)
 
 
-class BrokenBackend(CloudyBackend):
-    broken = True
-
-
 class Runs(NoDagRuns):
     def __init__(self, states: dict[tuple[str, str], str]) -> None:
         self.states = states
@@ -94,18 +99,23 @@ class Runs(NoDagRuns):
 
 @pytest.fixture
 def fleet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """The runners of Connection runners_cloudy (one CloudyBackend, see ``fleet["backend"]``), their
+    registry records and DAG runs; Connection runners_broken is a backend whose listing fails."""
     monkeypatch.setenv("AIRFLOW__RUNNERS__EVIDENCE_PATH", "file://" + str(tmp_path / "evidence"))
-    CloudyBackend.torn_down = []
     registry = SqliteRegistry(tmp_path / "registry.sqlite")
     ended_run = Lineage("etl", "manual__old", "provision")
     running_run = Lineage("etl", "manual__new", "provision")
-    CloudyBackend.fleet = [
-        handle("i-ended", ended_run),
-        handle("i-running", running_run),
-        handle("i-expired", expires_at=NOW - timedelta(minutes=1)),
-        handle("i-unknown"),
-        handle("i-foreign", managed=False, expires_at=NOW - timedelta(days=1)),
-    ]
+    cloudy = CloudyBackend(
+        fleet=[
+            handle("i-ended", ended_run),
+            handle("i-running", running_run),
+            handle("i-expired", expires_at=NOW - timedelta(minutes=1)),
+            handle("i-unknown"),
+            handle("i-foreign", managed=False, expires_at=NOW - timedelta(days=1)),
+        ]
+    )
+    use_backend(monkeypatch, "runners_cloudy", cloudy)
+    use_backend(monkeypatch, "runners_broken", CloudyBackend("runners_broken", broken=True))
     for lineage, rid in ((ended_run, "i-ended"), (running_run, "i-running")):
         registry.put(
             RunnerRecord(
@@ -133,14 +143,7 @@ def fleet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
         )
     )
     runs = Runs({("etl", "manual__old"): "failed", ("etl", "manual__new"): "running"})
-    backends = {"runners_cloudy": CloudyBackend, "runners_broken": BrokenBackend}
-
-    def factory(conn_id: str) -> Backend:
-        from airflow_provider_runners.core.backend import ConnectionConfig
-
-        return backends[conn_id](ConnectionConfig(conn_id=conn_id, conn_type=backends[conn_id].conn_type))
-
-    return {"registry": registry, "runs": runs, "factory": factory, "tmp": tmp_path}
+    return {"registry": registry, "runs": runs, "backend": cloudy, "tmp": tmp_path}
 
 
 def run_sweep(
@@ -152,7 +155,6 @@ def run_sweep(
         runs=fleet["runs"],
         registry=fleet["registry"],
         now=NOW,
-        backend_factory=fleet["factory"],
     )
 
 
@@ -167,7 +169,7 @@ def test_sweep_reaps_ended_and_expired_keeps_running_and_unknown_never_touches_f
     assert decisions["i-expired"][1].startswith("expired at 2026-11-23T11:59:00")
     assert decisions["i-unknown"][0] == "keep"
     assert decisions["i-foreign"] == ("foreign", "no managed-by tag: not ours, never touched")
-    assert sorted(CloudyBackend.torn_down) == ["i-ended", "i-expired"]
+    assert sorted(fleet["backend"].torn_down) == ["i-ended", "i-expired"]
     assert report.ok
 
     registry = fleet["registry"]
@@ -196,7 +198,7 @@ def test_dry_run_changes_nothing(fleet: dict[str, Any]) -> None:
     before = fleet["registry"].records()
     report = run_sweep(fleet, dry_run=True)
     assert sorted(a.resource_id for a in report.by("reap")) == ["i-ended", "i-expired"]
-    assert CloudyBackend.torn_down == []
+    assert fleet["backend"].torn_down == []
     assert fleet["registry"].records() == before
     assert list(iter_chains()) == []
 
@@ -205,7 +207,7 @@ def test_a_backend_that_cannot_list_does_not_stop_the_sweep(fleet: dict[str, Any
     report = run_sweep(fleet, conn_ids=("runners_broken", "runners_cloudy"))
     assert report.errors == {"runners_broken": "ConnectionError: DescribeInstances: throttled"}
     assert not report.ok
-    assert sorted(CloudyBackend.torn_down) == ["i-ended", "i-expired"]
+    assert sorted(fleet["backend"].torn_down) == ["i-ended", "i-expired"]
     # Its registry records are not reconciled from an empty (failed) listing.
     assert fleet["registry"].get("rl-vanished").status == "ended"  # ended via runners_cloudy only
 
@@ -313,7 +315,7 @@ def test_the_backstop_entry_is_not_written_when_the_end_is_already_recorded(flee
 def test_a_reap_entry_is_terminal_and_written_once_per_runner(fleet: dict[str, Any]) -> None:
     run_sweep(fleet)
     run_sweep(fleet)  # a backend that still lists the runner (slow to delete): reaped again
-    assert CloudyBackend.torn_down.count("i-ended") == 2
+    assert fleet["backend"].torn_down.count("i-ended") == 2
     (chain,) = [c for c in iter_chains() if c.parent.name == "manual__old"]
     report = verify_chain(chain, complete=True)
     assert report.ok, report.problems
