@@ -52,7 +52,9 @@ def handle(
 class CloudyBackend(Backend):
     """A backend double recording what the reaper asks of it: it lists ``fleet`` (``broken``: the
     listing fails) and records each teardown in ``torn_down`` without removing the runner from
-    ``fleet`` (a cloud slow to delete still lists it)."""
+    ``fleet`` (a cloud slow to delete still lists it). Not ``testing.memory.InMemoryBackend``: its
+    teardown removes the runner (the reaped-twice test needs it still listed) and it keeps no
+    record of which runners were torn down."""
 
     name = "cloudy"
     conn_type = "runners_cloudy"
