@@ -1,7 +1,7 @@
-"""Seed 001's orchestrator config, read as it is written: ``burst_policy`` with mode, check_interval, spot.
+"""The job-array orchestrator config, read as users write it: ``burst_policy`` with mode,
+check_interval, spot.
 
-What it is for: the job-array burst (docs/cost.md, "Job-array burst on EC2") reads the same YAML
-seed 001's orchestrator reads::
+What it is for: the job-array burst (docs/cost.md, "Job-array burst on EC2") reads this YAML::
 
     job_array_id: my-pipeline
     queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/my-queue
@@ -37,7 +37,7 @@ from typing import Any
 from airflow_provider_runners.governance.burst import BurstPolicy
 
 MODES = ("auto", "manual")
-#: Launch fields of seed 001's burst_policy (checked against the catalog / the Connection).
+#: Launch fields of the burst_policy (docs/cost.md) (checked against the catalog / the Connection).
 LAUNCH_FIELDS = ("instance_type", "ami", "spot", "key_name", "subnet_id", "security_groups")
 _OWN_FIELDS = ("mode", "check_interval", *LAUNCH_FIELDS)
 _TOP_FIELDS = ("job_array_id", "queue_url", "region", "burst_policy")
@@ -56,7 +56,7 @@ def _seconds(name: str, value: Any) -> float:
 
 @dataclass(frozen=True)
 class BurstConfig:
-    """One job array's burst settings (seed 001's orchestrator config)."""
+    """One job array's burst settings (the orchestrator config of docs/cost.md)."""
 
     policy: BurstPolicy
     mode: str = "auto"
@@ -73,7 +73,7 @@ class BurstConfig:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> BurstConfig:
-        """From seed 001's orchestrator config (with ``burst_policy:``) or a bare burst_policy."""
+        """From the orchestrator config (docs/cost.md) (with ``burst_policy:``) or a bare burst_policy."""
         values = dict(values or {})
         top: dict[str, Any] = {}
         if "burst_policy" in values:

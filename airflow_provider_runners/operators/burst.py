@@ -102,7 +102,7 @@ class BurstPlanOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        # seed 001's burst_policy as written (mode, check_interval, spot, instance_type...; docs/cost.md)
+        # the burst_policy as users write it (mode, check_interval, spot, instance_type...; docs/cost.md)
         config = None if isinstance(policy, BurstPolicy) else BurstConfig.load(dict(policy))
         self.policy = policy if isinstance(policy, BurstPolicy) else config.policy  # type: ignore[union-attr]
         self.mode = config.mode if config else "auto"

@@ -252,7 +252,7 @@ def _wait_ready(
 class BurstCycleOperator(BaseOperator):
     """One job-array burst cycle per DAG run (schedule the DAG at the config's ``check_interval``).
 
-    :param config: seed 001's orchestrator config: a :class:`BurstConfig`, a mapping, a YAML
+    :param config: the orchestrator config (docs/cost.md, "Job-array burst on EC2"): a :class:`BurstConfig`, a mapping, a YAML
         path or YAML text (``burst_policy`` with mode, check_interval, spot...).
     :param spec: the hosts' ``dedicated_host`` spec (its ``tags.extra["burst-pool"]`` names the pool).
     :param job_command: shell command run on a host per job, the message body in ``$RUNNER_JOB_BODY``.
@@ -311,7 +311,9 @@ class BurstCycleOperator(BaseOperator):
 # -- airflow-runners burst ----------------------------------------------------------------------
 def build_parser(parser: Any) -> Any:
     """Arguments of ``airflow-runners burst`` (a manual burst, or one cycle of the config's mode)."""
-    parser.add_argument("--config", required=True, help="seed 001's orchestrator YAML (burst_policy: ...)")
+    parser.add_argument(
+        "--config", required=True, help="the orchestrator YAML (burst_policy: ...; docs/cost.md)"
+    )
     parser.add_argument(
         "--spec", required=True, help="the hosts' dedicated_host spec: JSON text or a YAML file"
     )
