@@ -26,7 +26,6 @@ from airflow.sdk import DAG, Param
 from sales_etl import sales_etl_tasks
 
 from airflow_provider_runners import runner
-from airflow_provider_runners.backends.dataproc_dask import validate_region
 
 CONN_ID = os.environ.get("RUNNERS_DATAPROC_ETL_CONN_ID", "runners_default")
 #: Provision retries replace a cluster that ended in ERROR (it is deleted first: it bills).
@@ -42,8 +41,6 @@ SPEC = {
     "tags": {"tenant": "analytics", "pipeline": "sales-etl", "cost_center": "cc-1234"},
     "ttl": "2h",
 }
-if os.environ.get("RUNNERS_DATAPROC_ETL_REGION"):
-    validate_region(os.environ["RUNNERS_DATAPROC_ETL_REGION"])  # parse time: a bad region is an import error
 
 
 def build_etl_dag(dag_id: str, max_return_rate: float) -> DAG:

@@ -196,20 +196,6 @@ def test_invalid_profile_or_options_are_dag_import_errors(
     assert expected in error
 
 
-def test_invalid_region_is_a_dag_import_error(
-    tmp_path: Path, airflow_db: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    source = Path(__file__).parents[2] / "dags" / "dataproc_dask_etl.py"
-    (tmp_path / "dataproc_bad_region.py").write_text(source.read_text())
-    monkeypatch.setenv("RUNNERS_DATAPROC_ETL_REGION", "Europe West")
-    bag = DagBag(dag_folder=str(tmp_path))
-    assert bag.dag_ids == []
-    (error,) = bag.import_errors.values()
-    assert "region: 'Europe West' is not a GCP region" in error
-
-
 def test_the_same_dag_runs_on_local_dask_when_its_connection_says_so(airflow_db: Any) -> None:
     """A copy of the DAG file whose Connection is ``runners_default`` (what the env var default gives)."""
     from airflow.dag_processing.dagbag import DagBag

@@ -126,8 +126,10 @@ def validate_spec(
 ) -> RunnerSpec:
     """Parse-time check of a spec meant for ``dataproc_dask`` (profile, options) and a region.
 
-    DAG files call it next to ``runner(...)`` so that a bad profile, option or region is a DAG
-    import error and nothing is ever created. Imports nothing from google.
+    ``runner(...)`` / ``ProvisionRunnerOperator`` already run the same check at parse time
+    (``check_resolved`` through ``check_spec``; docs/architecture.md, "Options are checked at
+    parse time"), so DAG files need not call it; it is here for scripts and tests that check a
+    spec (and a region) without building a DAG. Imports nothing from google.
     """
     from airflow_provider_runners.core.catalog import resolve_spec
     from airflow_provider_runners.core.specs import RunnerSpec
