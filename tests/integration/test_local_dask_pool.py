@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ def _end_all(backend: LocalDaskBackend) -> None:
     assert wait_for(lambda: local_dask_daemons(backend.state_dir) == [], timeout=60)
 
 
+def _workers_warm(scheduler: str) -> bool:
+    from distributed import Client
+
+    with Client(scheduler, timeout=30) as client:
+        imported = client.run(lambda: "dask.dataframe" in sys.modules)
+    return bool(imported) and all(imported.values())
+
+
 def test_a_provision_claims_a_warm_member_which_is_never_reused(tmp_path: Path) -> None:
     backend = _backend(tmp_path / "s", pool_size=1, pool_idle=300)
     try:
@@ -70,6 +79,8 @@ def test_a_provision_claims_a_warm_member_which_is_never_reused(tmp_path: Path) 
         assert warm.lineage_key == _request("run-2").lineage.key
         assert warm.endpoints["scheduler"].startswith("tcp://127.0.0.1:")
         assert backend.status(warm).state is RunnerState.READY  # ready at the first poll
+        # its workers imported what a first DataFrame job needs while the member waited
+        assert wait_for(lambda: _workers_warm(warm.endpoints["scheduler"]), timeout=60)
         assert backend.create(_request("run-2")).resource_id == warm.resource_id  # same token: idempotent
         assert backend.find(warm.lineage_key) is not None
         refilled = _members(backend)

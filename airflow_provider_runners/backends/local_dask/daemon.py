@@ -91,6 +91,19 @@ def _warm_imports() -> None:
         pass
 
 
+def _warm_workers(scheduler_address: str) -> None:
+    """A warm-pool member (pool.py) also imports on its workers what a first DataFrame job needs,
+    while it waits to be claimed: the claiming run's first job then starts on warm workers, which
+    a cluster made in the task (the cold path, or the user's own LocalCluster) cannot have."""
+    try:
+        from distributed import Client
+
+        with Client(scheduler_address, timeout=30) as client:
+            client.run(_warm_imports)
+    except Exception as exc:  # noqa: BLE001 - an optimisation only: the member still serves cold
+        print(f"warm-pool member: warming the workers failed: {exc!r}", flush=True)
+
+
 def main(state_path: Path) -> int:
     started = time.monotonic()
     state = json.loads(state_path.read_text())
@@ -142,6 +155,9 @@ def main(state_path: Path) -> int:
         print(f"local_dask {state['resource_id']}: running at {cluster.scheduler_address}", flush=True)
         signal_change(state_path)
         threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
+        if state.get("pool"):
+            args = (cluster.scheduler_address,)
+            threading.Thread(target=_warm_workers, args=args, name="warm-workers", daemon=True).start()
         # The ttl also counts on this process's own monotonic clock from its start, so the backstop
         # holds when the provisioning process's wall clock is ahead of this one (docs/testing.md);
         # not for a warm-pool member, whose ttl starts at its claim.
