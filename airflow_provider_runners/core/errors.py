@@ -52,6 +52,12 @@ def http_kind(status: int | None) -> ErrorKind | None:
     return ErrorKind.PERMANENT
 
 
+def class_names(exc: BaseException) -> frozenset[str]:
+    """The names of ``exc``'s class and its bases: maps match SDK exceptions by name, so a map
+    never imports an optional SDK (the extra may not be installed)."""
+    return frozenset(cls.__name__ for cls in type(exc).__mro__)
+
+
 def default_kind(exc: BaseException) -> ErrorKind:
     """The map every backend falls back to (and third-party backends get by default).
 

@@ -8,7 +8,7 @@ first) and turns what is left into :class:`PlatformUnavailable` (no answer, 5xx)
 
 from __future__ import annotations
 
-from airflow_provider_runners.core.errors import ErrorKind, ErrorMap, http_kind
+from airflow_provider_runners.core.errors import ErrorKind, ErrorMap, class_names, http_kind
 from airflow_provider_runners.exceptions import ProvisionError
 
 
@@ -30,7 +30,7 @@ class BenchHttpErrorMap(ErrorMap):
     def recognise(self, exc: BaseException) -> ErrorKind | None:
         if isinstance(exc, PlatformUnavailable):
             return ErrorKind.TRANSIENT
-        names = {cls.__name__ for cls in type(exc).__mro__}
+        names = class_names(exc)
         if "HTTPError" in names:
             response = getattr(exc, "response", None)
             status = getattr(response, "status_code", None)

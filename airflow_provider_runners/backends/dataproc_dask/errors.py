@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_runners.core.errors import ErrorKind, ErrorMap, http_kind
+from airflow_provider_runners.core.errors import ErrorKind, ErrorMap, class_names, http_kind
 
 TRANSIENT_CLASSES = frozenset({"RetryError", "TransportError", "ServerError", "DeadlineExceeded", "Aborted"})
 PERMANENT_CLASSES = frozenset(
@@ -24,7 +24,7 @@ class DataprocErrorMap(ErrorMap):
     """Google errors by class first (credentials, transport), then by their HTTP ``code``."""
 
     def recognise(self, exc: BaseException) -> ErrorKind | None:
-        names = {cls.__name__ for cls in type(exc).__mro__}
+        names = class_names(exc)
         if names & PERMANENT_CLASSES:
             return ErrorKind.PERMANENT
         if names & TRANSIENT_CLASSES:

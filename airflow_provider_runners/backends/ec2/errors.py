@@ -7,7 +7,7 @@ mode has already retried throttling and 5xx a few times when one of these reache
 
 from __future__ import annotations
 
-from airflow_provider_runners.core.errors import ErrorKind, ErrorMap, http_kind
+from airflow_provider_runners.core.errors import ErrorKind, ErrorMap, class_names, http_kind
 
 #: Error codes of a call AWS asks to try again later.
 TRANSIENT_CODES = frozenset(
@@ -81,7 +81,7 @@ class Ec2ErrorMap(ErrorMap):
             kind = http_kind(status if isinstance(status, int) else None)
             # a 404 with a code not known as a missing resource is a wrong request, not a gone runner
             return ErrorKind.PERMANENT if kind in (None, ErrorKind.NOT_FOUND) else kind
-        names = {cls.__name__ for cls in type(exc).__mro__}
+        names = class_names(exc)
         if names & PERMANENT_CLASSES:
             return ErrorKind.PERMANENT
         if names & TRANSIENT_CLASSES:

@@ -7,7 +7,7 @@ None when there was no answer), and urllib3 errors for connections that failed b
 
 from __future__ import annotations
 
-from airflow_provider_runners.core.errors import ErrorKind, ErrorMap, http_kind
+from airflow_provider_runners.core.errors import ErrorKind, ErrorMap, class_names, http_kind
 
 #: urllib3 errors raised before the API server answered.
 TRANSIENT_CLASSES = frozenset(
@@ -27,7 +27,7 @@ class KubernetesErrorMap(ErrorMap):
     429 and 5xx TRANSIENT, 401/403/other 4xx PERMANENT; urllib3 connection errors TRANSIENT."""
 
     def recognise(self, exc: BaseException) -> ErrorKind | None:
-        names = {cls.__name__ for cls in type(exc).__mro__}
+        names = class_names(exc)
         if "ApiException" in names or "OpenApiException" in names:
             status = getattr(exc, "status", None)
             if not isinstance(status, int) or status == 0:  # no answer from the API server
