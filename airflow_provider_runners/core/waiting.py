@@ -107,7 +107,7 @@ class ReadinessWait:
         self.clock = clock
         self.max_transient = max_transient
         self.errors_in_a_row = 0
-        self.transient_errors = 0  # over the whole wait, for the logs and the evidence
+        self.transient_errors = 0  # over the whole wait (tests read it; nothing records it yet)
         self.last_message = "no status yet"
 
     def on_status(self, status: RunnerStatus) -> Decision:
