@@ -54,6 +54,10 @@ TOPIC_PREFIX = "airflow-runners-output-"
 _ROUTER_MARK = "_airflow_runners_router"
 _TRY_RE = re.compile(r"-t(\d+)(?:-r\d+)?$")
 _REUSABLE = ("pending", "finished")
+#: The key of the driver's last output event (no line): everything it printed arrived before it.
+END_MARK = "end"
+#: The key of the event the submitting client queues itself when the job's future is done.
+_DONE_MARK = "_airflow_runners_done"
 
 
 def job_name(lineage_key: str) -> str:
@@ -103,6 +107,9 @@ def run_job(
         logging.getLogger().removeHandler(handler)
         for router in routers:
             router.unroute(thread)
+        # The last event: a waiting try knows it has all the output once this arrives.
+        seq[0] += 1
+        worker.log_event(topic, {"key": key, "seq": seq[0], END_MARK: True})
 
 
 class _Router:
@@ -224,6 +231,7 @@ class AttachedJob:
         self.run: JobRun | None = None
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._printed: dict[str, int] = {}
+        self._ended: set[str] = set()  # keys whose END_MARK arrived
 
     def start(self, func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> JobRun:
         """Re-attach to the published job if it can be reused, else submit and publish a new one."""
@@ -258,11 +266,17 @@ class AttachedJob:
 
     def wait(self, poll: float = 0.2) -> Any:
         """Wait for the job, writing its output as it arrives, and return its result. A job that
-        failed is unpublished; a finished one stays published until :meth:`release`."""
+        failed is unpublished; a finished one stays published until :meth:`release`.
+
+        Wakes on each output line and on the future's completion (a done callback queues a
+        mark), not at the next ``poll``: ``poll`` only bounds how long one wait blocks."""
         assert self.future is not None
+        self.future.add_done_callback(lambda _future: self._events.put({_DONE_MARK: True}))
         while not self.future.done():
-            self.drain()
-            time.sleep(poll)
+            try:
+                self._print(self._events.get(timeout=poll))
+            except queue.Empty:
+                continue
         self._settle()
         try:
             return self.future.result()
@@ -300,6 +314,9 @@ class AttachedJob:
         if seq <= self._printed.get(self.run.key, 0):
             return
         self._printed[self.run.key] = seq
+        if msg.get(END_MARK):
+            self._ended.add(self.run.key)
+            return
         prefix = "[before this try attached] " if earlier else ""
         self.output(f"{prefix}{msg.get('line', '')}")
 
@@ -308,14 +325,21 @@ class AttachedJob:
             self._print(msg, earlier=True)
 
     def _settle(self, quiet: float = 0.3, limit: float = 3.0) -> None:
-        """Output sent just before the job ended may arrive just after: wait until it is quiet."""
+        """Output sent just before the job ended may arrive just after: wait for the driver's end
+        mark (at most ``limit`` s); a driver that never sent one (its worker died, or it was
+        started by a version without the mark) is waited for until the output is ``quiet``."""
         deadline = time.monotonic() + limit
         last = time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - last < quiet:
-            if not self._events.empty():
-                self.drain()
+        self.drain()
+        while self.run is not None and self.run.key not in self._ended:
+            now = time.monotonic()
+            if now >= deadline or now - last >= quiet:
+                break
+            try:
+                self._print(self._events.get(timeout=min(0.05, deadline - now)))
                 last = time.monotonic()
-            time.sleep(0.05)
+            except queue.Empty:
+                continue
         self.drain()
 
     def _unpublish(self) -> None:

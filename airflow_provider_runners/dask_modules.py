@@ -100,13 +100,15 @@ def modules_to_ship(func: Callable[..., Any], dag_folder: str | None = None) -> 
         found[module.__name__] = module
     if dag_folder:
         root = os.path.realpath(dag_folder) + os.sep
+        real_dirs: dict[str, str] = {}  # a few hundred directories hold thousands of modules
         for name, candidate in list(sys.modules.items()):
             filename = getattr(candidate, "__file__", None)
-            if (
-                filename
-                and not isinstance(candidate, LazyModule)
-                and os.path.realpath(filename).startswith(root)
-            ):
+            if not filename or isinstance(candidate, LazyModule):
+                continue
+            folder, base = os.path.split(filename)
+            if folder not in real_dirs:
+                real_dirs[folder] = os.path.realpath(folder)
+            if os.path.join(real_dirs[folder], base).startswith(root):
                 found.setdefault(name, candidate)
     return list(found.values())
 

@@ -55,6 +55,14 @@ def _end_all(backend: LocalDaskBackend) -> None:
     assert wait_for(lambda: local_dask_daemons(backend.state_dir) == [], timeout=60)
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """The process has a SIGTERM handler installed (the SigCgt mask of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (15 - 1)))
+    return False
+
+
 def _workers_warm(scheduler: str) -> bool:
     from distributed import Client
 
@@ -79,8 +87,14 @@ def test_a_provision_claims_a_warm_member_which_is_never_reused(tmp_path: Path) 
         assert warm.lineage_key == _request("run-2").lineage.key
         assert warm.endpoints["scheduler"].startswith("tcp://127.0.0.1:")
         assert backend.status(warm).state is RunnerState.READY  # ready at the first poll
-        # its workers imported what a first DataFrame job needs while the member waited
-        assert wait_for(lambda: _workers_warm(warm.endpoints["scheduler"]), timeout=60)
+        # its scheduler and workers imported what a first DataFrame job needs before it could be
+        # claimed; every daemon (cold too) does so before it reports running, so a first job's
+        # graph never reaches the scheduler during that import (daemon.py, PRELOAD_MODULES)
+        assert _state(backend, warm.resource_id)["preloaded"] == ["dask.dataframe"]
+        assert _workers_warm(warm.endpoints["scheduler"])
+        assert wait_for(lambda: backend.status(cold).state is RunnerState.READY, timeout=90)
+        assert _state(backend, cold.resource_id)["preloaded"] == ["dask.dataframe"]
+        assert _workers_warm(_state(backend, cold.resource_id)["scheduler_address"])
         assert backend.create(_request("run-2")).resource_id == warm.resource_id  # same token: idempotent
         assert backend.find(warm.lineage_key) is not None
         refilled = _members(backend)
@@ -139,3 +153,28 @@ def test_the_second_dag_run_gets_a_warm_cluster(
     finally:
         _end_all(backend)
     os.environ.pop("AIRFLOW_CONN_RUNNERS_POOL_TEST", None)
+
+
+def test_a_refill_waits_before_starting_and_a_teardown_meanwhile_ends_it_at_once(tmp_path: Path) -> None:
+    """The refill does not compete with the claiming run's first job (pool.REFILL_DELAY_S), and a
+    member torn down during that pause stops without ever starting a cluster."""
+    from airflow_provider_runners.backends.local_dask.pool import REFILL_DELAY_S
+
+    backend = _backend(tmp_path / "s", pool_size=1, pool_idle=300)
+    try:
+        cold = backend.create(_request("run-1"))
+        (member,) = _members(backend)
+        waiting = _state(backend, member.resource_id)
+        assert waiting["pool"]["start_delay_s"] == REFILL_DELAY_S >= 1
+        assert (waiting["status"], waiting.get("scheduler_address")) == ("starting", None)
+        # once the daemon handles SIGTERM (it is then in its pause), a teardown ends it cleanly
+        assert wait_for(lambda: _catches_sigterm(int(waiting["pid"])), timeout=30)
+        result = backend.teardown(member)
+        assert result.existed
+        stopped = _state(backend, member.resource_id)
+        assert (stopped["status"], stopped["stop_reason"]) == ("stopped", "teardown")
+        assert "ready_at" not in stopped  # it never started a cluster
+        assert local_dask_daemons(backend.state_dir) != []  # the cold runner's daemon still runs
+        backend.teardown(cold)
+    finally:
+        _end_all(backend)

@@ -221,3 +221,26 @@ def test_abandon_with_cancel_ends_the_job_without_cancel_keeps_it(client: Any, t
 def _state_of(key: str, dask_scheduler: Any = None) -> str | None:
     task = dask_scheduler.tasks.get(key)
     return None if task is None else str(task.state)
+
+
+def chatty_job(client: Any, lines: int) -> int:
+    """Runs on a Dask worker: prints ``lines`` lines and returns at once."""
+    for i in range(lines):
+        print(f"line {i}", flush=True)
+    return lines
+
+
+def test_every_line_arrives_and_the_drivers_end_mark_ends_the_wait(client: Any) -> None:
+    """The wait ends on the driver's end mark, not after a quiet period: the last lines printed
+    just before the job returned are all in the output."""
+    written: list[str] = []
+    # a lineage of its own: a job an earlier test left running prints under LINEAGE's keys
+    job = AttachedJob(client, "rl0123456789abcdef0123chatty", 1, written.append)
+    run = job.start(chatty_job, [300], {})
+    assert job.wait() == 300
+    assert written == [f"line {i}" for i in range(300)]
+    assert run.key in job._ended
+    started = time.monotonic()
+    job._settle(quiet=30, limit=30)  # already ended: no quiet period to wait out
+    assert time.monotonic() - started < 5
+    job.release()

@@ -36,6 +36,12 @@ WORKER_JOIN_TIMEOUT_S = 120
 #: limit for *starting* a worker process: at 30 s, all 5 clusters started at once failed with
 #: ``TimeoutError`` on a loaded 2-core machine (tests/chaos, docs/reliability.md).
 WORKER_DEATH_TIMEOUT_S = 90
+#: Seconds the daemon waits for its import of dask.dataframe before it reports running anyway.
+PRELOAD_TIMEOUT_S = 60
+#: What the daemon (its scheduler) and every worker import before the cluster reports running,
+#: so that a first DataFrame job pays no import (the state's ``preloaded`` lists what the
+#: scheduler has; distributed's worker ``preload`` imports them in the workers).
+PRELOAD_MODULES = ("dask.dataframe",)
 
 
 def _now() -> datetime:
@@ -84,24 +90,14 @@ def signal_change(state_path: Path) -> None:
 
 
 def _warm_imports() -> None:
-    """Import what a first DataFrame graph needs while the DAG moves on to its first work task."""
-    try:
-        import dask.dataframe  # noqa: F401
-    except ImportError:  # pragma: no cover - dask without its dataframe extra
-        pass
+    """Import ``PRELOAD_MODULES`` (the scheduler unpickles a DataFrame graph with them)."""
+    import importlib
 
-
-def _warm_workers(scheduler_address: str) -> None:
-    """A warm-pool member (pool.py) also imports on its workers what a first DataFrame job needs,
-    while it waits to be claimed: the claiming run's first job then starts on warm workers, which
-    a cluster made in the task (the cold path, or the user's own LocalCluster) cannot have."""
-    try:
-        from distributed import Client
-
-        with Client(scheduler_address, timeout=30) as client:
-            client.run(_warm_imports)
-    except Exception as exc:  # noqa: BLE001 - an optimisation only: the member still serves cold
-        print(f"warm-pool member: warming the workers failed: {exc!r}", flush=True)
+    for name in PRELOAD_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - dask without its dataframe extra
+            pass
 
 
 def main(state_path: Path) -> int:
@@ -118,8 +114,21 @@ def main(state_path: Path) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
+    # A warm-pool refill starts after a pause, so the run that claimed a member has the CPUs to
+    # itself for its first job (pool.py, REFILL_DELAY_S). A teardown meanwhile ends it at once.
+    delay = float((state.get("pool") or {}).get("start_delay_s") or 0)
+    if delay and stop.wait(delay):
+        _record_stopped(state_path, state, reason["value"])
+        return 0
+
     from distributed import LocalCluster
 
+    # Import dask.dataframe while the cluster starts, and finish before reporting running: the
+    # scheduler unpickles a DataFrame graph by importing it, and two threads importing that
+    # package at once can fail with "partially initialized module" (its modules import each
+    # other), which failed the first job of a cluster whose job arrived during this import.
+    importing = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)
+    importing.start()
     cluster = LocalCluster(
         n_workers=settings["workers"],
         threads_per_worker=settings["threads_per_worker"],
@@ -130,6 +139,7 @@ def main(state_path: Path) -> int:
         dashboard_address="127.0.0.1:0" if settings.get("dashboard", True) else None,
         death_timeout=WORKER_DEATH_TIMEOUT_S,
         silence_logs=30,
+        preload=list(PRELOAD_MODULES),  # each worker imports them before it joins the scheduler
     )
     try:
         latest = json.loads(state_path.read_text())
@@ -140,9 +150,11 @@ def main(state_path: Path) -> int:
         state = latest
         # Ready means every worker has joined the scheduler (the cached scheduler_info can lag).
         cluster.wait_for_workers(settings["workers"], timeout=WORKER_JOIN_TIMEOUT_S)
+        importing.join(timeout=PRELOAD_TIMEOUT_S)
         info = cluster.scheduler_info
         state.update(
             status="running",
+            preloaded=sorted(m for m in PRELOAD_MODULES if m in sys.modules),
             ready_at=_now().isoformat(),
             scheduler_address=cluster.scheduler_address,
             dashboard_link=cluster.dashboard_link if settings.get("dashboard", True) else None,
@@ -154,10 +166,6 @@ def main(state_path: Path) -> int:
         write_state(state_path, state)
         print(f"local_dask {state['resource_id']}: running at {cluster.scheduler_address}", flush=True)
         signal_change(state_path)
-        threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
-        if state.get("pool"):
-            args = (cluster.scheduler_address,)
-            threading.Thread(target=_warm_workers, args=args, name="warm-workers", daemon=True).start()
         # The ttl also counts on this process's own monotonic clock from its start, so the backstop
         # holds when the provisioning process's wall clock is ahead of this one (docs/testing.md);
         # not for a warm-pool member, whose ttl starts at its claim.
@@ -197,15 +205,25 @@ def main(state_path: Path) -> int:
         try:
             cluster.close(timeout=20)
         finally:
-            latest = json.loads(state_path.read_text())
-            if latest.get("status") != "stopped":  # merged: a claim written meanwhile is kept
-                if latest.get("status") == "starting":
-                    latest.update({k: v for k, v in state.items() if k not in latest})
-                latest.update(status="stopped", stop_reason=reason["value"], stopped_at=_now().isoformat())
-                write_state(state_path, latest)
-            signal_change(state_path)
+            _record_stopped(state_path, state, reason["value"])
     return 0
 
 
+def _record_stopped(state_path: Path, state: dict[str, Any], reason: str) -> None:
+    """Write ``status: stopped`` (merged: a claim written meanwhile is kept) and signal it."""
+    latest = json.loads(state_path.read_text())
+    if latest.get("status") != "stopped":
+        if latest.get("status") == "starting":
+            latest.update({k: v for k, v in state.items() if k not in latest})
+        latest.update(status="stopped", stop_reason=reason, stopped_at=_now().isoformat())
+        write_state(state_path, latest)
+    signal_change(state_path)
+
+
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    code = main(Path(sys.argv[1]))
+    # The cluster is closed and "stopped" is written: leave without the interpreter's shutdown
+    # (distributed's atexit hooks and thread joins add ~0.3 s that a teardown would wait for).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -11,7 +11,9 @@ shape — workers, threads, memory, dashboard — i.e. one pool per profile as r
 2. finds none: starts its own cluster as without a pool (the cold path);
 3. either way, refills the pool in the background: starts daemons until N unclaimed members
    of its key are starting or running (under a ``flock`` on ``<state_dir>/pool-<key>.lock``).
-   Starting a daemon does not wait for it.
+   Starting a daemon does not wait for it, and a new member waits ``REFILL_DELAY_S`` before
+   it starts its cluster: the claiming run's first job does not compete with the refill for
+   the CPUs (on a 2-core worker the refill costs about 3 CPU-seconds; docs/benchmarks.md).
 
 **Isolation.** A claimed cluster belongs to one provision; its teardown ends it like any other
 (SIGTERM to its daemon). A member is never handed out twice: its claim file stays.
@@ -48,6 +50,9 @@ if TYPE_CHECKING:
     from airflow_provider_runners.core.backend import ProvisionRequest
 
 MAX_POOL_SIZE = 16
+#: Seconds a refilled member waits before starting its cluster (the daemon's ``start_delay_s``).
+#: A member needs 2-3 s to start anyway, so a run arriving meanwhile would not have had it.
+REFILL_DELAY_S = 5.0
 DEFAULT_POOL_IDLE_S = 600.0
 #: The settings that make two clusters interchangeable (the pool key hashes them).
 SHAPE_FIELDS = ("workers", "threads_per_worker", "memory_limit", "dashboard")
@@ -197,7 +202,7 @@ def _start_member(
         "settings": {**settings, "idle_timeout_s": None},
         "worker_env_names": sorted(backend.worker_env),
         "handle": handle.to_xcom(),
-        "pool": {"key": key, "idle_s": backend.pool_idle_s},
+        "pool": {"key": key, "idle_s": backend.pool_idle_s, "start_delay_s": REFILL_DELAY_S},
     }
     backend._spawn(rid, state)
     return rid
