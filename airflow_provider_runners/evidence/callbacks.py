@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -247,16 +247,35 @@ class WorkStarted:
             log.exception("evidence: could not note the start of this work try")
 
 
+def group_task_states(ti: Any, task_ids: Sequence[str]) -> dict[str, Any] | None:
+    """This run's states of ``task_ids`` in one Execution API call, by name (``task_id``, or
+    ``task_id_<map index>`` for a mapped one); None outside a task runner (``dag.test()``)."""
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=ti.dag_id, task_ids=list(task_ids), run_ids=[ti.run_id]
+        )
+    except Exception as exc:  # noqa: BLE001 - not in a task runner (or an older Airflow)
+        log.info("cannot read task states of %s (%s)", list(task_ids), exc)
+        return None
+    return dict(states.get(ti.run_id) or {})
+
+
 def record_unrecorded_work(
     context: Any,
     provision_task_id: str,
     handle: RunnerHandle | None,
     lineage_key: str,
+    states: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Called by the teardown task: append a ``work`` entry for every failed work task of the
     group whose last try left none (killed with SIGKILL, out of memory, its worker died: no
     callback ran). Keyed like the task's own entry, so a callback that still runs later (the
-    dag-processor's, after a heartbeat timeout) does not write a second one."""
+    dag-processor's, after a heartbeat timeout) does not write a second one.
+
+    ``states``: this run's task states by name (``task_id`` or ``task_id_<map index>``), when
+    the caller already read them (:func:`group_task_states`); else they are read here."""
     from airflow_provider_runners.evidence.ledger import (
         append,
         chain_dir,
@@ -269,18 +288,14 @@ def record_unrecorded_work(
     work_ids = sorted(set(getattr(task, "upstream_task_ids", ())) - {provision_task_id})
     if not work_ids:
         return []
-    try:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        states = RuntimeTaskInstance.get_task_states(dag_id=ti.dag_id, task_ids=work_ids, run_ids=[ti.run_id])
-    except Exception as exc:  # noqa: BLE001 - not in a task runner (or an older Airflow): skip
-        log.info("evidence: cannot read the work tasks' states (%s): killed tries not checked", exc)
-        return []
-    recorded = {
-        e.get("event_key") for e in read_entries(chain_dir(ledger_root(), ti.dag_id, ti.run_id, lineage_key))
-    }
+    if states is None:
+        states = group_task_states(ti, work_ids)
+        if states is None:
+            log.info("evidence: cannot read the work tasks' states: killed tries not checked")
+            return []
+    recorded: set[Any] | None = None  # the ledger is read only when a work task failed
     written = []
-    for name, state in sorted((states.get(ti.run_id) or {}).items()):
+    for name, state in sorted(states.items()):
         if str(getattr(state, "value", state)) != "failed":
             continue
         task_id, map_index = _split_state_name(name, work_ids)
@@ -290,6 +305,9 @@ def record_unrecorded_work(
         if try_number is None:
             continue  # it never started (or an older version ran it): nothing to say about a try
         key = event_key(ti.dag_id, ti.run_id, task_id, map_index, try_number, "work")
+        if recorded is None:
+            chain = chain_dir(ledger_root(), ti.dag_id, ti.run_id, lineage_key)
+            recorded = {e.get("event_key") for e in read_entries(chain)}
         if key in recorded:
             continue
         now = datetime.now(UTC)

@@ -89,18 +89,25 @@ class TeardownRunnerOperator(BaseOperator):
             else None
         )
         if self.provision_task_id:
-            from airflow_provider_runners.evidence.callbacks import record_unrecorded_work
+            from airflow_provider_runners.evidence.callbacks import (
+                group_task_states,
+                record_unrecorded_work,
+            )
 
+            # One Execution API call for the states of the provision and the work tasks.
+            upstream = set(getattr(context.get("task"), "upstream_task_ids", ()) or ())
+            states = group_task_states(context["ti"], sorted(upstream | {self.provision_task_id}))
             try:  # before our own (terminal) entry: a killed work task's try gets its entry
                 record_unrecorded_work(
                     context,
                     self.provision_task_id,
                     handles[0] if handles else None,
                     handles[0].lineage_key if handles else str(lineage_key),
+                    states=states if states is not None else {},
                 )
             except Exception:
                 self.log.exception("evidence: could not check the work tasks for unrecorded tries")
-            if handles and _failed(context, self.provision_task_id):
+            if handles and _failed(context, self.provision_task_id, states):
                 # failed from outside (run marked failed while deferred): no callback wrote its entry
                 from airflow_provider_runners.evidence.callbacks import record_killed_provision
 
@@ -128,18 +135,12 @@ class TeardownRunnerOperator(BaseOperator):
         return results
 
 
-def _failed(context: Context, task_id: str) -> bool:
-    """Whether ``task_id`` (this group's instance of it) ended ``failed``; False if unknown."""
-    ti = context["ti"]
-    try:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        states = RuntimeTaskInstance.get_task_states(
-            dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id]
-        )
-    except Exception:  # noqa: BLE001 - not in a task runner (dag.test() in-process): unknown
+def _failed(context: Context, task_id: str, states: dict[str, Any] | None) -> bool:
+    """Whether ``task_id`` (this group's instance of it) ended ``failed`` in ``states`` (this
+    run's task states by name); False if unknown."""
+    if not states:
         return False
     index = sibling_map_index(context, task_id)
     name = task_id if index in (None, -1) else f"{task_id}_{index}"
-    state = (states.get(ti.run_id) or {}).get(name)
+    state = states.get(name)
     return str(getattr(state, "value", state)) == "failed"
