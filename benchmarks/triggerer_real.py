@@ -53,9 +53,11 @@ sys.path.insert(0, str(REPO))
 DAG_FILE = "benchmarks/dags/triggerer_real_dags.py"
 DAG_ID = "triggerer_real"
 CONN_ID = "runners_bench_real"
+ROLES = ("supervisor", "runner")
 SIDES = {
     "ours": "RunnerReadyTrigger (shared poller, batched status_many)",
     "peer": "one trigger per wait (own status call per interval)",
+    "floor": "Airflow's DateTimeTrigger (sleeps, no backend): the triggerer's own cost per trigger",
 }
 
 
@@ -153,6 +155,7 @@ from airflow.utils.state import TaskInstanceState
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
 from _one_wait_trigger import OneWaitTrigger
+from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
 spec = json.loads(sys.argv[1])
 now = datetime.now(UTC)
@@ -178,8 +181,10 @@ with create_session() as session:
                                          provision_ti={"dag_id": spec["dag_id"], "run_id": spec["run_id"],
                                                        "task_id": "wait", "map_index": i, "try_number": 1,
                                                        "lineage_key": lineage})
-        else:
+        elif spec["side"] == "peer":
             trigger = OneWaitTrigger(spec["conn_id"], handle, spec["poll"])
+        else:
+            trigger = DateTimeTrigger(moment=datetime.fromtimestamp(spec["moment"], UTC))
         classpath, kwargs = trigger.serialize()
         row = Trigger(classpath=classpath, kwargs=kwargs)
         session.add(row)
@@ -195,9 +200,11 @@ print(json.dumps({"deferred": len(spec["ids"])}))
 """
 
 
-def defer(stack: Any, run_id: str, side: str, ids: list[str], poll: float, tag: str) -> None:
+def defer(
+    stack: Any, run_id: str, side: str, ids: list[str], poll: float, tag: str, moment: float = 0.0
+) -> None:
     spec = {"dag_id": DAG_ID, "run_id": run_id, "side": side, "ids": ids, "conn_id": CONN_ID}
-    spec.update(poll=poll, tag=tag)
+    spec.update(poll=poll, tag=tag, moment=moment)
     out = subprocess.run(
         [str(PYTHON), "-c", DEFER, json.dumps(spec)],
         env=stack.env,
@@ -232,6 +239,18 @@ def still_deferred(stack: Any, run_id: str) -> int:
     return int(rows[0][0])
 
 
+def assigned(stack: Any, run_id: str) -> int:
+    """Deferred task instances of the run whose trigger a triggerer has taken."""
+    rows = _db(
+        stack,
+        "SELECT count(*) FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id "
+        "WHERE ti.dag_id = %s AND ti.run_id = %s AND t.triggerer_id IS NOT NULL",
+        DAG_ID,
+        run_id,
+    )
+    return int(rows[0][0])
+
+
 def left_deferred_at(stack: Any, run_id: str) -> dict[int, tuple[str, float]]:
     """map_index -> (state, updated_at epoch) of the run's ``wait`` task instances."""
     rows = _db(
@@ -256,17 +275,23 @@ def triggerer_tree(stack: Any) -> list[Any]:
 def sample(stack: Any, full: bool = False) -> dict[str, Any]:
     """RSS (and with ``full`` USS/PSS, from smaps) and CPU seconds of every triggerer process."""
     procs = []
-    for p in triggerer_tree(stack):
+    for k, p in enumerate(triggerer_tree(stack)):
         with p.oneshot():
             cpu = p.cpu_times()
-            row = {"pid": p.pid, "cmd": " ".join(p.cmdline()[:3])[-60:], "rss": p.memory_info().rss}
+            cmd = " ".join(p.cmdline()[:3])[-60:]
+            role = "supervisor" if k == 0 else "serve-logs" if "serve-logs" in cmd else "runner"
+            row = {"pid": p.pid, "role": role, "cmd": cmd, "rss": p.memory_info().rss}
             row["cpu_s"] = cpu.user + cpu.system
         if full:
             info = p.memory_full_info()
             row.update(uss=info.uss, pss=info.pss)
         procs.append(row)
     total = {k: sum(p.get(k, 0) for p in procs) for k in ("rss", "uss", "pss", "cpu_s")}
-    return {"procs": procs, **total}
+    roles = {
+        role: {k: sum(p.get(k, 0) for p in procs if p["role"] == role) for k in ("rss", "uss", "cpu_s")}
+        for role in ROLES
+    }
+    return {"procs": procs, "roles": roles, **total}
 
 
 def restart_triggerer(stack: Any) -> None:
@@ -299,18 +324,31 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     run_id = stack.trigger(DAG_ID, {})
     ids = [f"w{tag}-{i}" for i in range(args.warmup)]
     platform.add(ids, 0.0)
-    defer(stack, run_id, side, ids, poll, tag)
+    defer(stack, run_id, side, ids, poll, tag, moment=time.time())
     wait_until(lambda: still_deferred(stack, run_id) == 0, 300, "the warm-up waits")
     time.sleep(2 * poll)
     baseline = sample(stack, full=True)
+    # the triggerer's own CPU with 0 triggers (its loops, DB queries, heartbeats), same window length
+    idle0, i0 = sample(stack), time.monotonic()
+    time.sleep(args.window_polls * poll)
+    idle1, i1 = sample(stack), time.monotonic()
+    idle_rate = {
+        role: (idle1["roles"][role]["cpu_s"] - idle0["roles"][role]["cpu_s"]) / (i1 - i0) for role in ROLES
+    }
+    idle_rate["total"] = (idle1["cpu_s"] - idle0["cpu_s"]) / (i1 - i0)
     # 2. N waits, not ready
     run_id = stack.trigger(DAG_ID, {})
     ids = [f"r{tag}-{i}" for i in range(n)]
     platform.add(ids, float("inf"))
     started = time.monotonic()
-    defer(stack, run_id, side, ids, poll, tag)
-    wanted = set(ids)
-    wait_until(lambda: wanted <= platform.seen, 900, f"the platform to be asked about all {n}")
+    # floor: every DateTimeTrigger fires at one moment, after loading, settling and the window
+    moment = time.time() + 30 + 0.08 * n + (2 + args.window_polls) * poll
+    defer(stack, run_id, side, ids, poll, tag, moment=moment)
+    if side == "floor":
+        wait_until(lambda: assigned(stack, run_id) == n, 900, f"a triggerer to take all {n}")
+    else:
+        wanted = set(ids)
+        wait_until(lambda: wanted <= platform.seen, 900, f"the platform to be asked about all {n}")
     all_polled_s = time.monotonic() - started
     time.sleep(2 * poll)
     # 3. steady window
@@ -326,7 +364,11 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     # 4. ready, spread over two intervals
     rng = random.Random(n)
     start = time.time() + 1.0
-    ready_at = {i: start + rng.uniform(0, 2 * poll) for i in range(n)}
+    fired_in_window = side == "floor" and start - 1.0 > moment
+    if side == "floor":
+        ready_at = dict.fromkeys(range(n), moment)
+    else:
+        ready_at = {i: start + rng.uniform(0, 2 * poll) for i in range(n)}
     for i, rid in enumerate(ids):
         platform.add([rid], ready_at[i])
     wait_until(lambda: still_deferred(stack, run_id) == 0, 600, "every wait to leave DEFERRED", every=2.0)
@@ -343,12 +385,32 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
         "rss_per_waiter_kib": (rss_n - baseline["rss"]) / n / 1024,
         "uss_per_waiter_kib": (at_n["uss"] - baseline["uss"]) / n / 1024,
         "pss_per_waiter_kib": (at_n["pss"] - baseline["pss"]) / n / 1024,
+        "split_per_waiter": {
+            role: {
+                "rss_kib": (at_n["roles"][role]["rss"] - baseline["roles"][role]["rss"]) / n / 1024,
+                "uss_kib": (at_n["roles"][role]["uss"] - baseline["roles"][role]["uss"]) / n / 1024,
+                "cpu_ms_per_poll": (cpu1["roles"][role]["cpu_s"] - cpu0["roles"][role]["cpu_s"])
+                * 1000
+                / (n * polls),
+                "net_cpu_ms_per_poll": (
+                    cpu1["roles"][role]["cpu_s"] - cpu0["roles"][role]["cpu_s"] - idle_rate[role] * (t1 - t0)
+                )
+                * 1000
+                / (n * polls),
+            }
+            for role in ROLES
+        },
+        "idle_cpu_s_per_s": idle_rate,
+        "net_cpu_ms_per_waiter_poll": (cpu1["cpu_s"] - cpu0["cpu_s"] - idle_rate["total"] * (t1 - t0))
+        * 1000
+        / (n * polls),
         "window_s": t1 - t0,
         "polls_in_window": polls,
         "cpu_window_s": cpu1["cpu_s"] - cpu0["cpu_s"],
         "cpu_ms_per_waiter_poll": (cpu1["cpu_s"] - cpu0["cpu_s"]) * 1000 / (n * polls),
         "status_calls_per_poll": (calls1 - calls0) / polls,
         "ids_per_poll": (asked1 - asked0) / polls,
+        "floor_fired_in_window": fired_in_window,
         "resumed": len(left),
         "states_after": sorted({s for s, _ in left.values()}),
         "latency": summarize(latency),
@@ -356,7 +418,7 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     }
     print(
         f"  {side} N={n}: {result['rss_per_waiter_kib']:.1f} KiB/waiter, "
-        f"{result['cpu_ms_per_waiter_poll']:.3f} ms CPU/waiter/poll, "
+        f"{result['cpu_ms_per_waiter_poll']:.3f} ms CPU/waiter/poll (net {result['net_cpu_ms_per_waiter_poll']:.3f}), "
         f"{result['status_calls_per_poll']:.1f} calls/poll, ready→left DEFERRED median "
         f"{result['latency']['median']:.2f}s p90 {result['latency']['p90']:.2f}s",
         file=sys.stderr,
@@ -375,7 +437,12 @@ def report(result: dict[str, Any]) -> str:
                 fmt(r["rss_per_waiter_kib"], 1),
                 f"{fmt(r['uss_per_waiter_kib'], 1)} / {fmt(r['pss_per_waiter_kib'], 1)}",
                 f"{fmt(r['baseline']['rss'] / 2**20, 0)} → {fmt(r['rss_window_median'] / 2**20, 0)}",
-                fmt(r["cpu_ms_per_waiter_poll"], 3),
+                f"{fmt(r['cpu_ms_per_waiter_poll'], 3)} / {fmt(r.get('net_cpu_ms_per_waiter_poll'), 3)}",
+                " / ".join(
+                    f"{fmt(r['split_per_waiter'][role]['rss_kib'], 1)} KiB, "
+                    f"{fmt(r['split_per_waiter'][role].get('net_cpu_ms_per_poll'), 3)} ms"
+                    for role in ROLES
+                ),
                 fmt(r["status_calls_per_poll"], 1),
                 f"{fmt(lat['median'], 2)} / {fmt(lat['p90'], 2)}",
                 f"{r['resumed']}/{r['n']}",
@@ -399,13 +466,14 @@ def report(result: dict[str, Any]) -> str:
                     "RSS / waiter (KiB)",
                     "USS / PSS per waiter (KiB)",
                     "triggerer RSS 0 → N (MiB)",
-                    "CPU ms / waiter / poll",
+                    "CPU ms / waiter / poll: gross / net of idle",
+                    "per waiter: supervisor / trigger runner (RSS, net CPU per poll)",
                     "status calls / poll",
                     "ready → left DEFERRED median / p90 (s)",
                     "left DEFERRED",
                 ],
                 rows,
-                align="llrrrrrrr",
+                align="llrrrrrrrr",
             ),
         ]
     )
@@ -414,7 +482,7 @@ def report(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[200, 1000])
-    parser.add_argument("--sides", nargs="+", choices=sorted(SIDES), default=["ours", "peer"])
+    parser.add_argument("--sides", nargs="+", choices=sorted(SIDES), default=["ours", "peer", "floor"])
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds, both sides")
     parser.add_argument("--window-polls", type=int, default=6, help="poll intervals in the steady window")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up waits before the baseline")
