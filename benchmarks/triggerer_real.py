@@ -25,7 +25,9 @@ docs/bench_http.openapi.yaml). For each N and each side, with a freshly started 
    The DAG is paused, so no task process resumes (the scheduler would then queue it: one
    scheduler loop plus the executor's start).
 
-Both sides: the same backend and Connection, the same poll interval (``--poll-interval``, 5 s).
+A third side, ``floor``, defers Airflow's own ``DateTimeTrigger`` (no backend; all fire at one
+moment after the window): what the triggerer costs per trigger whatever the trigger does.
+All sides: the same backend and Connection, the same poll interval (``--poll-interval``, 5 s).
 Not part of CI. Prints Markdown; the rows go to ``benchmarks/results/triggerer_real.json``.
 """
 
