@@ -95,9 +95,14 @@ class Heartbeat:
         self.sent += 1
         return ok
 
+    def due(self) -> bool:
+        """Whether :meth:`maybe` would beat now (no I/O: an event loop checks it inline and
+        hands only a due beat to a thread)."""
+        return self.last is None or self.clock() - self.last >= self.interval
+
     def maybe(self) -> bool | None:
         """Beat if ``interval`` passed since the last beat (None: not due yet)."""
-        if self.last is not None and self.clock() - self.last < self.interval:
+        if not self.due():
             return None
         return self.beat()
 

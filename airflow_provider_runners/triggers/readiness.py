@@ -18,6 +18,8 @@ from airflow_provider_runners.governance.heartbeat import Heartbeat
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 
 PROGRESS_EVERY_S = 30.0
+#: The longest gap between two progress lines of one wait (the gap doubles up to it).
+PROGRESS_MAX_S = 300.0
 
 
 class RunnerReadyTrigger(BaseTrigger):
@@ -88,6 +90,7 @@ class RunnerReadyTrigger(BaseTrigger):
         wait = ReadinessWait(deadline, backend.classify_error, clock=self.clock)  # the operator's rules
         started = time.monotonic()
         last_progress = started
+        progress_every = PROGRESS_EVERY_S
         while True:
             remaining = (deadline - self.clock()).total_seconds()
             try:
@@ -119,7 +122,8 @@ class RunnerReadyTrigger(BaseTrigger):
                 )
                 return
             decision = wait.on_status(status)
-            await asyncio.to_thread(pulse.maybe)
+            if pulse.due():  # a thread hop only when a beat is due, not on every poll
+                await asyncio.to_thread(pulse.maybe)
             if decision.verdict is Verdict.READY:
                 await self._dwell()
                 ready = handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
@@ -135,8 +139,11 @@ class RunnerReadyTrigger(BaseTrigger):
                 )
                 return
             now = time.monotonic()
-            if now - last_progress >= PROGRESS_EVERY_S:
+            if now - last_progress >= progress_every:
                 last_progress = now
+                # 30 s, 60 s, ... up to 5 min: a long wait stays visible without every one of
+                # a thousand waiters writing a line to the triggerer every 30 s.
+                progress_every = min(progress_every * 2, PROGRESS_MAX_S)
                 self.log.info(
                     "waiting for runner %s: %s (%.0fs elapsed)",
                     handle.resource_id,
