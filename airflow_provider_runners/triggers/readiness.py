@@ -96,7 +96,10 @@ class RunnerReadyTrigger(BaseTrigger):
             try:
                 # Bounded by the deadline: while the status API keeps failing, the poller retries
                 # with backoff and this waiter would otherwise never get an answer.
-                status = await asyncio.wait_for(poller.next_status(handle), timeout=max(remaining, 0.0) + 1.0)
+                # asyncio.timeout, not wait_for: no task per waiter per poll (Python 3.11's
+                # wait_for wraps the coroutine in one; docs/benchmarks.md, a real triggerer).
+                async with asyncio.timeout(max(remaining, 0.0) + 1.0):
+                    status = await poller.next_status(handle)
             except TimeoutError:
                 yield TriggerEvent(
                     {

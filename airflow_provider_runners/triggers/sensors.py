@@ -72,7 +72,8 @@ class _SensorTrigger(BaseTrigger):
         if remaining <= 0:
             return False, None
         try:
-            return True, await asyncio.wait_for(poller.next_status(probe), timeout=remaining + 1.0)
+            async with asyncio.timeout(remaining + 1.0):  # no task per wait, unlike wait_for
+                return True, await poller.next_status(probe)
         except TimeoutError:
             return False, None
 
