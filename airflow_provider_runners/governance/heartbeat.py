@@ -76,7 +76,8 @@ class Heartbeat:
         self.clock = clock
         self.last: float | None = None
         self.sent = 0
-        self._stop = threading.Event()
+        # Made by __enter__ only: a poll loop's Heartbeat (one per waiting trigger) needs neither.
+        self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -106,19 +107,23 @@ class Heartbeat:
             return None
         return self.beat()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
             self.beat()
 
     def __enter__(self) -> Self:
         self.beat()
-        self._thread = threading.Thread(target=self._run, name=f"runner-heartbeat-{self.key}", daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            args=(self._stop,), target=self._run, name=f"runner-heartbeat-{self.key}", daemon=True
+        )
         self._thread.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop.set()
+        if self._stop is not None:
+            self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
