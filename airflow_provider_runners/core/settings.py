@@ -56,7 +56,7 @@ def runners_settings() -> RunnersSettings:
     return RunnersSettings()
 
 
-def _environment_option(key: str) -> tuple[bool, str]:
+def environment_option(key: str) -> tuple[bool, str]:
     """``AIRFLOW__RUNNERS__<KEY>`` in any letter case, as pydantic-settings matches it: (set?, value)."""
     wanted = f"AIRFLOW__RUNNERS__{key}".upper()
     if wanted in os.environ:
@@ -74,7 +74,7 @@ def setting(key: str) -> str | None:
     the same order and result as :class:`RunnersSettings`, without importing it."""
     if key not in TEXT_OPTIONS:
         return getattr(runners_settings(), key) or None
-    found, value = _environment_option(key)
+    found, value = environment_option(key)
     if found:
         return value or None
     return airflow_option(key)

@@ -87,8 +87,12 @@ def test_defaults_are_every_30s_and_expiry_one_hour_after_the_last(monkeypatch: 
     monkeypatch.delenv("AIRFLOW__RUNNERS__HEARTBEAT_EXPIRY", raising=False)
     assert runners_settings().heartbeat_interval == 30.0
     assert runners_settings().heartbeat_expiry == 3600.0
+    assert Heartbeat(KEY, NullRegistry()).interval == 30.0
+    # the interval is remembered per value of the variable (a triggerer makes one per waiter)
     monkeypatch.setenv("AIRFLOW__RUNNERS__HEARTBEAT_INTERVAL", "5")
     assert Heartbeat(KEY, NullRegistry()).interval == 5.0
+    monkeypatch.setenv("AIRFLOW__RUNNERS__HEARTBEAT_INTERVAL", "7.5")
+    assert Heartbeat(KEY, NullRegistry()).interval == 7.5
 
 
 # -- the heartbeat itself, on both stores ------------------------------------------------------
