@@ -23,7 +23,12 @@ from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.core.waiting import ReadinessWait, Verdict, utc_now
 from airflow_provider_runners.defaults import default_deferrable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
-from airflow_provider_runners.exceptions import BudgetExceededError, ProvisionError, RunnerSpecError
+from airflow_provider_runners.exceptions import (
+    BudgetExceededError,
+    ConnectionConfigError,
+    ProvisionError,
+    RunnerSpecError,
+)
 from airflow_provider_runners.links import RUNNER_LINKS
 
 if TYPE_CHECKING:
@@ -200,11 +205,16 @@ class ProvisionRunnerOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
         lineage = Lineage.from_context(context)
-        backend = get_backend(self.conn_id)
+        try:
+            backend = get_backend(self.conn_id)
+        except ConnectionConfigError as exc:  # a malformed or invalid Connection: no retry reads it better
+            raise _final(exc) from None
         if self.spec.backend is not None and self.spec.backend != backend.name:
-            raise RunnerSpecError(
-                f"spec.backend: {self.spec.backend!r}, but Connection {self.conn_id!r} selects backend "
-                f"{backend.name!r}; nothing was created"
+            raise _final(
+                RunnerSpecError(
+                    f"spec.backend: {self.spec.backend!r}, but Connection {self.conn_id!r} selects backend "
+                    f"{backend.name!r}; nothing was created"
+                )
             )
         self._remember(context, backend, lineage)
         if (ti.try_number or 1) > 1:

@@ -36,6 +36,16 @@ def test_malformed_extra_fails_the_provision_clearly_and_creates_nothing(
     assert '"ETL_MODE": "full",}' not in out  # the extra's text (it may hold secrets) is never shown
     assert state_files() == before  # no cluster state file, no daemon
     assert not live_daemons()
+    # the provision fails at once: a retry would read the same Connection (3 retries used to
+    # take 70 s of backoff before the run failed)
+    assert _try_numbers(dr)["cluster.provision"] == 1
     for path in EVIDENCE.glob(f"runners_test_bad_extra/{dr.run_id}/*/*.json"):
         entry = json.loads(path.read_text())
         assert entry.get("outcome") != "success" or entry.get("event") != "provision", entry
+
+
+def _try_numbers(dag_run: Any) -> dict[str, int]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {ti.task_id: int(ti.try_number) for ti in dag_run.get_task_instances(session=session)}
