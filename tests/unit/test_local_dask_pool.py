@@ -281,3 +281,30 @@ async def test_the_shared_poller_reacts_to_the_signal_not_its_interval() -> None
     status = await asyncio.wait_for(poller.next_status(handle), timeout=10)  # not the 30 s interval
     assert status.state is RunnerState.READY
     assert source.waits >= 1
+
+
+def test_a_daemon_stays_alive_to_its_backend_when_the_wall_clock_moves() -> None:
+    """The liveness check compares the start in ticks since boot, not the wall-clock create time
+    (which moves with the clock: psutil adds the kernel's boot time, re-read on every call)."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from airflow_provider_runners.backends.local_dask.backend import LocalDaskBackend, start_ticks
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        ticks = start_ticks(proc.pid)
+        assert ticks is not None
+        wall = psutil.Process(proc.pid).create_time()
+        stepped = {"pid": proc.pid, "pid_create_time": wall - 1.0, "pid_start_ticks": ticks}
+        assert LocalDaskBackend._alive(stepped)  # the clock moved 1 s since it was recorded
+        assert not LocalDaskBackend._alive({**stepped, "pid_start_ticks": ticks + 1})  # another process
+        older = {"pid": proc.pid, "pid_create_time": wall}  # recorded by an older version
+        assert LocalDaskBackend._alive(older)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not LocalDaskBackend._alive(stepped)
+    assert start_ticks(proc.pid) is None

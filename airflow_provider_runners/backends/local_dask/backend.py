@@ -90,6 +90,23 @@ class LocalDaskOptions(BaseModel):
     memory_limit: str | None = None
 
 
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (field 22 of /proc/<pid>/stat);
+    None without /proc or without the process. Unlike psutil's ``create_time()`` (those ticks
+    plus the boot time the kernel derives from the wall clock, re-read on every call) a clock
+    adjustment never changes it: a daemon checked right after an NTP step once looked like a
+    different process, and its provision failed with "daemon exited while starting"."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()  # after "pid (comm) ": field 3 onwards
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
 class LocalDaskBackend(Backend):
     """Dask clusters as local processes. See the module docstring for resources and cleanup."""
 
@@ -170,7 +187,12 @@ class LocalDaskBackend(Backend):
             return False
         try:
             proc = psutil.Process(int(pid))
-            return abs(proc.create_time() - float(started)) < 0.05 and proc.status() != psutil.STATUS_ZOMBIE
+            ticks = state.get("pid_start_ticks")
+            if ticks is not None and (now := start_ticks(int(pid))) is not None:
+                same = now == int(ticks)
+            else:  # recorded by an older version, or no /proc: the wall-clock create time
+                same = abs(proc.create_time() - float(started)) < 0.05
+            return same and proc.status() != psutil.STATUS_ZOMBIE
         except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
             return False
 
@@ -274,7 +296,7 @@ class LocalDaskBackend(Backend):
             create_time = 0.0
         # The daemon rewrites the file when running; merge so its update is never lost.
         latest = self._read(resource_id) or state
-        latest.update(pid=proc.pid, pid_create_time=create_time)
+        latest.update(pid=proc.pid, pid_create_time=create_time, pid_start_ticks=start_ticks(proc.pid))
         write_state(state_path, latest)
         return proc.pid
 
