@@ -267,15 +267,15 @@ def record_unrecorded_work(
     provision_task_id: str,
     handle: RunnerHandle | None,
     lineage_key: str,
-    states: Mapping[str, Any] | None = None,
+    states: Mapping[str, Any] | None,
 ) -> list[dict[str, Any]]:
     """Called by the teardown task: append a ``work`` entry for every failed work task of the
     group whose last try left none (killed with SIGKILL, out of memory, its worker died: no
     callback ran). Keyed like the task's own entry, so a callback that still runs later (the
     dag-processor's, after a heartbeat timeout) does not write a second one.
 
-    ``states``: this run's task states by name (``task_id`` or ``task_id_<map index>``), when
-    the caller already read them (:func:`group_task_states`); else they are read here."""
+    ``states``: this run's task states by name (``task_id`` or ``task_id_<map index>``), as
+    :func:`group_task_states` read them for the teardown; None when they could not be read."""
     from airflow_provider_runners.evidence.ledger import (
         append,
         chain_dir,
@@ -289,10 +289,8 @@ def record_unrecorded_work(
     if not work_ids:
         return []
     if states is None:
-        states = group_task_states(ti, work_ids)
-        if states is None:
-            log.info("evidence: cannot read the work tasks' states: killed tries not checked")
-            return []
+        log.info("evidence: cannot read the work tasks' states: killed tries not checked")
+        return []
     recorded: set[Any] | None = None  # the ledger is read only when a work task failed
     written = []
     for name, state in sorted(states.items()):

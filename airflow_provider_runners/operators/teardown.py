@@ -103,7 +103,7 @@ class TeardownRunnerOperator(BaseOperator):
                     self.provision_task_id,
                     handles[0] if handles else None,
                     handles[0].lineage_key if handles else str(lineage_key),
-                    states=states if states is not None else {},
+                    states,
                 )
             except Exception:
                 self.log.exception("evidence: could not check the work tasks for unrecorded tries")
