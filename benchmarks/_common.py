@@ -141,3 +141,11 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(payload, indent=1, sort_keys=False, default=str) + "\n")
     return path
+
+
+def uptime() -> str:
+    """What ``uptime`` prints (the load averages of the machine, other sessions included)."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return "load average: {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())

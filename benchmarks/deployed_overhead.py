@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
-from _common import REPO, git_state, machine, machine_line, md_table, write_json
+from _common import REPO, git_state, machine, machine_line, md_table, uptime, write_json
 
 sys.path.insert(0, str(REPO))
 
@@ -50,14 +49,6 @@ VARIANTS: Mapping[str, tuple[str, str, str]] = {
     "dask": ("overhead_bare_py", "overhead_dask", "cluster"),
 }
 PHASES = ("notice", "queue", "start", "run")
-
-
-def uptime() -> str:
-    """What ``uptime`` prints (the load averages of the machine, other sessions included)."""
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "load average: {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
 
 
 def ts(value: str | None) -> datetime | None:

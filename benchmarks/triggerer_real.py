@@ -48,7 +48,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from _common import PYTHON, REPO, fmt, git_state, machine, machine_line, md_table, summarize, write_json
+from _common import (
+    PYTHON,
+    REPO,
+    fmt,
+    git_state,
+    machine,
+    machine_line,
+    md_table,
+    summarize,
+    uptime,
+    write_json,
+)
 
 sys.path.insert(0, str(REPO))
 
@@ -61,14 +72,6 @@ SIDES = {
     "peer": "one trigger per wait (own status call per interval)",
     "floor": "Airflow's DateTimeTrigger (sleeps, no backend): the triggerer's own cost per trigger",
 }
-
-
-def uptime() -> str:
-    """What ``uptime`` prints (the load averages of the machine, other sessions included)."""
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "load average: {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
 
 
 # -- the emulated bench platform ------------------------------------------------------------------
