@@ -19,7 +19,10 @@ then:
 2. **Teardown latency**: last work task's ``end_date`` → the teardown's ``end_date``, split into
    scheduler noticed (→ ``scheduled_when``), queued (→ ``queued_when``), started (→ ``start_date``)
    and its own run (→ ``end_date``). "Alone" is the runner runs of step 1 (one run at a time);
-   then ``--concurrent`` runner runs are triggered at once.
+   then ``--concurrent`` runner runs are triggered at once. In the single-task form
+   (``--variant host-single`` / ``dask-single``) the work task ends its own runner: the latency is
+   the work's end (its ``work`` evidence entry, written when the command or job returned) → the
+   runner ended (the terminal ``end`` entry), both from the evidence ledger.
 
 Needs PostgreSQL (and Redis, which the harness checks; scripts/ensure-services.sh starts both).
 Not part of CI. Prints Markdown; the rows go to ``benchmarks/results/deployed_overhead.json``.
@@ -43,10 +46,12 @@ from _common import REPO, git_state, machine, machine_line, md_table, uptime, wr
 sys.path.insert(0, str(REPO))
 
 DAG_FILE = "benchmarks/dags/deployed_overhead_dags.py"
-#: variant -> (bare DAG, runner DAG, the runner's task group)
-VARIANTS: Mapping[str, tuple[str, str, str]] = {
+#: variant -> (bare DAG, runner DAG, the runner's task group; None: the single-task form)
+VARIANTS: Mapping[str, tuple[str, str, str | None]] = {
     "host": ("overhead_bare", "overhead_host", "host"),
     "dask": ("overhead_bare_py", "overhead_dask", "cluster"),
+    "host-single": ("overhead_bare", "overhead_host_single", None),
+    "dask-single": ("overhead_bare_py", "overhead_dask_single", None),
 }
 PHASES = ("notice", "queue", "start", "run")
 
@@ -149,7 +154,29 @@ class Bench:
         }
         if group is not None:
             out.update(self.teardown_latency(tis, graph, group))
+        elif dag_id.endswith("_single"):
+            out.update(self.owned_teardown_latency(dag_id, run_id))
         return out
+
+    def owned_teardown_latency(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """Single-task form: the work's end → its runner's end, from the run's evidence chain."""
+        from airflow_provider_runners.evidence.ledger import iter_chains, verify_chain
+
+        base = self.stack.env["AIRFLOW__RUNNERS__EVIDENCE_PATH"]
+        entries = [
+            e
+            for c in iter_chains(dag_id=dag_id, run_id=run_id, base_url=base)
+            for e in verify_chain(c).entries
+        ]
+        work = [
+            ts(e["timings"]["ended_at"])
+            for e in entries
+            if e["event"] == "work" and e["outcome"] == "success"
+        ]
+        end = [ts(e["timings"]["ended_at"]) for e in entries if e["event"] == "end"]
+        if not work or not end:
+            return {"teardown_s": None}
+        return {"teardown_s": seconds(max(end), max(work)), **{f"td_{name}_s": None for name in PHASES}}
 
     @staticmethod
     def teardown_latency(
@@ -200,7 +227,7 @@ class LoadSampler:
         return {"median": round(statistics.median(self.samples), 2), "max": round(max(self.samples), 2)}
 
 
-def ab(bench: Bench, bare: str, with_runner: str, group: str, reps: int) -> list[dict[str, Any]]:
+def ab(bench: Bench, bare: str, with_runner: str, group: str | None, reps: int) -> list[dict[str, Any]]:
     """``reps`` pairs, one run at a time; the pair's first DAG alternates."""
     rows = []
     for rep in range(reps):
@@ -213,13 +240,13 @@ def ab(bench: Bench, bare: str, with_runner: str, group: str, reps: int) -> list
             rows.append(row)
             print(
                 f"  rep {rep} {dag_id}: {row['state']} wall {row['wall_s']:.2f}s hops {row['hops']}"
-                + (f" teardown {row['teardown_s']:.2f}s" if "teardown_s" in row else ""),
+                + (f" teardown {row['teardown_s']:.2f}s" if row.get("teardown_s") is not None else ""),
                 file=sys.stderr,
             )
     return rows
 
 
-def concurrent(bench: Bench, with_runner: str, group: str, n: int) -> tuple[list[dict[str, Any]], Any]:
+def concurrent(bench: Bench, with_runner: str, group: str | None, n: int) -> tuple[list[dict[str, Any]], Any]:
     with LoadSampler() as load:
         runs = [(with_runner, bench.trigger(with_runner)) for _ in range(n)]
         bench.wait(runs, timeout=1800, poll=2)

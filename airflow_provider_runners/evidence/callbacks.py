@@ -328,6 +328,53 @@ def record_unrecorded_work(
     return written
 
 
+def record_earlier_killed_tries(
+    context: Any, lineage_key: str, handle: RunnerHandle | None
+) -> list[dict[str, Any]]:
+    """Called by a work task that owns its runner (operators/owned.py) when it starts a later
+    try: append a ``work`` entry for each earlier try of this task instance that left none
+    (killed: SIGKILL, out of memory, its worker died — no callback ran). Keyed like the try's
+    own entry, so a callback that still runs later (the dag-processor's) writes nothing more."""
+    from airflow_provider_runners.evidence.ledger import (
+        append,
+        chain_dir,
+        event_key,
+        ledger_root,
+        read_entries,
+    )
+
+    ti = context["ti"]
+    this_try = int(getattr(ti, "try_number", 1) or 1)
+    if this_try <= 1:
+        return []
+    map_index = getattr(ti, "map_index", -1)
+    chain = chain_dir(ledger_root(), ti.dag_id, ti.run_id, lineage_key)
+    recorded = {e.get("event_key") for e in read_entries(chain)}
+    written = []
+    for try_number in range(1, this_try):
+        key = event_key(ti.dag_id, ti.run_id, ti.task_id, map_index, try_number, "work")
+        if key in recorded:
+            continue
+        now = datetime.now(UTC)
+        payload = {
+            "outcome": "failed",
+            "task_id": ti.task_id,
+            "map_index": map_index,
+            "try_number": try_number,
+            "runner": _runner_summary(handle),
+            "facts": {"noticed_by": f"{ti.task_id} try {this_try}"},
+            "timings": {"ended_at": now.isoformat()},
+            "cost": _cost("work", handle, {}, now),
+            "error": {
+                "type": "TaskKilled",
+                "message": f"{ti.task_id} try {try_number} ended without recording evidence "
+                f"(killed: SIGKILL, out of memory, or its worker died); noticed by try {this_try}",
+            },
+        }
+        written.append(append(ti.dag_id, ti.run_id, lineage_key, "work", payload, event_key=key))
+    return written
+
+
 def _split_state_name(name: str, task_ids: list[str]) -> tuple[str | None, int]:
     """``get_task_states`` names a mapped instance ``<task_id>_<map_index>``."""
     if name in task_ids:

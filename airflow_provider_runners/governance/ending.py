@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 #: Who may end a runner and record it (``by`` in an ``end`` evidence entry).
-ENDERS = ("provision failure", "provision on_kill", "trigger on_kill", "backstop")
+ENDERS = ("provision failure", "provision on_kill", "trigger on_kill", "owner task", "backstop")
 
 
 #: Seconds to wait before each retry of a teardown that failed transiently (so 3 tries in all).

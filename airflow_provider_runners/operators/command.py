@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_runners.backends.registry import get_backend
+from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, get_backend
 from airflow_provider_runners.core.backend import Backend, CommandRequest, CommandResult
 from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.core.redact import is_secret_key
 from airflow_provider_runners.core.secret_refs import check_kinds, parse_secret_env
-from airflow_provider_runners.core.specs import parse_duration
+from airflow_provider_runners.core.specs import RunnerSpec, parse_duration
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import RunnerCommandError, RunnerCommandTimeout, RunnerSpecError
 from airflow_provider_runners.links import RUNNER_LINKS
+from airflow_provider_runners.operators.owned import OwnedRunner, owner_arguments
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -40,7 +41,12 @@ class RunnerCommandOperator(BaseOperator):
     *references* (:mod:`airflow_provider_runners.core.secret_refs`) that the backend resolves where
     the command runs (an instance profile, a Kubernetes Secret, the worker's secrets backend).
 
-    :param handle: the provision task's output.
+    :param handle: the provision task's output (the group form, ``with runner(...) as handle``).
+    :param spec: instead of ``handle``: the spec of a runner this task creates, waits for, and ends
+        before it ends, whatever the outcome — the single-task form, no provision or teardown
+        task (:mod:`airflow_provider_runners.operators.owned`; its readiness wait holds the slot).
+    :param conn_id: with ``spec``: the runner Connection.
+    :param ready_timeout: with ``spec``: how long to wait for readiness.
     :param command: a shell script (str) or an argv list; templated with Jinja like BashOperator's
         ``bash_command`` (so write ``{{ '{#' }}`` for a literal ``{#``, e.g. in ``${#VAR}``).
     :param env: plain, non-secret environment variables (names that look secret are refused).
@@ -56,8 +62,11 @@ class RunnerCommandOperator(BaseOperator):
     def __init__(
         self,
         *,
-        handle: RunnerHandle | Mapping[str, Any] | str | Any,
+        handle: RunnerHandle | Mapping[str, Any] | str | Any = None,
         command: str | Sequence[str],
+        spec: RunnerSpec | Mapping[str, Any] | None = None,
+        conn_id: str = DEFAULT_CONN_ID,
+        ready_timeout: timedelta | float = timedelta(minutes=30),
         env: Mapping[str, str] | None = None,
         secret_env: Mapping[str, str] | None = None,
         timeout: timedelta | float | str = timedelta(hours=1),
@@ -66,6 +75,7 @@ class RunnerCommandOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        owner_arguments(handle, spec)
         if isinstance(command, str):
             if not command.strip():
                 raise RunnerSpecError("command: must not be empty")
@@ -86,6 +96,8 @@ class RunnerCommandOperator(BaseOperator):
         if not isinstance(seconds, (int, float)) or seconds <= 0:
             raise RunnerSpecError(f"timeout: {timeout!r} is not a positive duration; use seconds or '30m'")
         self.handle = handle
+        self.conn_id = conn_id
+        self.owned = OwnedRunner(spec, conn_id, ready_timeout) if spec is not None else None
         self.command = command if isinstance(command, str) else list(command)
         self.env = dict(env or {})
         self.command_timeout = float(seconds)
@@ -110,7 +122,14 @@ class RunnerCommandOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        handle = RunnerHandle.from_xcom(self.handle)
+        if self.owned is None:
+            return self._execute_on(context, RunnerHandle.from_xcom(self.handle))
+        self.handle = None  # dag.test() may run this operator object again
+        with self.owned.hold(context) as handle:
+            self.handle = handle.to_xcom()  # for evidence, lineage and links
+            return self._execute_on(context, handle)
+
+    def _execute_on(self, context: Context, handle: RunnerHandle) -> dict[str, Any]:
         backend = get_backend(handle.conn_id)
         if not backend.supports_commands:
             raise RunnerSpecError(
@@ -193,3 +212,5 @@ class RunnerCommandOperator(BaseOperator):
             self.log.info(
                 "task killed: command %s", "cancelled" if not worker.is_alive() else "still stopping"
             )
+        if self.owned is not None:
+            self.owned.on_kill(self.log)

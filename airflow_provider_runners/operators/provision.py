@@ -203,6 +203,11 @@ class ProvisionRunnerOperator(BaseOperator):
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
+        return self.provision(context)
+
+    def provision(self, context: Context) -> dict[str, Any]:
+        """What ``execute`` does; also called by a work task that owns its runner
+        (``operators/owned.py``), where this operator is not a task of its own."""
         ti = context["ti"]
         lineage = Lineage.from_context(context)
         try:
@@ -292,7 +297,7 @@ class ProvisionRunnerOperator(BaseOperator):
 
     def execute_after_budget_wait(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Resumed after waiting for budget room: check again from the start."""
-        return self.execute(context)
+        return self.provision(context)
 
     def _wait_in_task(
         self,
@@ -439,7 +444,7 @@ class ProvisionRunnerOperator(BaseOperator):
             )
             return
         who = self._who or {"lineage_key": None}
-        _bounded(
+        run_bounded(
             lambda: _end_and_record(backend, handle, who, "provision on_kill"), ON_KILL_BUDGET_S, self.log
         )
 
@@ -474,7 +479,7 @@ def _end_and_record(backend: Backend, handle: RunnerHandle | None, who: dict[str
         )
 
 
-def _bounded(work: Callable[[], None], timeout: float, log: Any) -> None:
+def run_bounded(work: Callable[[], object], timeout: float, log: Any) -> None:
     """Run ``work`` in a thread for at most ``timeout`` seconds (it goes on while the process
     lives). A signal handler must not block on a lock the interrupted code may hold."""
     errors: list[BaseException] = []

@@ -5,18 +5,21 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_runners.backends.registry import mask_runner_connection
+from airflow_provider_runners.backends.registry import DEFAULT_CONN_ID, mask_runner_connection
 from airflow_provider_runners.core.handles import FACTS_XCOM_KEY, RunnerHandle
 from airflow_provider_runners.core.lineage import Lineage
 from airflow_provider_runners.core.runtime import runtime_versions
+from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.dask_jobs import AttachedJob, picklable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import ProvisionError
 from airflow_provider_runners.links import RUNNER_LINKS
+from airflow_provider_runners.operators.owned import OwnedRunner, owner_arguments
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -61,6 +64,11 @@ class DaskJobOperator(BaseOperator):
     killed (its task process orphaned, still waiting) sees the job end but cannot store them, so
     the finished job stays published and the retry takes its result (docs/reliability.md).
     Evidence facts: ``computation`` = name, key, ``started_by_try``, ``reattached``, ``this_try``.
+
+    **Single-task form** (``spec=`` and ``conn_id=`` instead of ``handle=``): the task creates its
+    own cluster, waits for it in the task, runs the job and ends the cluster before it ends,
+    whatever the outcome (:mod:`airflow_provider_runners.operators.owned`). No provision or
+    teardown task; a killed try ends its cluster, so the next try runs the job again.
     """
 
     template_fields = ("handle", "op_args", "op_kwargs")
@@ -70,8 +78,11 @@ class DaskJobOperator(BaseOperator):
     def __init__(
         self,
         *,
-        handle: RunnerHandle | Mapping[str, Any] | str | Any,
+        handle: RunnerHandle | Mapping[str, Any] | str | Any = None,
         python_callable: Callable[..., Any],
+        spec: RunnerSpec | Mapping[str, Any] | None = None,
+        conn_id: str = DEFAULT_CONN_ID,
+        ready_timeout: timedelta | float = timedelta(minutes=30),
         op_args: Sequence[Any] | None = None,
         op_kwargs: Mapping[str, Any] | None = None,
         connect_timeout: float = 30.0,
@@ -80,9 +91,12 @@ class DaskJobOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        owner_arguments(handle, spec)
         if not callable(python_callable):
             raise TypeError(f"python_callable must be callable, got {type(python_callable).__name__}")
         self.handle = handle
+        self.conn_id = conn_id
+        self.owned = OwnedRunner(spec, conn_id, ready_timeout) if spec is not None else None
         self.python_callable = python_callable
         self.op_args = list(op_args or [])
         self.op_kwargs = dict(op_kwargs or {})
@@ -93,7 +107,14 @@ class DaskJobOperator(BaseOperator):
         add_evidence_callbacks(self, "work", provision_task_id)
 
     def execute(self, context: Context) -> Any:
-        handle = RunnerHandle.from_xcom(self.handle)
+        if self.owned is None:
+            return self._execute_on(context, RunnerHandle.from_xcom(self.handle))
+        self.handle = None  # dag.test() may run this operator object again
+        with self.owned.hold(context) as handle:
+            self.handle = handle.to_xcom()  # for evidence, lineage and links
+            return self._execute_on(context, handle)
+
+    def _execute_on(self, context: Context, handle: RunnerHandle) -> Any:
         address = handle.endpoints.get("scheduler")
         if not address:
             raise ProvisionError(
@@ -186,8 +207,11 @@ class DaskJobOperator(BaseOperator):
         self.log.info("%s", line)
 
     def on_kill(self) -> None:
-        """The task process is being killed: leave a published job running for the next try."""
+        """The task process is being killed: leave a published job running for the next try (the
+        group form); the single-task form ends its cluster, and the job with it."""
         self._killed = True
+        if self.owned is not None:
+            self.owned.on_kill(self.log)
 
 
 def _small_summary(value: Any) -> bool:

@@ -11,6 +11,9 @@ One trivial work task (``true`` in a shell), with and without a runner group aro
 * ``overhead_bare_py`` — the bare counterpart of ``overhead_dask``: the same callable, no
   cluster (``@task``).
 
+* ``overhead_host_single`` / ``overhead_dask_single`` — the single-task form of the two runner
+  DAGs: the work task owns its runner (``spec=``; operators/owned.py), no provision or teardown task.
+
 ``max_active_runs`` is above the benchmark's 50 concurrent runs, so that every triggered run
 is running at once (Airflow's default is 16 per DAG).
 """
@@ -73,3 +76,9 @@ with (
     runner("cluster", conn_id="runners_default", spec=CLUSTER) as cluster,
 ):
     DaskJobOperator(task_id="work", handle=cluster, python_callable=one_on_cluster)
+
+with _dag("overhead_host_single") as overhead_host_single:
+    RunnerCommandOperator(task_id="work", spec=HOST, conn_id="runners_local_host", command="true")
+
+with _dag("overhead_dask_single") as overhead_dask_single:
+    DaskJobOperator(task_id="work", spec=CLUSTER, conn_id="runners_default", python_callable=one_on_cluster)

@@ -36,8 +36,21 @@ def lineage_of(dag_id: str, run_id: str) -> str:
     """The lineage key of the run's runner (chaos DAGs and local_dask_etl: one runner each)."""
     from airflow_provider_runners.lineage import Lineage
 
-    group = "host" if dag_id == "chaos_host" else "cluster"
-    return Lineage(dag_id, run_id, f"{group}.provision").key
+    return Lineage(dag_id, run_id, runner_task_id(dag_id)).key
+
+
+def runner_task_id(dag_id: str) -> str:
+    """The task whose lineage the run's runner carries: the group's provision, or the work task
+    itself in the single-task form (``chaos_single_*``)."""
+    if dag_id.startswith("chaos_single_"):
+        return "work"
+    return "host.provision" if dag_id == "chaos_host" else "cluster.provision"
+
+
+def work_task_id(dag_id: str) -> str:
+    if dag_id.startswith("chaos_single_"):
+        return "work"
+    return "host.work" if dag_id == "chaos_host" else "cluster.work"
 
 
 def wait_until(what: str, predicate: Callable[[], Any], timeout: float, poll: float = 0.3) -> Any:

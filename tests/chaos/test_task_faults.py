@@ -36,6 +36,7 @@ from tests.chaos.harness import (
     story,
     task_processes,
     wait_until,
+    work_task_id,
 )
 from tests.support.deployment import Stack
 
@@ -64,16 +65,12 @@ class Scenario:
 
 
 def _work_running(stack: Stack, s: Scenario) -> dict[str, Any]:
-    ti = stack.wait_for_task(s.dag_id, s.run_id, _group(s) + ".work", {"running"}, timeout=240)
-    if s.dag_id == "chaos_host":
+    ti = stack.wait_for_task(s.dag_id, s.run_id, work_task_id(s.dag_id), {"running"}, timeout=240)
+    if s.dag_id in ("chaos_host", "chaos_single_host"):
         wait_until("the host command to start", lambda: host_command_running(stack, s.dag_id, s.run_id), 120)
     else:
         wait_until("the Dask job to start", lambda: job_starts(stack, s.run_id) > 0, 120)
     return ti
-
-
-def _group(s: Scenario) -> str:
-    return "host" if s.dag_id == "chaos_host" else "cluster"
 
 
 def kill_task_runner(stack: Stack, s: Scenario) -> None:
@@ -191,6 +188,24 @@ SCENARIOS = [
         expect_killed_entry=True,
     ),
     Scenario(
+        "single_runner_kill_host",
+        "kill -9 task runner during a host command, single-task form",
+        "chaos_single_host",
+        {"work_s": WORK_S},
+        kill_task_runner,
+        "success",
+        expect_killed_entry=True,
+    ),
+    Scenario(
+        "single_failed_in_work_dask",
+        "run marked failed (REST) during Dask work, single-task form",
+        "chaos_single_dask",
+        {"work_s": 120},
+        fail_run_during_work,
+        "failed",
+        expect_killed_entry=True,
+    ),
+    Scenario(
         "dagrun_timeout",
         "dagrun_timeout (60 s) shorter than the work",
         "chaos_dask_timeout",
@@ -222,6 +237,8 @@ TEST_SCENARIO = {
     "test_run_marked_failed_during_dask_work": "failed_in_work_dask",
     "test_run_marked_failed_during_host_command": "failed_in_work_host",
     "test_dagrun_timeout_shorter_than_the_work": "dagrun_timeout",
+    "test_single_task_form_task_runner_killed_during_host_command": "single_runner_kill_host",
+    "test_single_task_form_run_marked_failed_during_dask_work": "single_failed_in_work_dask",
 }
 
 
@@ -312,3 +329,13 @@ def test_run_marked_failed_during_host_command(played: dict[str, Scenario]) -> N
 
 def test_dagrun_timeout_shorter_than_the_work(played: dict[str, Scenario]) -> None:
     _verdict(played["dagrun_timeout"])
+
+
+def test_single_task_form_task_runner_killed_during_host_command(played: dict[str, Scenario]) -> None:
+    # The retry adopts the runner the killed try left (same lineage) and ends it; no second runner.
+    _verdict(played["single_runner_kill_host"])
+
+
+def test_single_task_form_run_marked_failed_during_dask_work(played: dict[str, Scenario]) -> None:
+    # on_kill ends the task's own cluster.
+    _verdict(played["single_failed_in_work_dask"])

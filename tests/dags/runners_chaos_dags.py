@@ -9,6 +9,9 @@
   the default first waits 20 s in the task, and a quiet machine's cluster is ready by then), so
   that the suite can break things while provisions are deferred.
 
+* ``chaos_single_host`` / ``chaos_single_dask`` — the same work in the single-task form: the
+  work task (``work``) owns its runner (``spec=``), no provision or teardown task.
+
 Work tasks retry once (1 s apart), as a production DAG's would.
 """
 
@@ -107,3 +110,38 @@ with DAG(
             timeout="20m",
             **WORK,
         )
+
+
+with DAG(
+    "chaos_single_host",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    params={"work_s": Param(0, type="number", minimum=0)},
+    tags=["runners", "chaos"],
+) as chaos_single_host:
+    RunnerCommandOperator(
+        task_id="work",
+        spec=HOST,
+        conn_id="runners_local_host",
+        command="sleep {{ params.work_s }}; echo slept {{ params.work_s }}s in $RUNNER_ID",
+        timeout="20m",
+        **WORK,
+    )
+
+with DAG(
+    "chaos_single_dask",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    params={"work_s": Param(0, type="number", minimum=0)},
+    tags=["runners", "chaos"],
+) as chaos_single_dask:
+    DaskJobOperator(
+        task_id="work",
+        spec=CLUSTER,
+        conn_id="runners_default",
+        python_callable=sleep_job,
+        op_kwargs={"seconds": "{{ params.work_s }}", "run_id": "{{ run_id }}"},
+        **WORK,
+    )

@@ -142,3 +142,23 @@ def test_no_killed_provision_entry_when_the_provision_recorded_itself() -> None:
         is None
     )
     assert len(_chain_entries()) == 1
+
+
+def test_a_later_try_of_a_task_owning_its_runner_records_the_killed_tries_once() -> None:
+    """Single-task form (operators/owned.py): try 1 recorded itself, try 2 was SIGKILLed (no
+    callback); try 3 writes try 2's entry, once, and a late callback of try 2 adds nothing."""
+    from airflow_provider_runners.core.lineage import Lineage
+    from airflow_provider_runners.evidence.callbacks import record_earlier_killed_tries
+
+    ti = TaskInstanceStub(task_id="work", try_number=1)
+    key = Lineage("etl", "manual__1", "work").key
+    EvidenceCallback("work", "up_for_retry")({"ti": ti, "exception": RuntimeError("boom")})
+    ti.try_number = 3
+    written = record_earlier_killed_tries({"ti": ti}, key, None)
+    assert [(e["try_number"], e["error"]["type"]) for e in written] == [(2, "TaskKilled")]
+    assert "noticed by try 3" in written[0]["error"]["message"]
+    assert record_earlier_killed_tries({"ti": ti}, key, None) == []  # nothing twice
+    EvidenceCallback("work", "failed")({"ti": TaskInstanceStub(task_id="work", try_number=2)})
+    entries = _chain_entries()
+    assert [(e["outcome"], e["try_number"]) for e in entries] == [("up_for_retry", 1), ("failed", 2)]
+    assert record_earlier_killed_tries({"ti": TaskInstanceStub(task_id="work")}, key, None) == []  # try 1
