@@ -277,7 +277,6 @@ def record_unrecorded_work(
     ``states``: this run's task states by name (``task_id`` or ``task_id_<map index>``), as
     :func:`group_task_states` read them for the teardown; None when they could not be read."""
     from airflow_provider_runners.evidence.ledger import (
-        append,
         chain_dir,
         event_key,
         ledger_root,
@@ -308,24 +307,47 @@ def record_unrecorded_work(
             recorded = {e.get("event_key") for e in read_entries(chain)}
         if key in recorded:
             continue
-        now = datetime.now(UTC)
-        payload = {
-            "outcome": "failed",
-            "task_id": task_id,
-            "map_index": map_index,
-            "try_number": try_number,
-            "runner": _runner_summary(handle),
-            "facts": {"noticed_by": ti.task_id},
-            "timings": {"ended_at": now.isoformat()},
-            "cost": _cost("work", handle, {}, now),
-            "error": {
-                "type": "TaskKilled",
-                "message": f"{task_id} try {try_number} ended failed without recording evidence "
-                "(killed: SIGKILL, out of memory, or its worker died); noticed by the teardown task",
-            },
-        }
-        written.append(append(ti.dag_id, ti.run_id, lineage_key, "work", payload, event_key=key))
+        message = (
+            f"{task_id} try {try_number} ended failed without recording evidence "
+            "(killed: SIGKILL, out of memory, or its worker died); noticed by the teardown task"
+        )
+        written.append(
+            append_killed_work(
+                ti.dag_id, ti.run_id, lineage_key, handle, task_id, map_index, try_number, ti.task_id, message
+            )
+        )
     return written
+
+
+def append_killed_work(
+    dag_id: str,
+    run_id: str,
+    lineage_key: str,
+    handle: RunnerHandle | None,
+    task_id: str,
+    map_index: int,
+    try_number: Any,
+    noticed_by: str,
+    message: str,
+) -> dict[str, Any]:
+    """Append the ``work``/``failed`` entry (``error.type: TaskKilled``) of a try that could not
+    write its own, keyed like that try's own entry (a callback that runs later adds nothing)."""
+    from airflow_provider_runners.evidence.ledger import append, event_key
+
+    now = datetime.now(UTC)
+    payload = {
+        "outcome": "failed",
+        "task_id": task_id,
+        "map_index": map_index,
+        "try_number": try_number,
+        "runner": _runner_summary(handle),
+        "facts": {"noticed_by": noticed_by},
+        "timings": {"ended_at": now.isoformat()},
+        "cost": _cost("work", handle, {}, now),
+        "error": {"type": "TaskKilled", "message": message},
+    }
+    key = event_key(dag_id, run_id, task_id, map_index, try_number, "work")
+    return append(dag_id, run_id, lineage_key, "work", payload, event_key=key)
 
 
 def record_earlier_killed_tries(
@@ -336,7 +358,6 @@ def record_earlier_killed_tries(
     (killed: SIGKILL, out of memory, its worker died — no callback ran). Keyed like the try's
     own entry, so a callback that still runs later (the dag-processor's) writes nothing more."""
     from airflow_provider_runners.evidence.ledger import (
-        append,
         chain_dir,
         event_key,
         ledger_root,
@@ -352,26 +373,18 @@ def record_earlier_killed_tries(
     recorded = {e.get("event_key") for e in read_entries(chain)}
     written = []
     for try_number in range(1, this_try):
-        key = event_key(ti.dag_id, ti.run_id, ti.task_id, map_index, try_number, "work")
-        if key in recorded:
+        if event_key(ti.dag_id, ti.run_id, ti.task_id, map_index, try_number, "work") in recorded:
             continue
-        now = datetime.now(UTC)
-        payload = {
-            "outcome": "failed",
-            "task_id": ti.task_id,
-            "map_index": map_index,
-            "try_number": try_number,
-            "runner": _runner_summary(handle),
-            "facts": {"noticed_by": f"{ti.task_id} try {this_try}"},
-            "timings": {"ended_at": now.isoformat()},
-            "cost": _cost("work", handle, {}, now),
-            "error": {
-                "type": "TaskKilled",
-                "message": f"{ti.task_id} try {try_number} ended without recording evidence "
-                f"(killed: SIGKILL, out of memory, or its worker died); noticed by try {this_try}",
-            },
-        }
-        written.append(append(ti.dag_id, ti.run_id, lineage_key, "work", payload, event_key=key))
+        message = (
+            f"{ti.task_id} try {try_number} ended without recording evidence "
+            f"(killed: SIGKILL, out of memory, or its worker died); noticed by try {this_try}"
+        )
+        by = f"{ti.task_id} try {this_try}"
+        written.append(
+            append_killed_work(
+                ti.dag_id, ti.run_id, lineage_key, handle, ti.task_id, map_index, try_number, by, message
+            )
+        )
     return written
 
 

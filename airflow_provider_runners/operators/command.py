@@ -206,11 +206,14 @@ class RunnerCommandOperator(BaseOperator):
 
     def on_kill(self) -> None:
         self._cancel.set()
+        if self.owned is not None:
+            # The task's own runner: ending it ends the command with it, within on_kill's budget
+            # (the command's own cancel could take longer than Airflow waits before SIGKILL).
+            self.owned.on_kill(self.log)
+            return
         worker = self._worker
         if worker is not None:
             worker.join(timeout=CANCEL_GRACE_S)
             self.log.info(
                 "task killed: command %s", "cancelled" if not worker.is_alive() else "still stopping"
             )
-        if self.owned is not None:
-            self.owned.on_kill(self.log)

@@ -27,6 +27,7 @@ A later try first writes a ``work`` entry for each earlier try that was killed w
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -58,8 +59,6 @@ def _record_earlier_killed_tries(context: Context, handle: RunnerHandle) -> None
     try:
         record_earlier_killed_tries(context, handle.lineage_key, handle)
     except Exception:  # evidence never fails the task
-        import logging
-
         logging.getLogger(__name__).exception("evidence: could not check earlier tries of this task")
 
 
@@ -191,10 +190,40 @@ class OwnedRunner:
         provisioner = self._provisioner
         if provisioner is None or self._ended.is_set():
             return
+        from airflow_provider_runners.operators.provision import run_bounded
+
         if self._handle is None:  # still provisioning: its own on_kill ends and records it
             provisioner.on_kill()
             self._ended.set()
+            run_bounded(self._record_killed_try, 1.0, log)
             return
-        from airflow_provider_runners.operators.provision import run_bounded
 
-        run_bounded(lambda: self.end(None, "the task that owned it was killed"), ON_KILL_BUDGET_S, log)
+        def end_and_record() -> None:
+            self._record_killed_try()  # no callback may run for a try killed from outside
+            self.end(None, "the task that owned it was killed")
+
+        run_bounded(end_and_record, ON_KILL_BUDGET_S, log)
+
+    def _record_killed_try(self) -> None:
+        """The ``work`` entry of this try, before the end entry (the task's own callback, if it
+        still runs, finds its key and adds nothing)."""
+        from airflow_provider_runners.evidence.callbacks import append_killed_work
+
+        who = (self._provisioner._who if self._provisioner else None) or {}
+        if not who.get("dag_id") or self._lineage_key is None:
+            return
+        try:
+            append_killed_work(
+                who["dag_id"],
+                who["run_id"],
+                self._lineage_key,
+                self._handle,
+                who["task_id"],
+                who["map_index"],
+                who["try_number"],
+                "on_kill",
+                f"{who['task_id']} try {who['try_number']} was killed (marked failed or success, cleared, "
+                "or its DAG run stopped); it ended its runner",
+            )
+        except Exception:  # evidence never blocks the end of the runner
+            logging.getLogger(__name__).exception("evidence: could not record the killed try")

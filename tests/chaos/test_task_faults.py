@@ -197,6 +197,15 @@ SCENARIOS = [
         expect_killed_entry=True,
     ),
     Scenario(
+        "single_failed_in_work_host",
+        "run marked failed (REST) during a host command, single-task form",
+        "chaos_single_host",
+        {"work_s": 120},
+        fail_run_during_work,
+        "failed",
+        expect_killed_entry=True,
+    ),
+    Scenario(
         "single_failed_in_work_dask",
         "run marked failed (REST) during Dask work, single-task form",
         "chaos_single_dask",
@@ -238,6 +247,7 @@ TEST_SCENARIO = {
     "test_run_marked_failed_during_host_command": "failed_in_work_host",
     "test_dagrun_timeout_shorter_than_the_work": "dagrun_timeout",
     "test_single_task_form_task_runner_killed_during_host_command": "single_runner_kill_host",
+    "test_single_task_form_run_marked_failed_during_host_command": "single_failed_in_work_host",
     "test_single_task_form_run_marked_failed_during_dask_work": "single_failed_in_work_dask",
 }
 
@@ -334,6 +344,11 @@ def test_dagrun_timeout_shorter_than_the_work(played: dict[str, Scenario]) -> No
 def test_single_task_form_task_runner_killed_during_host_command(played: dict[str, Scenario]) -> None:
     # The retry adopts the runner the killed try left (same lineage) and ends it; no second runner.
     _verdict(played["single_runner_kill_host"])
+
+
+def test_single_task_form_run_marked_failed_during_host_command(played: dict[str, Scenario]) -> None:
+    # on_kill ends the task's own host first, which kills the command with it.
+    _verdict(played["single_failed_in_work_host"])
 
 
 def test_single_task_form_run_marked_failed_during_dask_work(played: dict[str, Scenario]) -> None:
