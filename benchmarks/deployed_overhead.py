@@ -117,8 +117,11 @@ class Bench:
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             for dag_id in sorted({d for d, _ in pending}):
-                body = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 1000}).json()
-                for run in body["dag_runs"]:
+                response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 1000})
+                if response.status_code != 200:  # an api-server busy under load: ask again
+                    print(f"  dagRuns: HTTP {response.status_code}, retrying", file=sys.stderr)
+                    continue
+                for run in response.json()["dag_runs"]:
                     if run["state"] in ("success", "failed"):
                         pending.discard((dag_id, run["dag_run_id"]))
             if pending:

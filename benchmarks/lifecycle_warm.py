@@ -7,6 +7,8 @@ DAGs (``benchmarks/dags/bench_lifecycle_dags.py``), all running :func:`groupby_j
 * ``bench_threaded``    one task, dask's threaded scheduler (the cheapest thing a user could do);
 * ``bench_runner``      cold: provision (a new local_dask daemon) → job → teardown (Connection
                         ``runners_default``, no pool);
+* ``bench_runner_single`` cold, single-task form: ``DaskJobOperator(spec=...)`` creates, uses and
+                        ends its cluster in one task (no provision or teardown task);
 * ``bench_runner_warm`` warm: the same on Connection ``bench_warm`` (``pool_size`` 1): the provision
                         claims a pre-started cluster. Before each warm rep the benchmark waits until
                         the pool holds a running member (the steady state of a pool; the refill runs
@@ -38,9 +40,9 @@ from typing import Any
 from _common import REPO, fmt, machine, machine_line, md_table, summarize, write_json
 from lifecycle import captured_output, prepare_home, reap_leftovers, run_once, say
 
-DAGS = ("bench_bare", "bench_threaded", "bench_runner", "bench_runner_warm")
+DAGS = ("bench_bare", "bench_threaded", "bench_runner", "bench_runner_single", "bench_runner_warm")
 FLOOR = "bench_bare"
-TARGETS = {"bench_runner": 1.0, "bench_runner_warm": 0.0}
+TARGETS = {"bench_runner": 1.0, "bench_runner_single": 1.0, "bench_runner_warm": 0.0}
 
 
 def _pool_ready(state_dir: Path, timeout: float = 120.0) -> bool:

@@ -9,6 +9,8 @@ and ``lifecycle_warm.py``).
   runs the identical job through a Client, and closes the cluster.
 * ``bench_threaded`` — the same job on dask's threaded scheduler in one task: no cluster.
 * ``bench_runner_warm`` — ``bench_runner`` on Connection ``bench_warm`` (a warm pool).
+* ``bench_runner_single`` — ``bench_runner`` in the single-task form: ``DaskJobOperator(spec=...)``
+  creates the cluster, runs the job and ends the cluster in one task (operators/owned.py).
 
 All run :func:`groupby_job`: a dask.dataframe groupby over ``BENCH_ROWS`` generated rows
 (default 1,000,000) — real work, small enough that the lifecycle overhead stays visible.
@@ -107,6 +109,17 @@ with (
     runner("cluster", spec=SPEC) as handle,
 ):
     DaskJobOperator(task_id="job", handle=handle, python_callable=groupby_job)
+
+
+with DAG(
+    dag_id="bench_runner_single",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["benchmark"],
+    doc_md="Lifecycle benchmark: bench_runner in the single-task form (one task owns its cluster).",
+) as bench_runner_single:
+    DaskJobOperator(task_id="job", spec=SPEC, python_callable=groupby_job)
 
 
 with DAG(

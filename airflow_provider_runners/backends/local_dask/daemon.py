@@ -44,6 +44,18 @@ PRELOAD_TIMEOUT_S = 60
 PRELOAD_MODULES = ("dask.dataframe",)
 
 
+def _fork_workers_from_a_preloaded_server() -> None:
+    """Start the workers by forking a server process that imported distributed and
+    ``PRELOAD_MODULES`` once (multiprocessing's forkserver), instead of spawning each worker as a
+    fresh interpreter that imports them all again: on 2 cores that is the largest part of a cold
+    cluster's start (docs/benchmarks.md, issue 18)."""
+    import dask
+    from distributed.utils import get_mp_context
+
+    dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
+    get_mp_context().set_forkserver_preload(["distributed", *PRELOAD_MODULES])
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -122,6 +134,8 @@ def main(state_path: Path) -> int:
         return 0
 
     from distributed import LocalCluster
+
+    _fork_workers_from_a_preloaded_server()
 
     # Import dask.dataframe while the cluster starts, and finish before reporting running: the
     # scheduler unpickles a DataFrame graph by importing it, and two threads importing that
