@@ -24,6 +24,8 @@ from airflow_provider_runners.operators.owned import OwnedRunner, owner_argument
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+#: The runner classes that run commands (a ``dask_cluster`` takes jobs: DaskJobOperator).
+COMMAND_RUNNER_CLASSES = ("dedicated_host", "pod", "bench")
 #: How long ``on_kill`` waits for the backend to stop the remote command.
 CANCEL_GRACE_S = 60.0
 
@@ -97,7 +99,11 @@ class RunnerCommandOperator(BaseOperator):
             raise RunnerSpecError(f"timeout: {timeout!r} is not a positive duration; use seconds or '30m'")
         self.handle = handle
         self.conn_id = conn_id
-        self.owned = OwnedRunner(spec, conn_id, ready_timeout) if spec is not None else None
+        self.owned = (
+            OwnedRunner(spec, conn_id, COMMAND_RUNNER_CLASSES, "RunnerCommandOperator", ready_timeout)
+            if spec is not None
+            else None
+        )
         self.command = command if isinstance(command, str) else list(command)
         self.env = dict(env or {})
         self.command_timeout = float(seconds)

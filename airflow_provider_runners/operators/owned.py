@@ -79,6 +79,8 @@ class OwnedRunner:
     :param spec: a RunnerSpec or a mapping of its fields (literal: Jinja templates are refused
         here; the group form renders them).
     :param conn_id: the runner Connection; its conn_type selects the backend.
+    :param runner_classes: the runner classes the work can use; another is refused at parse time.
+    :param operator: the work operator's name, for that error.
     :param ready_timeout: how long to wait for readiness (in the task) before giving up.
     :param poll_interval: seconds between status polls (default: the backend's).
     :param catalog_path: a catalog file other than the configured one.
@@ -88,6 +90,8 @@ class OwnedRunner:
         self,
         spec: RunnerSpec | Mapping[str, Any],
         conn_id: str,
+        runner_classes: tuple[str, ...],
+        operator: str,
         ready_timeout: timedelta | float = timedelta(minutes=30),
         poll_interval: float | None = None,
         catalog_path: str | None = None,
@@ -98,6 +102,11 @@ class OwnedRunner:
                 "the single-task form (spec=) checks its spec when the DAG is parsed"
             )
         self.spec = RunnerSpec.parse(spec)
+        if self.spec.runner_class not in runner_classes:
+            raise RunnerSpecError(
+                f"spec.runner_class: {self.spec.runner_class!r} cannot serve {operator}; "
+                f"allowed: {', '.join(repr(c) for c in runner_classes)}"
+            )
         check_spec(resolve_spec(self.spec, backend=self.spec.backend, catalog_path=catalog_path))
         self.conn_id = conn_id
         self.ready_timeout = ready_timeout

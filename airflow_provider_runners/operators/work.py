@@ -96,7 +96,11 @@ class DaskJobOperator(BaseOperator):
             raise TypeError(f"python_callable must be callable, got {type(python_callable).__name__}")
         self.handle = handle
         self.conn_id = conn_id
-        self.owned = OwnedRunner(spec, conn_id, ready_timeout) if spec is not None else None
+        self.owned = (
+            OwnedRunner(spec, conn_id, ("dask_cluster",), "DaskJobOperator", ready_timeout)
+            if spec is not None
+            else None
+        )
         self.python_callable = python_callable
         self.op_args = list(op_args or [])
         self.op_kwargs = dict(op_kwargs or {})

@@ -96,6 +96,20 @@ def test_handle_and_spec_are_exclusive_and_a_bad_spec_fails_at_parse_time() -> N
             conn_id="runners_local_host",
             spec={"runner_class": "dedicated_host", "profile": "huge", "tags": {"tenant": "qa"}},
         )
+    with pytest.raises(
+        RunnerSpecError, match=r"'dask_cluster' cannot serve RunnerCommandOperator; allowed: "
+    ):
+        RunnerCommandOperator(
+            task_id="t",
+            command="true",
+            spec={"runner_class": "dask_cluster", "profile": "small", "tags": {"tenant": "qa"}},
+        )
+    with pytest.raises(RunnerSpecError, match=r"'pod' cannot serve DaskJobOperator; allowed: 'dask_cluster'"):
+        DaskJobOperator(
+            task_id="t",
+            python_callable=len,
+            spec={"runner_class": "pod", "profile": "small", "tags": {"tenant": "qa"}},
+        )
     with pytest.raises(RunnerSpecError, match=r"Jinja templates needs the group form"):
         RunnerCommandOperator(
             task_id="t",
