@@ -3,8 +3,9 @@ has two runners, and every evidence chain verifies with exactly one terminal ent
 
 CI: ``RUNNERS_CHAOS_N`` (default 8) runs of ``RUNNERS_CHAOS_DASK_DAG`` (default ``chaos_dask``, one
 Dask job each; ``local_dask_etl`` runs the example ETL on ``RUNNERS_CHAOS_ROWS`` rows, default
-20,000) and ``RUNNERS_CHAOS_M`` (default 20) ``chaos_host`` runs, triggered together. The
-benchmark variant (50 / 200) runs from benchmarks/chaos_load.py.
+20,000), ``RUNNERS_CHAOS_M`` (default 10) ``chaos_host`` runs and ``RUNNERS_CHAOS_S`` (default 10)
+``chaos_single_host`` runs (the single-task form: the work task owns its host), triggered
+together. The benchmark variant (50 / 200) runs from benchmarks/chaos_load.py.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ ROWS = int(os.environ.get("RUNNERS_CHAOS_ROWS", "20000"))
 DASK_DAG = os.environ.get("RUNNERS_CHAOS_DASK_DAG", "chaos_dask")
 
 
-def _concurrent_runs(stack: Stack, sampler: Sampler, n: int, m: int, timeout: float) -> None:
+def _concurrent_runs(stack: Stack, sampler: Sampler, n: int, m: int, timeout: float, single: int = 0) -> None:
     started = time.monotonic()
     conf = {"rows": ROWS} if DASK_DAG == "local_dask_etl" else {"work_s": 1}
     runs = [(DASK_DAG, stack.trigger(DASK_DAG, conf)) for _ in range(n)]
     runs += [("chaos_host", stack.trigger("chaos_host", {"work_s": 1})) for _ in range(m)]
+    runs += [("chaos_single_host", stack.trigger("chaos_single_host", {"work_s": 1})) for _ in range(single)]
     states = stack.wait_for_runs(runs, timeout=timeout)
     finished = time.monotonic()
     lineages = {lineage_of(*run) for run in runs}
@@ -39,7 +41,7 @@ def _concurrent_runs(stack: Stack, sampler: Sampler, n: int, m: int, timeout: fl
     chains = chain_problems(stack, runs, set(sampler.lineages), max_rounds=1)
     record(
         {
-            "fault": f"{n} {DASK_DAG} + {m} chaos_host runs at once",
+            "fault": f"{n} {DASK_DAG} + {m} chaos_host + {single} chaos_single_host runs at once",
             "user_sees": dict(Counter(states.values())),
             "left_after_runs": len(cleanup.left_after_runs),
             "reaper_needed": cleanup.reaped,
@@ -63,8 +65,9 @@ def test_concurrent_dask_and_host_runs_all_succeed_and_leave_nothing(
     chaos_stack: Stack, sampler: Sampler
 ) -> None:
     n = int(os.environ.get("RUNNERS_CHAOS_N", "8"))
-    m = int(os.environ.get("RUNNERS_CHAOS_M", "20"))
-    _concurrent_runs(chaos_stack, sampler, n, m, timeout=600)
+    m = int(os.environ.get("RUNNERS_CHAOS_M", "10"))
+    single = int(os.environ.get("RUNNERS_CHAOS_S", "10"))
+    _concurrent_runs(chaos_stack, sampler, n, m, timeout=600, single=single)
 
 
 @pytest.mark.chaos_benchmark
