@@ -19,7 +19,7 @@ from airflow_provider_runners.core.specs import RunnerSpec, parse_duration
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import RunnerCommandError, RunnerCommandTimeout, RunnerSpecError
 from airflow_provider_runners.links import RUNNER_LINKS
-from airflow_provider_runners.operators.owned import OwnedRunner, owner_arguments
+from airflow_provider_runners.operators.owned import OwnedRunner, owner_arguments, run_on_runner
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -128,12 +128,7 @@ class RunnerCommandOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if self.owned is None:
-            return self._execute_on(context, RunnerHandle.from_xcom(self.handle))
-        self.handle = None  # dag.test() may run this operator object again
-        with self.owned.hold(context) as handle:
-            self.handle = handle.to_xcom()  # for evidence, lineage and links
-            return self._execute_on(context, handle)
+        return run_on_runner(self, context, self._execute_on)
 
     def _execute_on(self, context: Context, handle: RunnerHandle) -> dict[str, Any]:
         backend = get_backend(handle.conn_id)

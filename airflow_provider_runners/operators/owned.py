@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_runners import templated_spec
 from airflow_provider_runners.backends.registry import check_spec
 from airflow_provider_runners.core.catalog import resolve_spec
 from airflow_provider_runners.core.handles import RunnerHandle
-from airflow_provider_runners.core.lineage import Lineage
 from airflow_provider_runners.core.specs import RunnerSpec
 from airflow_provider_runners.exceptions import RunnerSpecError
 
@@ -60,6 +59,22 @@ def _record_earlier_killed_tries(context: Context, handle: RunnerHandle) -> None
         record_earlier_killed_tries(context, handle.lineage_key, handle)
     except Exception:  # evidence never fails the task
         logging.getLogger(__name__).exception("evidence: could not check earlier tries of this task")
+
+
+T = TypeVar("T")
+
+
+def run_on_runner(task: Any, context: Context, work: Callable[[Context, RunnerHandle], T]) -> T:
+    """``work(context, handle)`` on the task's runner: the group's (``task.handle``), or one the
+    task owns for the call (``task.owned``, the single-task form). ``task.handle`` then holds the
+    owned runner's handle while it lives, for evidence, lineage and links."""
+    owned: OwnedRunner | None = task.owned
+    if owned is None:
+        return work(context, RunnerHandle.from_xcom(task.handle))
+    task.handle = None  # dag.test() may run this operator object again
+    with owned.hold(context) as handle:
+        task.handle = handle.to_xcom()
+        return work(context, handle)
 
 
 def owner_arguments(handle: Any, spec: Any) -> None:
@@ -113,7 +128,6 @@ class OwnedRunner:
         self.poll_interval = poll_interval
         self.catalog_path = catalog_path
         self._provisioner: ProvisionRunnerOperator | None = None
-        self._lineage_key: str | None = None
         self._handle: RunnerHandle | None = None
         self._ended = threading.Event()
 
@@ -142,7 +156,6 @@ class OwnedRunner:
         ti = context["ti"]
         self._ended.clear()
         self._handle = None
-        self._lineage_key = Lineage.from_context(context).key
         self._provisioner = provisioner = self._new_provisioner(ti.task_id)
         try:
             handle = RunnerHandle.from_xcom(provisioner.provision(context))
@@ -158,14 +171,19 @@ class OwnedRunner:
         try:
             yield handle
         except BaseException:
-            self.end(context, "the task that owned it failed")
+            self.end("the task that owned it failed")
             raise  # the task's failure / retry callback then writes its work entry
         # The work entry before the end, as a group's work precedes its teardown; the task's own
         # success callback then finds it (same event key) and writes nothing more.
         EvidenceCallback("work", "success")(context)
-        self.end(context, "the task that owned it ended")
+        self.end("the task that owned it ended")
 
-    def end(self, context: Context | None, reason: str) -> list[dict[str, Any]]:
+    def _who(self) -> dict[str, Any]:
+        """Who holds the runner (dag, run, task, map index, try, lineage key), as the provision
+        learned it once it knew its backend; empty before that."""
+        return (self._provisioner._who if self._provisioner else None) or {}
+
+    def end(self, reason: str) -> list[dict[str, Any]]:
         """End this task's runner (the handle, and anything with its lineage tag) and record the
         terminal ``end`` entry; idempotent."""
         if self._ended.is_set() or self._provisioner is None:
@@ -176,14 +194,14 @@ class OwnedRunner:
         backend = self._provisioner._backend
         if backend is None:
             return []
-        results = end_runners(backend, [self._handle], self._lineage_key, reason)
+        who = self._who()
+        results = end_runners(backend, [self._handle], who["lineage_key"], reason)
         self._ended.set()
-        who = self._provisioner._who or {}
-        if who.get("dag_id") and self._lineage_key:
+        if who.get("dag_id"):
             record_end(
                 dag_id=who["dag_id"],
                 run_id=who["run_id"],
-                lineage_key=self._lineage_key,
+                lineage_key=who["lineage_key"],
                 by=OWNER,
                 reason=reason,
                 results=results,
@@ -209,7 +227,7 @@ class OwnedRunner:
 
         def end_and_record() -> None:
             self._record_killed_try()  # no callback may run for a try killed from outside
-            self.end(None, "the task that owned it was killed")
+            self.end("the task that owned it was killed")
 
         run_bounded(end_and_record, ON_KILL_BUDGET_S, log)
 
@@ -218,14 +236,14 @@ class OwnedRunner:
         still runs, finds its key and adds nothing)."""
         from airflow_provider_runners.evidence.callbacks import append_killed_work
 
-        who = (self._provisioner._who if self._provisioner else None) or {}
-        if not who.get("dag_id") or self._lineage_key is None:
+        who = self._who()
+        if not who.get("dag_id"):
             return
         try:
             append_killed_work(
                 who["dag_id"],
                 who["run_id"],
-                self._lineage_key,
+                who["lineage_key"],
                 self._handle,
                 who["task_id"],
                 who["map_index"],

@@ -19,7 +19,7 @@ from airflow_provider_runners.dask_jobs import AttachedJob, picklable
 from airflow_provider_runners.evidence.callbacks import add_evidence_callbacks
 from airflow_provider_runners.exceptions import ProvisionError
 from airflow_provider_runners.links import RUNNER_LINKS
-from airflow_provider_runners.operators.owned import OwnedRunner, owner_arguments
+from airflow_provider_runners.operators.owned import OwnedRunner, owner_arguments, run_on_runner
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -111,12 +111,7 @@ class DaskJobOperator(BaseOperator):
         add_evidence_callbacks(self, "work", provision_task_id)
 
     def execute(self, context: Context) -> Any:
-        if self.owned is None:
-            return self._execute_on(context, RunnerHandle.from_xcom(self.handle))
-        self.handle = None  # dag.test() may run this operator object again
-        with self.owned.hold(context) as handle:
-            self.handle = handle.to_xcom()  # for evidence, lineage and links
-            return self._execute_on(context, handle)
+        return run_on_runner(self, context, self._execute_on)
 
     def _execute_on(self, context: Context, handle: RunnerHandle) -> Any:
         address = handle.endpoints.get("scheduler")
