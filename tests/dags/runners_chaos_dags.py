@@ -63,30 +63,43 @@ def sleep_job(client: Any, seconds: float | str, run_id: str) -> dict[str, Any]:
     return {"worker_pid": future.result(), "seconds": float(seconds)}
 
 
+#: The work task of every chaos DAG, on a runner group's handle or on its own runner (spec=).
+DASK_WORK: dict[str, Any] = {
+    "task_id": "work",
+    "python_callable": sleep_job,
+    "op_kwargs": {"seconds": "{{ params.work_s }}", "run_id": "{{ run_id }}"},
+    **WORK,
+}
+HOST_WORK: dict[str, Any] = {
+    "task_id": "work",
+    "command": "sleep {{ params.work_s }}; echo slept {{ params.work_s }}s in $RUNNER_ID",
+    "timeout": "20m",
+    **WORK,
+}
+
+
+def _chaos_dag(dag_id: str, dagrun_timeout: timedelta | None = None, default_work_s: float = 0) -> DAG:
+    return DAG(
+        dag_id,
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        dagrun_timeout=dagrun_timeout,
+        params={"work_s": Param(default_work_s, type="number", minimum=0)},
+        tags=["runners", "chaos"],
+    )
+
+
 def _dask_dag(
     dag_id: str, dagrun_timeout: timedelta | None, default_work_s: float, **provision_kwargs: Any
 ) -> DAG:
     with (
-        DAG(
-            dag_id,
-            schedule=None,
-            start_date=START,
-            catchup=False,
-            dagrun_timeout=dagrun_timeout,
-            params={"work_s": Param(default_work_s, type="number", minimum=0)},
-            tags=["runners", "chaos"],
-        ) as dag,
+        _chaos_dag(dag_id, dagrun_timeout, default_work_s) as dag,
         runner(
             "cluster", conn_id="runners_default", spec=CLUSTER, provision_kwargs=provision_kwargs
         ) as cluster,
     ):
-        DaskJobOperator(
-            task_id="work",
-            handle=cluster,
-            python_callable=sleep_job,
-            op_kwargs={"seconds": "{{ params.work_s }}", "run_id": "{{ run_id }}"},
-            **WORK,
-        )
+        DaskJobOperator(handle=cluster, **DASK_WORK)
     return dag
 
 
@@ -94,54 +107,14 @@ chaos_dask = _dask_dag("chaos_dask", None, 0)
 chaos_dask_timeout = _dask_dag("chaos_dask_timeout", timedelta(seconds=60), 600)
 chaos_dask_deferred = _dask_dag("chaos_dask_deferred", None, 0, wait_before_defer=0)
 
-with DAG(
-    "chaos_host",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    params={"work_s": Param(0, type="number", minimum=0)},
-    tags=["runners", "chaos"],
-) as chaos_host:
-    with runner("host", conn_id="runners_local_host", spec=HOST) as host:
-        RunnerCommandOperator(
-            task_id="work",
-            handle=host,
-            command="sleep {{ params.work_s }}; echo slept {{ params.work_s }}s in $RUNNER_ID",
-            timeout="20m",
-            **WORK,
-        )
+with (
+    _chaos_dag("chaos_host") as chaos_host,
+    runner("host", conn_id="runners_local_host", spec=HOST) as host,
+):
+    RunnerCommandOperator(handle=host, **HOST_WORK)
 
+with _chaos_dag("chaos_single_host") as chaos_single_host:
+    RunnerCommandOperator(spec=HOST, conn_id="runners_local_host", **HOST_WORK)
 
-with DAG(
-    "chaos_single_host",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    params={"work_s": Param(0, type="number", minimum=0)},
-    tags=["runners", "chaos"],
-) as chaos_single_host:
-    RunnerCommandOperator(
-        task_id="work",
-        spec=HOST,
-        conn_id="runners_local_host",
-        command="sleep {{ params.work_s }}; echo slept {{ params.work_s }}s in $RUNNER_ID",
-        timeout="20m",
-        **WORK,
-    )
-
-with DAG(
-    "chaos_single_dask",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    params={"work_s": Param(0, type="number", minimum=0)},
-    tags=["runners", "chaos"],
-) as chaos_single_dask:
-    DaskJobOperator(
-        task_id="work",
-        spec=CLUSTER,
-        conn_id="runners_default",
-        python_callable=sleep_job,
-        op_kwargs={"seconds": "{{ params.work_s }}", "run_id": "{{ run_id }}"},
-        **WORK,
-    )
+with _chaos_dag("chaos_single_dask") as chaos_single_dask:
+    DaskJobOperator(spec=CLUSTER, conn_id="runners_default", **DASK_WORK)
