@@ -6,7 +6,8 @@ A runner's registry record (:mod:`~airflow_provider_runners.governance.runner_in
 ========================================  ===================================================
 provision, when the runner exists          ``Admission.confirm`` (budget.py)
 provision waiting in the task              :class:`Heartbeat` ``.maybe()`` in its poll loop
-the readiness trigger while deferred       ``.maybe()`` in its poll loop (triggers/readiness.py)
+the readiness trigger while deferred       :class:`SharedHeartbeats` — one write for every
+                                           trigger of the triggerer (triggers/readiness.py)
 work / command tasks, ``@task.runner``     ``with Heartbeat(key):`` — a background thread
 ========================================  ===================================================
 
@@ -23,13 +24,15 @@ Creates nothing; clean-up: none.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 from airflow_provider_runners.core.settings import environment_option, runners_settings
 from airflow_provider_runners.governance.runner_index import RunnerRecord, RunnerRegistry, quietly
@@ -136,3 +139,99 @@ class Heartbeat:
             self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+class SharedHeartbeats:
+    """The heartbeats of every runner that a trigger holds in one event loop (a triggerer),
+    written together: one ``registry.heartbeat_many`` call (one transaction on SQLite) and one
+    thread hop per beat for all of them, instead of a registry, a thread hop and a write per
+    waiting trigger (1000 waits were 33 writes a second; docs/benchmarks.md, a real triggerer).
+
+    A trigger holds its runner with ``with SharedHeartbeats.for_loop().holding(key):``. A key
+    is beaten within ``tick`` seconds of joining (at once when it is the first), then every
+    ``interval``; when some key is due, keys past half their interval are beaten with it, so the
+    held keys settle into about one write per interval. Keys leave with their ``with`` block;
+    the loop's task ends when none is held. ``registry``, ``interval`` and ``clock`` default to
+    the configured registry, ``[runners] heartbeat_interval`` and ``time.time``; tests pass
+    their own. Creates nothing; clean-up: none.
+    """
+
+    _by_loop: ClassVar[dict[int, SharedHeartbeats]] = {}
+    TICK_S = 1.0
+
+    def __init__(
+        self,
+        registry: RunnerRegistry | None = None,
+        interval: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._registry = registry
+        self.interval = heartbeat_interval() if interval is None else float(interval)
+        self.clock = clock
+        self.tick = min(self.TICK_S, max(self.interval, 0.05))
+        #: held key -> how many holders, and the time of its last beat (None: not yet)
+        self._holders: dict[str, int] = {}
+        self.last: dict[str, float | None] = {}
+        self.writes = 0  # heartbeat_many calls made (for tests and benchmarks)
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def for_loop(cls) -> SharedHeartbeats:
+        """The running event loop's instance (made on first use)."""
+        loop = asyncio.get_running_loop()
+        shared = cls._by_loop.get(id(loop))
+        if shared is None or shared._loop is not loop:
+            shared = cls()
+            shared._loop = loop
+            cls._by_loop[id(loop)] = shared
+        return shared
+
+    @property
+    def registry(self) -> RunnerRegistry:
+        if self._registry is None:
+            from airflow_provider_runners.governance.budget import safe_registry
+
+            self._registry = safe_registry()
+        return self._registry
+
+    @contextmanager
+    def holding(self, key: str) -> Iterator[None]:
+        """Beat ``key`` for as long as the block runs (call inside the event loop)."""
+        self._holders[key] = self._holders.get(key, 0) + 1
+        self.last.setdefault(key, None)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        try:
+            yield
+        finally:
+            left = self._holders.get(key, 1) - 1
+            if left > 0:
+                self._holders[key] = left
+            else:
+                self._holders.pop(key, None)
+                self.last.pop(key, None)
+
+    def due(self, now: float) -> list[str]:
+        """The keys to beat at ``now``: none unless one is due (never beaten, or ``interval``
+        old); then also those at least half an interval old."""
+        if not any(last is None or now - last >= self.interval for last in self.last.values()):
+            return []
+        half = self.interval / 2
+        return [key for key, last in self.last.items() if last is None or now - last >= half]
+
+    async def _run(self) -> None:
+        try:
+            while self._holders:
+                now = self.clock()
+                keys = self.due(now)
+                if keys:
+                    self.writes += 1
+                    await asyncio.to_thread(quietly, self.registry.heartbeat_many, keys, now)
+                    for key in keys:
+                        if key in self.last:
+                            self.last[key] = now
+                await asyncio.sleep(self.tick)
+        finally:
+            if SharedHeartbeats._by_loop.get(id(self._loop)) is self and not self._holders:
+                del SharedHeartbeats._by_loop[id(self._loop)]

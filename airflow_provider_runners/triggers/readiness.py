@@ -14,7 +14,7 @@ from airflow_provider_runners.core.errors import ErrorKind
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.core.waiting import ReadinessWait, Verdict, decide_error, utc_now
 from airflow_provider_runners.exceptions import RunnerStatusError
-from airflow_provider_runners.governance.heartbeat import Heartbeat
+from airflow_provider_runners.governance.heartbeat import SharedHeartbeats
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 
 PROGRESS_EVERY_S = 30.0
@@ -86,7 +86,15 @@ class RunnerReadyTrigger(BaseTrigger):
             yield TriggerEvent({"status": "failed", "handle": handle.to_xcom(), "message": f"backend: {exc}"})
             return
         poller = SharedStatusPoller.for_backend(backend, self.poll_interval)
-        pulse = Heartbeat(handle.lineage_key)  # the trigger holds the runner while it waits
+        # the trigger holds the runner while it waits: one registry write for all of them
+        with SharedHeartbeats.for_loop().holding(handle.lineage_key):
+            payload = await self._wait(poller, backend, handle, deadline)
+        yield TriggerEvent(payload)
+
+    async def _wait(
+        self, poller: SharedStatusPoller, backend: Any, handle: RunnerHandle, deadline: datetime
+    ) -> dict[str, Any]:
+        """Poll until a verdict (READY, FAILED, timeout); return the payload of its one event."""
         wait = ReadinessWait(deadline, backend.classify_error, clock=self.clock)  # the operator's rules
         started = time.monotonic()
         last_progress = started
@@ -101,15 +109,12 @@ class RunnerReadyTrigger(BaseTrigger):
                 async with asyncio.timeout(max(remaining, 0.0) + 1.0):
                     status = await poller.next_status(handle)
             except TimeoutError:
-                yield TriggerEvent(
-                    {
-                        "status": "timeout",
-                        "handle": handle.to_xcom(),
-                        "message": f"not ready by {self.deadline}: the status API did not answer "
-                        f"(last: {wait.last_message}); see the triggerer log",
-                    }
-                )
-                return
+                return {
+                    "status": "timeout",
+                    "handle": handle.to_xcom(),
+                    "message": f"not ready by {self.deadline}: the status API did not answer "
+                    f"(last: {wait.last_message}); see the triggerer log",
+                }
             except RunnerStatusError as exc:  # permanent, not found, or transient past the cap
                 decision = decide_error(
                     exc.cause,
@@ -120,27 +125,18 @@ class RunnerReadyTrigger(BaseTrigger):
                     poller.max_transient,
                 )
                 verdict = decision.verdict.value if decision.final else "failed"  # the poller gave up
-                yield TriggerEvent(
-                    {"status": verdict, "handle": handle.to_xcom(), "message": decision.message}
-                )
-                return
+                return {"status": verdict, "handle": handle.to_xcom(), "message": decision.message}
             decision = wait.on_status(status)
-            if pulse.due():  # a thread hop only when a beat is due, not on every poll
-                await asyncio.to_thread(pulse.maybe)
             if decision.verdict is Verdict.READY:
                 await self._dwell()
                 ready = handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
-                yield TriggerEvent({"status": "ready", "handle": ready.to_xcom(), "message": status.message})
-                return
+                return {"status": "ready", "handle": ready.to_xcom(), "message": status.message}
             if decision.final:  # failed / timeout
-                yield TriggerEvent(
-                    {
-                        "status": decision.verdict.value,
-                        "handle": handle.to_xcom(),
-                        "message": decision.message,
-                    }
-                )
-                return
+                return {
+                    "status": decision.verdict.value,
+                    "handle": handle.to_xcom(),
+                    "message": decision.message,
+                }
             now = time.monotonic()
             if now - last_progress >= progress_every:
                 last_progress = now

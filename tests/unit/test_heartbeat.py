@@ -221,6 +221,85 @@ async def _events(trig: Any) -> list[Any]:
     return [event async for event in trig.run()]
 
 
+def test_many_records_are_refreshed_in_one_call_and_an_ended_one_is_not_revived(
+    store: RunnerRegistry,
+) -> None:
+    keys = [f"rl{i:026d}" for i in range(5)]
+    for i, key in enumerate(keys):
+        store.put(held(key, last=T0, status=("running", "idle", "draining", "pending", "ended")[i]))
+    assert store.heartbeat_many([*keys, "rl" + "9" * 26], T0 + 30) == 4  # the ended and the missing: no
+    assert [store.get(key).last_heartbeat for key in keys] == [T0 + 30] * 4 + [T0]
+    assert store.get(keys[4]).status == "ended"
+
+
+class _CountingRegistry(SqliteRegistry):
+    """The real SQLite store, counting its writes."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[list[str]] = []
+        self.single = 0
+
+    def heartbeat_many(self, keys: Any, now: float | None = None) -> int:
+        self.batches.append(list(keys))
+        return super().heartbeat_many(self.batches[-1], now)
+
+    def heartbeat(self, key: str, holder: str | None = None, now: float | None = None) -> bool:
+        self.single += 1
+        return super().heartbeat(key, holder, now)
+
+
+def test_waiting_triggers_share_one_registry_write_per_beat(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """40 triggers waiting in one event loop (a triggerer) beat their runners' records in shared
+    writes, not one write (and one thread hop) per trigger per interval."""
+    from airflow_provider_runners.governance import budget
+    from airflow_provider_runners.governance.heartbeat import SharedHeartbeats
+    from airflow_provider_runners.triggers.poller import SharedStatusPoller
+    from tests.unit.test_poller_trigger import FakeBackend, make_handle, trigger
+
+    monkeypatch.setattr(SharedStatusPoller, "_pollers", {})
+    monkeypatch.setattr(SharedHeartbeats, "_by_loop", {})
+    monkeypatch.setattr(SharedHeartbeats, "TICK_S", 0.05)
+    monkeypatch.setenv("AIRFLOW__RUNNERS__HEARTBEAT_INTERVAL", "0.1")
+    use_backend(monkeypatch, "runners_fake_test", FakeBackend(pending_polls=25))  # 25 x 20 ms
+    registry = _CountingRegistry(tmp_path / "registry.sqlite")
+    monkeypatch.setattr(budget, "safe_registry", lambda: registry)
+    runners = [make_handle(i) for i in range(40)]
+    for runner in runners:
+        registry.put(held(runner.lineage_key, last=0.0))
+
+    async def wait_all() -> list[list[Any]]:
+        return await asyncio.gather(*(_events(trigger(runner)) for runner in runners))
+
+    results = asyncio.run(wait_all())
+    assert [events[-1].payload["status"] for events in results] == ["ready"] * 40
+    assert all(registry.get(r.lineage_key).last_heartbeat > 0.0 for r in runners)  # every record beaten
+    assert registry.single == 0
+    beats = sum(len(batch) for batch in registry.batches)
+    assert max(len(batch) for batch in registry.batches) == 40  # all of them in one write
+    assert beats >= 40 * 2  # each beaten again while it waited (~0.5 s, interval 0.1 s) ...
+    assert len(registry.batches) <= beats / 20  # ... in writes shared by at least 20 on average
+    assert SharedHeartbeats._by_loop == {}  # nobody holds a runner: the shared task ended
+
+
+def test_shared_heartbeats_beat_a_new_key_at_once_and_settle_into_one_write_per_interval() -> None:
+    from airflow_provider_runners.governance.heartbeat import SharedHeartbeats
+
+    beats = SharedHeartbeats(NullRegistry(), interval=30, clock=Clock())
+    beats.last.update(a=None)
+    assert beats.due(T0) == ["a"]  # never beaten: at once
+    beats.last.update(a=T0, b=None)
+    assert beats.due(T0 + 10) == ["b"]  # a is 10 s old: not half an interval
+    beats.last.update(b=T0 + 10)
+    assert beats.due(T0 + 29) == []
+    assert beats.due(T0 + 30) == ["a", "b"]  # a is due; b (20 s) goes along: one write from now on
+    beats.last.update(a=T0 + 30, b=T0 + 30)
+    assert beats.due(T0 + 59) == []
+    assert beats.due(T0 + 60) == ["a", "b"]
+
+
 # -- holders: a command task while its command runs --------------------------------------------
 class _Ti:
     task_id = "work"

@@ -41,6 +41,9 @@ from typing import Any
 
 from airflow_provider_runners.core.settings import setting
 
+#: Every status but ``ended``: the records a heartbeat refreshes and an end closes.
+NOT_ENDED = ("pending", "running", "draining", "idle")
+
 log = logging.getLogger(__name__)
 
 STATUSES = ("pending", "running", "draining", "idle", "ended")
@@ -144,17 +147,24 @@ class RunnerRegistry(ABC):
         """Refresh ``last_heartbeat`` of a record that is not ended (False if ended or gone)."""
         return self.transition(
             key,
-            expect_status=("pending", "running", "draining", "idle"),
+            expect_status=NOT_ENDED,
             expect_holder=holder,
             last_heartbeat=time.time() if now is None else now,
         )
+
+    def heartbeat_many(self, keys: Iterable[str], now: float | None = None) -> int:
+        """:meth:`heartbeat` for many records at once (a triggerer's waiting provisions,
+        governance/heartbeat.py ``SharedHeartbeats``); returns how many were refreshed. This
+        default writes one record at a time; a store that can refresh many in one write does."""
+        now = time.time() if now is None else now
+        return sum(1 for key in keys if self.heartbeat(key, None, now))
 
     def end(self, key: str, reason: str, holder: str | None = None) -> bool:
         """Mark a runner ended (it was torn down, reaped, or found gone)."""
         return self.transition(
             key,
             "ended",
-            expect_status=("pending", "running", "draining", "idle"),
+            expect_status=NOT_ENDED,
             expect_holder=holder,
             ended_reason=reason,
             last_heartbeat=time.time(),

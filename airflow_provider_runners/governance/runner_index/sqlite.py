@@ -12,16 +12,19 @@ For several workers on several hosts use :mod:`~airflow_provider_runners.governa
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_runners.governance.runner_index import RunnerRecord, RunnerRegistry
+from airflow_provider_runners.governance.runner_index import NOT_ENDED, RunnerRecord, RunnerRegistry
 
 _COLUMNS = [f.name for f in fields(RunnerRecord)]
 _REAL = frozenset({"usd_per_hour", "registered_at", "last_heartbeat", "expires_at", "map_index"})
+#: Keys per UPDATE: SQLite allows 999 bound parameters in builds before 3.32.
+_KEYS_PER_STATEMENT = 900
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS runners (namespace TEXT NOT NULL, "
     + ", ".join(f"{name} {'REAL' if name in _REAL else 'TEXT'}" for name in _COLUMNS)
@@ -108,6 +111,29 @@ class SqliteRegistry(RunnerRegistry):
                 f"UPDATE runners SET {sets} WHERE {' AND '.join(where)}", [*changes.values(), *params]
             )
             return cursor.rowcount == 1
+
+    def heartbeat_many(self, keys: Iterable[str], now: float | None = None) -> int:
+        """One transaction (one commit, one journal sync) for every key, not one per key."""
+        now = time.time() if now is None else now
+        wanted = list(dict.fromkeys(keys))
+        refreshed = 0
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(wanted), _KEYS_PER_STATEMENT):
+                    chunk = wanted[start : start + _KEYS_PER_STATEMENT]
+                    cursor = db.execute(
+                        f"UPDATE runners SET last_heartbeat = ? WHERE namespace = ? "
+                        f"AND status IN ({', '.join('?' * len(NOT_ENDED))}) "
+                        f"AND key IN ({', '.join('?' * len(chunk))})",
+                        [now, self.namespace, *NOT_ENDED, *chunk],
+                    )
+                    refreshed += cursor.rowcount
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return refreshed
 
     def delete(self, key: str) -> None:
         with self._connect() as db:
