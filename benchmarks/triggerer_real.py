@@ -14,7 +14,9 @@ docs/bench_http.openapi.yaml). For each N and each side, with a freshly started 
    trigger's modules; not measured). Then the triggerer's memory with 0 triggers (baseline).
 2. **N waits**: a DAG run of ``triggerer_real``; its ``wait`` task instances 0 … N−1 are put in
    the DEFERRED state with a Trigger row each, as the Execution API does when a task defers
-   (no task process per wait). Their reservations stay ``preparing``.
+   (no task process per wait). Their reservations stay ``preparing``. For ``ours``, each runner
+   also gets its registry record (``running``), as a provision registers it before deferring,
+   so the trigger's heartbeats write as they do in use.
 3. **Steady window**: once the platform has been asked about every reservation, two more
    intervals, then ``--window-polls`` poll intervals: CPU of the triggerer's processes
    (supervisor + trigger runner subprocess), their RSS (and USS/PSS), and the status calls the
@@ -22,6 +24,8 @@ docs/bench_http.openapi.yaml). For each N and each side, with a freshly started 
 4. **Ready**: each reservation turns ``ready`` at its own instant, spread uniformly over two
    poll intervals from one second after the window; latency = that instant → the task instance's
    ``updated_at`` when the triggerer's event moves it out of DEFERRED (``Trigger.submit_event``).
+   Split at the first status call the platform answered ``ready`` for it: *detection* (the
+   poll) and *handover* (the trigger's event → ``submit_event``).
    The DAG is paused, so no task process resumes (the scheduler would then queue it: one
    scheduler loop plus the executor's start).
 
@@ -85,6 +89,8 @@ class Platform:
         self.calls = 0
         self.ids_asked = 0
         self.seen: set[str] = set()
+        #: reservation -> when a status call first answered ``ready`` for it (detection)
+        self.first_ready: dict[str, float] = {}
 
     def add(self, ids: list[str], ready_at: float) -> None:
         with self.lock:
@@ -102,6 +108,9 @@ class Platform:
         out = []
         for rid, ready_at in known:
             ready = now >= ready_at
+            if ready:
+                with self.lock:
+                    self.first_ready.setdefault(rid, now)
             out.append(
                 {
                     "id": rid,
@@ -158,6 +167,7 @@ from airflow.models.trigger import Trigger
 from airflow.utils.session import create_session
 from airflow.utils.state import TaskInstanceState
 from airflow_provider_runners.core.handles import RunnerHandle
+from airflow_provider_runners.governance.runner_index import RunnerRecord, open_registry
 from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
 from _one_wait_trigger import OneWaitTrigger
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
@@ -165,6 +175,7 @@ from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 spec = json.loads(sys.argv[1])
 now = datetime.now(UTC)
 deadline = (now + timedelta(hours=2)).isoformat()
+registry = open_registry()  # the deployment's: a provision that defers has registered its runner
 with create_session() as session:
     run = session.scalars(select(DagRun).where(DagRun.dag_id == spec["dag_id"], DagRun.run_id == spec["run_id"])).one()
     dag = DBDagBag().get_dag_for_run(run, session=session)
@@ -182,6 +193,11 @@ with create_session() as session:
                               expires_at=now + timedelta(hours=2), environment="bench", profile="bench",
                               details={"reservation": rid}).to_xcom()
         if spec["side"] == "ours":
+            registry.put(RunnerRecord(key=lineage, backend="bench_http", conn_id=spec["conn_id"], status="running",
+                                      resource_id=rid, holder=lineage + "-t1", dag_id=spec["dag_id"],
+                                      run_id=spec["run_id"], task_id="wait", map_index=i,
+                                      registered_at=now.timestamp(), last_heartbeat=now.timestamp(),
+                                      expires_at=(now + timedelta(hours=2)).timestamp()))
             trigger = RunnerReadyTrigger(spec["conn_id"], handle, deadline, poll_interval=spec["poll"],
                                          provision_ti={"dag_id": spec["dag_id"], "run_id": spec["run_id"],
                                                        "task_id": "wait", "map_index": i, "try_number": 1,
@@ -379,6 +395,11 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     wait_until(lambda: still_deferred(stack, run_id) == 0, 600, "every wait to leave DEFERRED", every=2.0)
     left = left_deferred_at(stack, run_id)
     latency = [left[i][1] - ready_at[i] for i in range(n) if i in left]
+    # split at the first status call that answered "ready": detection (the poll), then handover
+    # (the trigger's event → the supervisor's submit_event); the floor polls nothing
+    first = {i: platform.first_ready[rid] for i, rid in enumerate(ids) if rid in platform.first_ready}
+    detection = [first[i] - ready_at[i] for i in range(n) if i in first]
+    handover = [left[i][1] - first[i] for i in range(n) if i in left and i in first]
     rss_n = statistics.median(rss)
     result = {
         "side": side,
@@ -419,13 +440,20 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
         "resumed": len(left),
         "states_after": sorted({s for s, _ in left.values()}),
         "latency": summarize(latency),
+        "detection": summarize(detection) if detection else None,
+        "handover": summarize(handover) if handover else None,
         "uptime_during": up_during,
     }
     print(
         f"  {side} N={n}: {result['rss_per_waiter_kib']:.1f} KiB/waiter, "
         f"{result['cpu_ms_per_waiter_poll']:.3f} ms CPU/waiter/poll (net {result['net_cpu_ms_per_waiter_poll']:.3f}), "
         f"{result['status_calls_per_poll']:.1f} calls/poll, ready→left DEFERRED median "
-        f"{result['latency']['median']:.2f}s p90 {result['latency']['p90']:.2f}s",
+        f"{result['latency']['median']:.2f}s p90 {result['latency']['p90']:.2f}s"
+        + "".join(
+            f"; {part} median {result[part]['median']:.2f}s p90 {result[part]['p90']:.2f}s"
+            for part in ("detection", "handover")
+            if result[part]
+        ),
         file=sys.stderr,
     )
     return result
@@ -450,6 +478,10 @@ def report(result: dict[str, Any]) -> str:
                 ),
                 fmt(r["status_calls_per_poll"], 1),
                 f"{fmt(lat['median'], 2)} / {fmt(lat['p90'], 2)}",
+                " / ".join(
+                    f"{fmt(r[part]['median'], 2)}, {fmt(r[part]['p90'], 2)}" if r.get(part) else "–"
+                    for part in ("detection", "handover")
+                ),
                 f"{r['resumed']}/{r['n']}",
             ]
         )
@@ -475,10 +507,11 @@ def report(result: dict[str, Any]) -> str:
                     "per waiter: supervisor / trigger runner (RSS, net CPU per poll)",
                     "status calls / poll",
                     "ready → left DEFERRED median / p90 (s)",
+                    "of which detection / handover: median, p90 (s)",
                     "left DEFERRED",
                 ],
                 rows,
-                align="llrrrrrrrr",
+                align="llrrrrrrrrr",
             ),
         ]
     )
