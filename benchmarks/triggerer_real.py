@@ -17,7 +17,8 @@ docs/bench_http.openapi.yaml). For each N and each side, with a freshly started 
    (no task process per wait). Their reservations stay ``preparing``. For ``ours``, each runner
    also gets its registry record (``running``), as a provision registers it before deferring,
    so the trigger's heartbeats write as they do in use.
-3. **Steady window**: once the platform has been asked about every reservation, two more
+3. **Steady window**: once every trigger has started (its trigger log file exists) and the
+   platform has been asked about every reservation (not for the floor), two more
    intervals, then ``--window-polls`` poll intervals: CPU of the triggerer's processes
    (supervisor + trigger runner subprocess), their RSS (and USS/PSS), and the status calls the
    platform answered.
@@ -285,6 +286,15 @@ def left_deferred_at(stack: Any, run_id: str) -> dict[int, tuple[str, float]]:
     return {int(i): (str(s), u.timestamp()) for i, s, u in rows if u is not None}
 
 
+def triggers_started(stack: Any, run_id: str) -> int:
+    """The run's ``wait`` triggers that started in the runner: each writes its log file
+    (``<task instance log>.trigger.<job id>.log``) with its first line, "trigger … starting"."""
+    import glob
+
+    pattern = f"dag_id={DAG_ID}/run_id={glob.escape(run_id)}/task_id=wait/map_index=*/attempt=1.log.trigger.*"
+    return len(glob.glob(str(stack.home / "logs" / pattern)))
+
+
 # -- the triggerer's processes --------------------------------------------------------------------
 def triggerer_tree(stack: Any) -> list[Any]:
     import psutil
@@ -365,9 +375,11 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     # floor: every DateTimeTrigger fires at one moment, after loading, settling and the window
     moment = time.time() + 30 + 0.08 * n + (2 + args.window_polls) * poll
     defer(stack, run_id, side, ids, poll, tag, moment=moment)
-    if side == "floor":
-        wait_until(lambda: assigned(stack, run_id) == n, 900, f"a triggerer to take all {n}")
-    else:
+    wait_until(lambda: assigned(stack, run_id) == n, 900, f"a triggerer to take all {n}")
+    # taken is not running: the supervisor then builds each trigger's workload (its DAG
+    # deserialized) and the runner starts it, which writes the trigger's log file
+    wait_until(lambda: triggers_started(stack, run_id) >= n, 900, f"all {n} triggers to start")
+    if side != "floor":
         wanted = set(ids)
         wait_until(lambda: wanted <= platform.seen, 900, f"the platform to be asked about all {n}")
     all_polled_s = time.monotonic() - started

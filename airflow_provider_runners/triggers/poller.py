@@ -87,8 +87,11 @@ class SharedStatusPoller:
     async def next_status(self, handle: Polled) -> Any:
         """The status of ``handle`` from the next batched poll (a ``RunnerStatus`` for a backend)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        entry = self._waiters.setdefault(handle.resource_id, (handle, []))
-        entry[1].append(future)
+        entry = self._waiters.get(handle.resource_id)
+        if entry is None:
+            self._waiters[handle.resource_id] = (handle, [future])
+        else:
+            entry[1].append(future)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         return await future

@@ -96,25 +96,33 @@ class RunnerReadyTrigger(BaseTrigger):
     ) -> dict[str, Any]:
         """Poll until a verdict (READY, FAILED, timeout); return the payload of its one event."""
         wait = ReadinessWait(deadline, backend.classify_error, clock=self.clock)  # the operator's rules
+        remaining = (deadline - self.clock()).total_seconds()
+        try:
+            # Bounded by the deadline: while the status API keeps failing, the poller retries
+            # with backoff and this waiter would otherwise never get an answer. One timer for the
+            # whole wait, not one per poll (a timer per waiter per poll was the largest part of a
+            # poll's CPU in the trigger runner; docs/benchmarks.md, a real triggerer).
+            async with asyncio.timeout(max(remaining, 0.0) + 1.0):
+                return await self._poll(poller, wait, handle, deadline)
+        except TimeoutError:
+            return {
+                "status": "timeout",
+                "handle": handle.to_xcom(),
+                "message": f"not ready by {self.deadline}: the status API did not answer "
+                f"(last: {wait.last_message}); see the triggerer log",
+            }
+
+    async def _poll(
+        self, poller: SharedStatusPoller, wait: ReadinessWait, handle: RunnerHandle, deadline: datetime
+    ) -> dict[str, Any]:
+        """The poll loop of :meth:`_wait`: one status per interval from the shared poller, a
+        progress line now and then, until the status (or the poller's error) decides."""
         started = time.monotonic()
         last_progress = started
         progress_every = PROGRESS_EVERY_S
         while True:
-            remaining = (deadline - self.clock()).total_seconds()
             try:
-                # Bounded by the deadline: while the status API keeps failing, the poller retries
-                # with backoff and this waiter would otherwise never get an answer.
-                # asyncio.timeout, not wait_for: no task per waiter per poll (Python 3.11's
-                # wait_for wraps the coroutine in one; docs/benchmarks.md, a real triggerer).
-                async with asyncio.timeout(max(remaining, 0.0) + 1.0):
-                    status = await poller.next_status(handle)
-            except TimeoutError:
-                return {
-                    "status": "timeout",
-                    "handle": handle.to_xcom(),
-                    "message": f"not ready by {self.deadline}: the status API did not answer "
-                    f"(last: {wait.last_message}); see the triggerer log",
-                }
+                status = await poller.next_status(handle)
             except RunnerStatusError as exc:  # permanent, not found, or transient past the cap
                 decision = decide_error(
                     exc.cause,
