@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -17,9 +18,12 @@ from airflow_provider_runners.exceptions import RunnerStatusError
 from airflow_provider_runners.governance.heartbeat import SharedHeartbeats
 from airflow_provider_runners.triggers.poller import SharedStatusPoller
 
-PROGRESS_EVERY_S = 30.0
-#: The longest gap between two progress lines of one wait (the gap doubles up to it).
-PROGRESS_MAX_S = 300.0
+#: A wait logs its first status at once, then a line when the status message changes (at most
+#: one per PROGRESS_CHANGE_S), else one every PROGRESS_EVERY_S. Each line costs Airflow's
+#: triggerer supervisor 1-2 ms (docs/benchmarks.md, a real triggerer): a line every 30 s per
+#: wait was most of the CPU of 1000 waits.
+PROGRESS_EVERY_S = 300.0
+PROGRESS_CHANGE_S = 30.0
 
 
 class RunnerReadyTrigger(BaseTrigger):
@@ -118,8 +122,8 @@ class RunnerReadyTrigger(BaseTrigger):
         """The poll loop of :meth:`_wait`: one status per interval from the shared poller, a
         progress line now and then, until the status (or the poller's error) decides."""
         started = time.monotonic()
-        last_progress = started
-        progress_every = PROGRESS_EVERY_S
+        last_line = -math.inf
+        logged = None  # the status message of the last progress line
         while True:
             try:
                 status = await poller.next_status(handle)
@@ -146,11 +150,9 @@ class RunnerReadyTrigger(BaseTrigger):
                     "message": decision.message,
                 }
             now = time.monotonic()
-            if now - last_progress >= progress_every:
-                last_progress = now
-                # 30 s, 60 s, ... up to 5 min: a long wait stays visible without every one of
-                # a thousand waiters writing a line to the triggerer every 30 s.
-                progress_every = min(progress_every * 2, PROGRESS_MAX_S)
+            since = now - last_line
+            if since >= PROGRESS_EVERY_S or (status.message != logged and since >= PROGRESS_CHANGE_S):
+                last_line, logged = now, status.message
                 self.log.info(
                     "waiting for runner %s: %s (%.0fs elapsed)",
                     handle.resource_id,
