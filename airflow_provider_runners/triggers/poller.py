@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Protocol
 
 from airflow_provider_runners.core.backend import WaitsForChange
@@ -72,6 +73,11 @@ class SharedStatusPoller:
         self.transient_errors = 0  # over the poller's life (for logs and tests)
         self.max_transient = MAX_TRANSIENT_ERRORS
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The poller's own thread for its blocking calls, not the loop's default pool: when many
+        # triggers fire at once, Airflow's triggerer queues a log call per event on that pool,
+        # and a poll waiting behind them was late by more than an interval (docs/benchmarks.md,
+        # a real triggerer at N = 1000). Made by _run, shut down when the poller stops.
+        self._thread: ThreadPoolExecutor | None = None
 
     @classmethod
     def for_backend(cls, backend: StatusSource, interval: float | None = None) -> SharedStatusPoller:
@@ -107,6 +113,11 @@ class SharedStatusPoller:
                 if not future.done():
                     future.set_exception(error)
 
+    async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runners-status-poller")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+
     async def _run(self) -> None:
         backoff = self.interval
         try:
@@ -115,7 +126,7 @@ class SharedStatusPoller:
                 self._waiters = {}
                 try:
                     self.calls += 1
-                    statuses = await asyncio.to_thread(
+                    statuses = await self._in_thread(
                         self.backend.status_many, [handle for handle, _ in batch.values()]
                     )
                     backoff = self.interval
@@ -162,14 +173,21 @@ class SharedStatusPoller:
                 # or as soon as a backend that signals readiness (WaitsForChange) signals.
                 if isinstance(self.backend, WaitsForChange):
                     handles = [handle for handle, _ in batch.values()]
-                    await asyncio.to_thread(self.backend.wait_for_change, handles, self.interval)
+                    await self._in_thread(self.backend.wait_for_change, handles, self.interval)
                 else:
                     await asyncio.sleep(self.interval)
         finally:
-            key = (id(self._loop), self.backend.batch_key())
-            if not self._waiters and SharedStatusPoller._pollers.get(key) is self:
-                del SharedStatusPoller._pollers[key]
-            for _, futures in self._waiters.values():
-                for future in futures:
-                    if not future.done():
-                        future.cancel()
+            self._stopped()
+
+    def _stopped(self) -> None:
+        """The loop ended: release the thread, unregister, cancel who still waits."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+            self._thread = None
+        key = (id(self._loop), self.backend.batch_key())
+        if not self._waiters and SharedStatusPoller._pollers.get(key) is self:
+            del SharedStatusPoller._pollers[key]
+        for _, futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.cancel()
