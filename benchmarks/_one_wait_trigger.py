@@ -53,3 +53,23 @@ class OneWaitTrigger(BaseTrigger):
                 )
                 return
             await asyncio.sleep(self.poll_interval)
+
+
+class SilentSleepTrigger(BaseTrigger):
+    """The ``silent`` side: sleeps until ``moment`` (epoch seconds) in one ``asyncio.sleep`` and
+    logs nothing. What the triggerer itself costs per trigger, as the ``floor`` side
+    (``DateTimeTrigger``) does not show: that one logs a line every 10 s, and every second in its
+    last 20 s, and each line costs the triggerer's supervisor."""
+
+    def __init__(self, moment: float) -> None:
+        super().__init__()
+        self.moment = moment
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}", {"moment": self.moment})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import time
+
+        await asyncio.sleep(max(self.moment - time.time(), 0.0))
+        yield TriggerEvent({"status": "ready", "moment": self.moment})

@@ -31,7 +31,9 @@ docs/bench_http.openapi.yaml). For each N and each side, with a freshly started 
    scheduler loop plus the executor's start).
 
 A third side, ``floor``, defers Airflow's own ``DateTimeTrigger`` (no backend; all fire at one
-moment after the window): what the triggerer costs per trigger whatever the trigger does.
+moment after the window). It logs a line every 10 s, and every second in its last 20 s, so its
+CPU is mostly those lines; ``silent`` (``benchmarks/_one_wait_trigger.py``) sleeps once and logs
+nothing: what the triggerer costs per trigger whatever the trigger does.
 All sides: the same backend and Connection, the same poll interval (``--poll-interval``, 5 s).
 Not part of CI. Prints Markdown; the rows go to ``benchmarks/results/triggerer_real.json``.
 """
@@ -72,10 +74,12 @@ DAG_FILE = "benchmarks/dags/triggerer_real_dags.py"
 DAG_ID = "triggerer_real"
 CONN_ID = "runners_bench_real"
 ROLES = ("supervisor", "runner")
+FIRE_AT_ONCE = ("floor", "silent")  # no backend: every trigger fires at one moment after the window
 SIDES = {
     "ours": "RunnerReadyTrigger (shared poller, batched status_many)",
     "peer": "one trigger per wait (own status call per interval)",
-    "floor": "Airflow's DateTimeTrigger (sleeps, no backend): the triggerer's own cost per trigger",
+    "floor": "Airflow's DateTimeTrigger (sleeps, no backend, a log line every 10 s)",
+    "silent": "a trigger that sleeps once and logs nothing: the triggerer's own cost per trigger",
 }
 
 
@@ -170,7 +174,7 @@ from airflow.utils.state import TaskInstanceState
 from airflow_provider_runners.core.handles import RunnerHandle
 from airflow_provider_runners.governance.runner_index import RunnerRecord, open_registry
 from airflow_provider_runners.triggers.readiness import RunnerReadyTrigger
-from _one_wait_trigger import OneWaitTrigger
+from _one_wait_trigger import OneWaitTrigger, SilentSleepTrigger
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
 spec = json.loads(sys.argv[1])
@@ -205,6 +209,8 @@ with create_session() as session:
                                                        "lineage_key": lineage})
         elif spec["side"] == "peer":
             trigger = OneWaitTrigger(spec["conn_id"], handle, spec["poll"])
+        elif spec["side"] == "silent":
+            trigger = SilentSleepTrigger(spec["moment"])
         else:
             trigger = DateTimeTrigger(moment=datetime.fromtimestamp(spec["moment"], UTC))
         classpath, kwargs = trigger.serialize()
@@ -379,7 +385,7 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     # taken is not running: the supervisor then builds each trigger's workload (its DAG
     # deserialized) and the runner starts it, which writes the trigger's log file
     wait_until(lambda: triggers_started(stack, run_id) >= n, 900, f"all {n} triggers to start")
-    if side != "floor":
+    if side not in FIRE_AT_ONCE:
         wanted = set(ids)
         wait_until(lambda: wanted <= platform.seen, 900, f"the platform to be asked about all {n}")
     all_polled_s = time.monotonic() - started
@@ -397,8 +403,8 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     # 4. ready, spread over two intervals
     rng = random.Random(n)
     start = time.time() + 1.0
-    fired_in_window = side == "floor" and start - 1.0 > moment
-    if side == "floor":
+    fired_in_window = side in FIRE_AT_ONCE and start - 1.0 > moment
+    if side in FIRE_AT_ONCE:
         ready_at = dict.fromkeys(range(n), moment)
     else:
         ready_at = {i: start + rng.uniform(0, 2 * poll) for i in range(n)}
@@ -532,7 +538,9 @@ def report(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[200, 1000])
-    parser.add_argument("--sides", nargs="+", choices=sorted(SIDES), default=["ours", "peer", "floor"])
+    parser.add_argument(
+        "--sides", nargs="+", choices=sorted(SIDES), default=["ours", "peer", "floor", "silent"]
+    )
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds, both sides")
     parser.add_argument("--window-polls", type=int, default=6, help="poll intervals in the steady window")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up waits before the baseline")
