@@ -198,6 +198,36 @@ async def test_fifty_waiters_share_one_status_call_per_tick(fake_backend: FakeBa
 
 
 @pytest.mark.asyncio
+async def test_the_poller_keeps_polling_while_the_loops_default_thread_pool_is_busy(
+    fake_backend: FakeBackend,
+) -> None:
+    """Airflow's triggerer logs each fired trigger's event on the event loop's default thread
+    pool (structlog's ``ainfo``); a poll must not wait behind those calls (docs/benchmarks.md,
+    a real triggerer at N = 1000): the poller calls the backend on a thread of its own."""
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    blockers = [loop.run_in_executor(None, release.wait) for _ in range(64)]  # more than the pool has
+    threads: list[str] = []
+    status_many = fake_backend.status_many
+
+    def record_thread(handles: Iterable[RunnerHandle]) -> dict[str, RunnerStatus]:
+        threads.append(threading.current_thread().name)
+        return status_many(handles)
+
+    fake_backend.status_many = record_thread  # type: ignore[method-assign]
+    fake_backend.pending_polls = 2
+    try:
+        shared = SharedStatusPoller.for_backend(fake_backend, INTERVAL)
+        status = await asyncio.wait_for(wait_until_settled(shared, make_handle()), 10)
+        assert status.state is RunnerState.READY
+        assert fake_backend.calls == 3
+        assert {name.rsplit("_", 1)[0] for name in threads} == {"runners-status-poller"}
+    finally:
+        release.set()
+        await asyncio.gather(*blockers)
+
+
+@pytest.mark.asyncio
 async def test_waiters_on_the_same_batch_key_get_the_same_poller() -> None:
     first, second = FakeBackend(), FakeBackend()
     assert first is not second
