@@ -25,7 +25,6 @@ Creates nothing; clean-up: none.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 import time
@@ -34,7 +33,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import ClassVar, Self
 
-from airflow_provider_runners.core.settings import environment_option, runners_settings
+from airflow_provider_runners.core.settings import runners_settings
 from airflow_provider_runners.governance.runner_index import RunnerRecord, RunnerRegistry, quietly
 
 log = logging.getLogger(__name__)
@@ -44,14 +43,7 @@ HELD_STATUSES = ("running", "draining")
 
 
 def heartbeat_interval() -> float:
-    """``[runners] heartbeat_interval``. Remembered per value of its environment variable: a
-    triggerer starts a Heartbeat per waiting provision, and building the settings object costs
-    about 1.4 ms (1.4 s of CPU for 1000 waiters; docs/benchmarks.md, a real triggerer)."""
-    return _interval_for(environment_option("heartbeat_interval"))
-
-
-@functools.lru_cache(maxsize=8)
-def _interval_for(_environment: tuple[bool, str]) -> float:
+    """``[runners] heartbeat_interval``."""
     return float(runners_settings().heartbeat_interval)
 
 
@@ -88,7 +80,7 @@ class Heartbeat:
         self.clock = clock
         self.last: float | None = None
         self.sent = 0
-        # Made by __enter__ only: a poll loop's Heartbeat (one per waiting trigger) needs neither.
+        # Made by __enter__ only: a poll loop's Heartbeat (maybe()) needs neither.
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
 
@@ -109,8 +101,7 @@ class Heartbeat:
         return ok
 
     def due(self) -> bool:
-        """Whether :meth:`maybe` would beat now (no I/O: an event loop checks it inline and
-        hands only a due beat to a thread)."""
+        """Whether :meth:`maybe` would beat now (no I/O)."""
         return self.last is None or self.clock() - self.last >= self.interval
 
     def maybe(self) -> bool | None:
@@ -172,7 +163,6 @@ class SharedHeartbeats:
         #: held key -> how many holders, and the time of its last beat (None: not yet)
         self._holders: dict[str, int] = {}
         self.last: dict[str, float | None] = {}
-        self.writes = 0  # heartbeat_many calls made (for tests and benchmarks)
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -226,7 +216,6 @@ class SharedHeartbeats:
                 now = self.clock()
                 keys = self.due(now)
                 if keys:
-                    self.writes += 1
                     await asyncio.to_thread(quietly, self.registry.heartbeat_many, keys, now)
                     for key in keys:
                         if key in self.last:

@@ -76,7 +76,7 @@ class SharedStatusPoller:
         # The poller's own thread for its blocking calls, not the loop's default pool: when many
         # triggers fire at once, Airflow's triggerer queues a log call per event on that pool,
         # and a poll waiting behind them was late by more than an interval (docs/benchmarks.md,
-        # a real triggerer at N = 1000). Made by _run, shut down when the poller stops.
+        # a real triggerer at N = 1000). Made by _in_thread, shut down when the poller stops.
         self._thread: ThreadPoolExecutor | None = None
 
     @classmethod

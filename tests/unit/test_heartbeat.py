@@ -88,7 +88,7 @@ def test_defaults_are_every_30s_and_expiry_one_hour_after_the_last(monkeypatch: 
     assert runners_settings().heartbeat_interval == 30.0
     assert runners_settings().heartbeat_expiry == 3600.0
     assert Heartbeat(KEY, NullRegistry()).interval == 30.0
-    # the interval is remembered per value of the variable (a triggerer makes one per waiter)
+    # the interval follows the variable
     monkeypatch.setenv("AIRFLOW__RUNNERS__HEARTBEAT_INTERVAL", "5")
     assert Heartbeat(KEY, NullRegistry()).interval == 5.0
     monkeypatch.setenv("AIRFLOW__RUNNERS__HEARTBEAT_INTERVAL", "7.5")
