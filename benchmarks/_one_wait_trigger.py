@@ -8,7 +8,8 @@ sleeps ``poll_interval``, repeats). Here it polls through the same backend
 builds it) and the same poll interval as our trigger, so that the benchmark compares the
 pattern only: N status calls per interval instead of one batched ``status_many``.
 
-Importable by the triggerer because the benchmark puts ``benchmarks/`` on its PYTHONPATH.
+Also the ``silent`` side's trigger (:class:`SilentSleepTrigger`). Importable by the triggerer
+because the benchmark puts ``benchmarks/`` on its PYTHONPATH.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ docs/bench_http.openapi.yaml). For each N and each side, with a freshly started 
    also gets its registry record (``running``), as a provision registers it before deferring,
    so the trigger's heartbeats write as they do in use.
 3. **Steady window**: once every trigger has started (its trigger log file exists) and the
-   platform has been asked about every reservation (not for the floor), two more
+   platform has been asked about every reservation (not for ``floor`` and ``silent``), two more
    intervals, then ``--window-polls`` poll intervals: CPU of the triggerer's processes
    (supervisor + trigger runner subprocess), their RSS (and USS/PSS), and the status calls the
    platform answered.
@@ -109,13 +109,13 @@ class Platform:
             self.ids_asked += len(ids)
             self.seen.update(ids)
             known = [(rid, self.ready_at[rid]) for rid in ids if rid in self.ready_at]
+            for rid, ready_at in known:
+                if now >= ready_at:
+                    self.first_ready.setdefault(rid, now)
         created = datetime.fromtimestamp(now - 60, UTC).isoformat()
         out = []
         for rid, ready_at in known:
             ready = now >= ready_at
-            if ready:
-                with self.lock:
-                    self.first_ready.setdefault(rid, now)
             out.append(
                 {
                     "id": rid,
@@ -378,7 +378,7 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     ids = [f"r{tag}-{i}" for i in range(n)]
     platform.add(ids, float("inf"))
     started = time.monotonic()
-    # floor: every DateTimeTrigger fires at one moment, after loading, settling and the window
+    # floor, silent: every trigger fires at one moment, after loading, settling and the window
     moment = time.time() + 30 + 0.08 * n + (2 + args.window_polls) * poll
     defer(stack, run_id, side, ids, poll, tag, moment=moment)
     wait_until(lambda: assigned(stack, run_id) == n, 900, f"a triggerer to take all {n}")
@@ -414,7 +414,7 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     left = left_deferred_at(stack, run_id)
     latency = [left[i][1] - ready_at[i] for i in range(n) if i in left]
     # split at the first status call that answered "ready": detection (the poll), then handover
-    # (the trigger's event → the supervisor's submit_event); the floor polls nothing
+    # (the trigger's event → the supervisor's submit_event); floor and silent poll nothing
     first = {i: platform.first_ready[rid] for i, rid in enumerate(ids) if rid in platform.first_ready}
     detection = [first[i] - ready_at[i] for i in range(n) if i in first]
     handover = [left[i][1] - first[i] for i in range(n) if i in left and i in first]
@@ -538,9 +538,7 @@ def report(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[200, 1000])
-    parser.add_argument(
-        "--sides", nargs="+", choices=sorted(SIDES), default=["ours", "peer", "floor", "silent"]
-    )
+    parser.add_argument("--sides", nargs="+", choices=sorted(SIDES), default=list(SIDES))
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds, both sides")
     parser.add_argument("--window-polls", type=int, default=6, help="poll intervals in the steady window")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up waits before the baseline")
