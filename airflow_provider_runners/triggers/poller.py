@@ -66,7 +66,11 @@ class SharedStatusPoller:
     def __init__(self, backend: StatusSource, interval: float) -> None:
         self.backend = backend
         self.interval = interval
-        self._waiters: dict[str, tuple[Polled, list[asyncio.Future[Any]]]] = {}
+        # Who waits for the next poll, by resource id: their futures, and the thing to poll. Two
+        # dicts, not one of (handle, futures) pairs: a pair per waiter per poll was one more object
+        # alive across each wait (see next_status).
+        self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        self._polled: dict[str, Polled] = {}
         self._task: asyncio.Task[None] | None = None
         self.calls = 0  # status_many calls made (for benchmarks)
         self.errors_in_a_row = 0  # failed status_many calls since the last answer
@@ -90,28 +94,44 @@ class SharedStatusPoller:
             cls._pollers[key] = poller
         return poller
 
-    async def next_status(self, handle: Polled) -> Any:
-        """The status of ``handle`` from the next batched poll (a ``RunnerStatus`` for a backend)."""
+    def next_status(self, handle: Polled) -> asyncio.Future[Any]:
+        """A future of the status of ``handle`` from the next batched poll (a ``RunnerStatus`` for
+        a backend); ``await`` it. A plain method, not a coroutine: a coroutine per waiter per poll
+        was one more object alive across each wait, and such objects are what makes the trigger
+        runner's full garbage collections come often (docs/benchmarks.md, a real triggerer)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        entry = self._waiters.get(handle.resource_id)
-        if entry is None:
-            self._waiters[handle.resource_id] = (handle, [future])
+        futures = self._waiters.get(handle.resource_id)
+        if futures is None:
+            self._waiters[handle.resource_id] = [future]
+            self._polled[handle.resource_id] = handle
         else:
-            entry[1].append(future)
+            futures.append(future)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
-        return await future
+        return future
 
     def _classify(self, exc: BaseException) -> ErrorKind:
         classify = getattr(self.backend, "classify_error", None)
         return classify(exc) if callable(classify) else default_kind(exc)
 
     @staticmethod
-    def _fail(batch: dict[str, tuple[Polled, list[asyncio.Future[Any]]]], error: BaseException) -> None:
-        for _handle, futures in batch.values():
+    def _fail(batch: dict[str, list[asyncio.Future[Any]]], error: BaseException) -> None:
+        for futures in batch.values():
             for future in futures:
                 if not future.done():
                     future.set_exception(error)
+
+    @staticmethod
+    def _answer(batch: dict[str, list[asyncio.Future[Any]]], statuses: dict[str, Any]) -> None:
+        """Hand each waiter of ``batch`` its status (a KeyError when the backend returned none)."""
+        for rid, futures in batch.items():
+            for future in futures:
+                if future.done():
+                    continue
+                if rid in statuses:
+                    future.set_result(statuses[rid])
+                else:
+                    future.set_exception(KeyError(f"backend returned no status for {rid}"))
 
     async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
         if self._thread is None:
@@ -122,13 +142,11 @@ class SharedStatusPoller:
         backoff = self.interval
         try:
             while self._waiters:
-                batch = self._waiters
-                self._waiters = {}
+                batch, polled = self._waiters, self._polled
+                self._waiters, self._polled = {}, {}
                 try:
                     self.calls += 1
-                    statuses = await self._in_thread(
-                        self.backend.status_many, [handle for handle, _ in batch.values()]
-                    )
+                    statuses = await self._in_thread(self.backend.status_many, list(polled.values()))
                     backoff = self.interval
                     self.errors_in_a_row = 0
                 except Exception as exc:  # noqa: BLE001 - classified: retried, or handed to the waiters
@@ -157,24 +175,23 @@ class SharedStatusPoller:
                         describe_error(exc),
                         backoff,
                     )
-                    for rid, (handle, futures) in batch.items():
-                        self._waiters.setdefault(rid, (handle, []))[1].extend(futures)
+                    for rid, futures in batch.items():
+                        self._waiters.setdefault(rid, []).extend(futures)
+                        self._polled.setdefault(rid, polled[rid])
                     await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                     continue
-                for rid, (_handle, futures) in batch.items():
-                    for future in futures:
-                        if future.done():
-                            continue
-                        if rid in statuses:
-                            future.set_result(statuses[rid])
-                        else:
-                            future.set_exception(KeyError(f"backend returned no status for {rid}"))
+                self._answer(batch, statuses)
                 # Waiters re-register right after their result; they are polled next interval,
                 # or as soon as a backend that signals readiness (WaitsForChange) signals.
                 if isinstance(self.backend, WaitsForChange):
-                    handles = [handle for handle, _ in batch.values()]
+                    handles = list(polled.values())
+                    del batch, polled, statuses
                     await self._in_thread(self.backend.wait_for_change, handles, self.interval)
+                    del handles
                 else:
+                    # Not held while sleeping: each status then lives only until its waiter has
+                    # read it, and is not carried into the old generation of the collector.
+                    del batch, polled, statuses
                     await asyncio.sleep(self.interval)
         finally:
             self._stopped()
@@ -187,7 +204,7 @@ class SharedStatusPoller:
         key = (id(self._loop), self.backend.batch_key())
         if not self._waiters and SharedStatusPoller._pollers.get(key) is self:
             del SharedStatusPoller._pollers[key]
-        for _, futures in self._waiters.values():
+        for futures in self._waiters.values():
             for future in futures:
                 if not future.done():
                     future.cancel()

@@ -26,6 +26,17 @@ PROGRESS_EVERY_S = 300.0
 PROGRESS_CHANGE_S = 30.0
 
 
+class _Progress:
+    """When a wait last logged a progress line, and the status message it logged."""
+
+    __slots__ = ("last_line", "logged", "started")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.last_line = -math.inf
+        self.logged: str | None = None
+
+
 class RunnerReadyTrigger(BaseTrigger):
     """Wait in the triggerer until the runner in ``handle`` is READY, FAILED or GONE, or ``deadline``
     (the verdicts of ``core/waiting.py``, the same as the operator's wait in the task).
@@ -121,9 +132,7 @@ class RunnerReadyTrigger(BaseTrigger):
     ) -> dict[str, Any]:
         """The poll loop of :meth:`_wait`: one status per interval from the shared poller, a
         progress line now and then, until the status (or the poller's error) decides."""
-        started = time.monotonic()
-        last_line = -math.inf
-        logged = None  # the status message of the last progress line
+        progress = _Progress(time.monotonic())
         while True:
             try:
                 status = await poller.next_status(handle)
@@ -138,27 +147,35 @@ class RunnerReadyTrigger(BaseTrigger):
                 )
                 verdict = decision.verdict.value if decision.final else "failed"  # the poller gave up
                 return {"status": verdict, "handle": handle.to_xcom(), "message": decision.message}
-            decision = wait.on_status(status)
-            if decision.verdict is Verdict.READY:
-                await self._dwell()
-                ready = handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
-                return {"status": "ready", "handle": ready.to_xcom(), "message": status.message}
-            if decision.final:  # failed / timeout
-                return {
-                    "status": decision.verdict.value,
-                    "handle": handle.to_xcom(),
-                    "message": decision.message,
-                }
-            now = time.monotonic()
-            since = now - last_line
-            if since >= PROGRESS_EVERY_S or (status.message != logged and since >= PROGRESS_CHANGE_S):
-                last_line, logged = now, status.message
-                self.log.info(
-                    "waiting for runner %s: %s (%.0fs elapsed)",
-                    handle.resource_id,
-                    status.message,
-                    now - started,
-                )
+            payload = self._judge(status, wait, handle, progress)
+            del status  # not kept across the next wait (it would be carried into the old generation)
+            if payload is not None:
+                if payload["status"] == "ready":
+                    await self._dwell()
+                return payload
+
+    def _judge(
+        self, status: Any, wait: ReadinessWait, handle: RunnerHandle, progress: _Progress
+    ) -> dict[str, Any] | None:
+        """The event payload when ``status`` decides the wait, else None (after a progress line
+        when one is due)."""
+        decision = wait.on_status(status)
+        if decision.verdict is Verdict.READY:
+            ready = handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))
+            return {"status": "ready", "handle": ready.to_xcom(), "message": status.message}
+        if decision.final:  # failed / timeout
+            return {"status": decision.verdict.value, "handle": handle.to_xcom(), "message": decision.message}
+        now = time.monotonic()
+        since = now - progress.last_line
+        if since >= PROGRESS_EVERY_S or (status.message != progress.logged and since >= PROGRESS_CHANGE_S):
+            progress.last_line, progress.logged = now, status.message
+            self.log.info(
+                "waiting for runner %s: %s (%.0fs elapsed)",
+                handle.resource_id,
+                status.message,
+                now - progress.started,
+            )
+        return None
 
     async def _dwell(self) -> None:
         """Wait until ``not_before`` (see the class docstring)."""
