@@ -20,8 +20,10 @@ docs/bench_http.openapi.yaml). For each N and each side, with a freshly started 
 3. **Steady window**: once every trigger has started (its trigger log file exists) and the
    platform has been asked about every reservation (not for ``floor`` and ``silent``), two more
    intervals, then ``--window-polls`` poll intervals: CPU of the triggerer's processes
-   (supervisor + trigger runner subprocess), their RSS (and USS/PSS), and the status calls the
-   platform answered.
+   (supervisor + trigger runner subprocess), their RSS (and USS/PSS), the status calls the
+   platform answered, and each process's full (generation-2) garbage collections, logged by
+   benchmarks/sitecustomize.py: in a trigger runner of a few hundred thousand objects one takes
+   a few hundred ms, so whether the window holds one moves its CPU figure at N=200.
 4. **Ready**: each reservation turns ``ready`` at its own instant, spread uniformly over two
    poll intervals from one second after the window; latency = that instant → the task instance's
    ``updated_at`` when the triggerer's event moves it out of DEFERRED (``Trigger.submit_event``).
@@ -48,32 +50,23 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from _common import (
-    PYTHON,
-    REPO,
-    fmt,
-    git_state,
-    machine,
-    machine_line,
-    md_table,
-    summarize,
-    uptime,
-    write_json,
-)
+from _common import PYTHON, REPO, git_state, machine, summarize, uptime, write_json
+from _triggerer_real_report import ROLES, report
 
 sys.path.insert(0, str(REPO))
 
 DAG_FILE = "benchmarks/dags/triggerer_real_dags.py"
 DAG_ID = "triggerer_real"
 CONN_ID = "runners_bench_real"
-ROLES = ("supervisor", "runner")
 FIRE_AT_ONCE = ("floor", "silent")  # no backend: every trigger fires at one moment after the window
 SIDES = {
     "ours": "RunnerReadyTrigger (shared poller, batched status_many)",
@@ -352,6 +345,24 @@ def wait_until(predicate: Any, timeout: float, what: str, every: float = 1.0) ->
     raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def full_collections(log_dir: Path, procs: list[dict[str, Any]], w0: float, w1: float) -> dict[str, Any]:
+    """Per role, the generation-2 collections that began in the window [w0, w1] (epoch s), from
+    the log benchmarks/sitecustomize.py writes per process: count, total and longest ms."""
+    out: dict[str, Any] = {}
+    for role in ROLES:
+        durations = []
+        for proc in procs:
+            path = log_dir / f"{proc['pid']}.gc"
+            if proc["role"] != role or not path.exists():
+                continue
+            for line in path.read_text(encoding="ascii").splitlines():
+                began, ms, _freed = line.split()
+                if w0 <= float(began) <= w1:
+                    durations.append(float(ms))
+        out[role] = {"count": len(durations), "ms": sum(durations), "max_ms": max(durations, default=0.0)}
+    return out
+
+
 def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     """One (side, N) with a fresh triggerer: baseline, steady window, ready → left DEFERRED."""
     poll = args.poll_interval
@@ -392,12 +403,24 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     time.sleep(2 * poll)
     # 3. steady window
     up_during = uptime()
-    calls0, asked0, cpu0, t0 = platform.calls, platform.ids_asked, sample(stack), time.monotonic()
+    calls0, asked0, cpu0, t0, w0 = (
+        platform.calls,
+        platform.ids_asked,
+        sample(stack),
+        time.monotonic(),
+        time.time(),
+    )
     rss = []
     while time.monotonic() - t0 < args.window_polls * poll:
         time.sleep(1.0)
         rss.append(sample(stack)["rss"])
-    t1, cpu1, calls1, asked1 = time.monotonic(), sample(stack), platform.calls, platform.ids_asked
+    t1, cpu1, calls1, asked1, w1 = (
+        time.monotonic(),
+        sample(stack),
+        platform.calls,
+        platform.ids_asked,
+        time.time(),
+    )
     at_n = sample(stack, full=True)
     polls = (t1 - t0) / poll
     # 4. ready, spread over two intervals
@@ -453,6 +476,7 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
         "cpu_window_s": cpu1["cpu_s"] - cpu0["cpu_s"],
         "cpu_ms_per_waiter_poll": (cpu1["cpu_s"] - cpu0["cpu_s"]) * 1000 / (n * polls),
         "status_calls_per_poll": (calls1 - calls0) / polls,
+        "full_gcs": full_collections(args.gc_log_dir, cpu1["procs"], w0, w1),
         "ids_per_poll": (asked1 - asked0) / polls,
         "floor_fired_in_window": fired_in_window,
         "resumed": len(left),
@@ -477,75 +501,20 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     return result
 
 
-def report(result: dict[str, Any]) -> str:
-    rows = []
-    for r in result["rows"]:
-        lat = r["latency"]
-        rows.append(
-            [
-                r["n"],
-                r["side"],
-                fmt(r["rss_per_waiter_kib"], 1),
-                f"{fmt(r['uss_per_waiter_kib'], 1)} / {fmt(r['pss_per_waiter_kib'], 1)}",
-                f"{fmt(r['baseline']['rss'] / 2**20, 0)} → {fmt(r['rss_window_median'] / 2**20, 0)}",
-                f"{fmt(r['cpu_ms_per_waiter_poll'], 3)} / {fmt(r.get('net_cpu_ms_per_waiter_poll'), 3)}",
-                " / ".join(
-                    f"{fmt(r['split_per_waiter'][role]['rss_kib'], 1)} KiB, "
-                    f"{fmt(r['split_per_waiter'][role].get('net_cpu_ms_per_poll'), 3)} ms"
-                    for role in ROLES
-                ),
-                fmt(r["status_calls_per_poll"], 1),
-                f"{fmt(lat['median'], 2)} / {fmt(lat['p90'], 2)}",
-                " / ".join(
-                    f"{fmt(r[part]['median'], 2)}, {fmt(r[part]['p90'], 2)}" if r.get(part) else "–"
-                    for part in ("detection", "handover")
-                ),
-                f"{r['resumed']}/{r['n']}",
-            ]
-        )
-    return "\n".join(
-        [
-            (
-                f"**Machine:** {machine_line(result['machine'])}; commit {result['git'].get('commit')}; "
-                f"poll interval {result['poll_interval']} s for both sides; steady window "
-                f"{result['window_polls']} intervals"
-            ),
-            f"**Load:** before `{result['uptime_before']}`; during the windows: "
-            + "; ".join(f"{r['side']} N={r['n']} `{r['uptime_during']}`" for r in result["rows"])
-            + f"; after `{result['uptime_after']}`",
-            "",
-            md_table(
-                [
-                    "N",
-                    "pattern",
-                    "RSS / waiter (KiB)",
-                    "USS / PSS per waiter (KiB)",
-                    "triggerer RSS 0 → N (MiB)",
-                    "CPU ms / waiter / poll: gross / net of idle",
-                    "per waiter: supervisor / trigger runner (RSS, net CPU per poll)",
-                    "status calls / poll",
-                    "ready → left DEFERRED median / p90 (s)",
-                    "of which detection / handover: median, p90 (s)",
-                    "left DEFERRED",
-                ],
-                rows,
-                align="llrrrrrrrrr",
-            ),
-        ]
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--sides", nargs="+", choices=sorted(SIDES), default=list(SIDES))
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds, both sides")
-    parser.add_argument("--window-polls", type=int, default=6, help="poll intervals in the steady window")
+    parser.add_argument("--window-polls", type=int, default=24, help="poll intervals in the steady window")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up waits before the baseline")
     parser.add_argument("--out", default="triggerer_real", help="results/<out>.json")
     args = parser.parse_args(argv)
 
     from tests.support.deployment import deployment  # sets nothing up at import
+
+    gc_logs = tempfile.TemporaryDirectory(prefix="runners-trigbench-gc-")
+    args.gc_log_dir = Path(gc_logs.name)
 
     platform = Platform()
     server = platform.serve()
@@ -562,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONPATH": os.pathsep.join([str(REPO / "benchmarks"), str(REPO)]),
         "AIRFLOW__TRIGGERER__CAPACITY": str(max(args.n) + 100),
         "AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP": "500",
+        "RUNNERS_BENCH_GC_LOG": gc_logs.name,  # benchmarks/sitecustomize.py
     }
     result: dict[str, Any] = {
         "poll_interval": args.poll_interval,
@@ -590,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_json(args.out, result)
         result["uptime_after"] = uptime()
     server.shutdown()
+    gc_logs.cleanup()
     path = write_json(args.out, result)
     print(report(result))
     print(f"\nrows: {path.relative_to(REPO)}", file=sys.stderr)
