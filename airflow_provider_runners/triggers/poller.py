@@ -14,6 +14,13 @@ a PERMANENT or NOT_FOUND error, or one transient error too many, is handed to ev
 that call as a :class:`~airflow_provider_runners.exceptions.RunnerStatusError` (the trigger
 fails its wait with the backend's message). Pollers are per event loop, and stop when nobody waits.
 
+Two ways to wait. ``await poller.next_status(handle)`` answers once, from the next poll.
+``await poller.watch(handle, judge)`` stays registered: the poller calls the sync ``judge`` with
+each status of ``handle`` until it returns something other than None, which the future then
+holds. A trigger that polls for minutes thus costs a function call per poll, not a future, a
+task wake-up and a re-registration per poll (``RunnerReadyTrigger`` waits this way;
+docs/benchmarks.md, a real triggerer).
+
 The sensors share this poller too: anything with ``batch_key()``, ``poll_interval`` and
 ``status_many(items) -> {item.resource_id: status}`` can be polled (a :class:`StatusSource`),
 e.g. "is a bench matching these tags free" for every waiting sensor in one ``GetPlaces``
@@ -23,6 +30,7 @@ e.g. "is a bench matching these tags free" for every waiting sensor in one ``Get
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -58,6 +66,33 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
 
 
+class _Watch:
+    """One :meth:`SharedStatusPoller.watch`: what to poll, who judges each status, in which
+    context (the watcher's contextvars), and the future its verdict resolves."""
+
+    __slots__ = ("context", "future", "handle", "judge")
+
+    def __init__(self, handle: Polled, judge: Callable[[Any], Any], future: asyncio.Future[Any]) -> None:
+        self.handle = handle
+        self.judge = judge
+        self.future = future
+        # Airflow's triggerer routes a trigger's log lines by contextvars bound in that trigger's
+        # task (its trigger_id); the poller's task has the contextvars of whichever waiter
+        # started it. The judge runs in its watcher's context, so its log lines go to its own
+        # trigger's log.
+        self.context = contextvars.copy_context()
+
+    def hear(self, status: Any) -> None:
+        """Judge ``status``; resolve the future on a verdict (or the judge's exception)."""
+        try:
+            verdict = self.context.run(self.judge, status)
+        except Exception as exc:  # noqa: BLE001 - the watcher's own error, handed to it
+            self.future.set_exception(exc)
+            return
+        if verdict is not None:
+            self.future.set_result(verdict)
+
+
 class SharedStatusPoller:
     """Batches status calls for one backend account within one event loop."""
 
@@ -71,6 +106,7 @@ class SharedStatusPoller:
         # alive across each wait (see next_status).
         self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._polled: dict[str, Polled] = {}
+        self._watches: list[_Watch] = []  # stay registered until their judge decides (watch)
         self._task: asyncio.Task[None] | None = None
         self.calls = 0  # status_many calls made (for benchmarks)
         self.errors_in_a_row = 0  # failed status_many calls since the last answer
@@ -110,16 +146,38 @@ class SharedStatusPoller:
             self._task = asyncio.create_task(self._run())
         return future
 
+    def watch(self, handle: Polled, judge: Callable[[Any], Any]) -> asyncio.Future[Any]:
+        """A future of the first value other than None that ``judge(status)`` returns for the
+        statuses of ``handle``, one per poll, from the next poll on. ``judge`` is sync, runs on
+        the event loop in the caller's contextvars, and must not block. An exception from it
+        ends the watch with that exception; so does the poller giving up on the status API
+        (``RunnerStatusError``), or a backend that returns no status for ``handle``
+        (``KeyError``). Cancel the future to stop watching."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._watches.append(_Watch(handle, judge, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        return future
+
+    def _prune_watches(self) -> None:
+        if any(watch.future.done() for watch in self._watches):
+            self._watches = [watch for watch in self._watches if not watch.future.done()]
+
     def _classify(self, exc: BaseException) -> ErrorKind:
         classify = getattr(self.backend, "classify_error", None)
         return classify(exc) if callable(classify) else default_kind(exc)
 
     @staticmethod
-    def _fail(batch: dict[str, list[asyncio.Future[Any]]], error: BaseException) -> None:
+    def _fail(
+        batch: dict[str, list[asyncio.Future[Any]]], watches: list[_Watch], error: BaseException
+    ) -> None:
         for futures in batch.values():
             for future in futures:
                 if not future.done():
                     future.set_exception(error)
+        for watch in watches:
+            if not watch.future.done():
+                watch.future.set_exception(error)
 
     @staticmethod
     def _answer(batch: dict[str, list[asyncio.Future[Any]]], statuses: dict[str, Any]) -> None:
@@ -133,6 +191,17 @@ class SharedStatusPoller:
                 else:
                     future.set_exception(KeyError(f"backend returned no status for {rid}"))
 
+    @staticmethod
+    def _answer_watches(watches: list[_Watch], statuses: dict[str, Any]) -> None:
+        for watch in watches:
+            if watch.future.done():
+                continue
+            rid = watch.handle.resource_id
+            if rid in statuses:
+                watch.hear(statuses[rid])
+            else:
+                watch.future.set_exception(KeyError(f"backend returned no status for {rid}"))
+
     async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runners-status-poller")
@@ -141,12 +210,19 @@ class SharedStatusPoller:
     async def _run(self) -> None:
         backoff = self.interval
         try:
-            while self._waiters:
+            while True:
+                self._prune_watches()
+                if not self._waiters and not self._watches:
+                    break
                 batch, polled = self._waiters, self._polled
                 self._waiters, self._polled = {}, {}
+                watches = self._watches[:]  # not those that start watching during the call
+                handles = list(polled.values())
+                handles.extend(w.handle for w in watches if w.handle.resource_id not in polled)
+                handles = _unique(handles)
                 try:
                     self.calls += 1
-                    statuses = await self._in_thread(self.backend.status_many, list(polled.values()))
+                    statuses = await self._in_thread(self.backend.status_many, handles)
                     backoff = self.interval
                     self.errors_in_a_row = 0
                 except Exception as exc:  # noqa: BLE001 - classified: retried, or handed to the waiters
@@ -159,9 +235,9 @@ class SharedStatusPoller:
                             kind.value,
                             self.errors_in_a_row,
                             describe_error(exc),
-                            len(batch),
+                            len(batch) + len(watches),
                         )
-                        self._fail(batch, RunnerStatusError(exc, kind.value, self.errors_in_a_row))
+                        self._fail(batch, watches, RunnerStatusError(exc, kind.value, self.errors_in_a_row))
                         self.errors_in_a_row = 0
                         await asyncio.sleep(self.interval)  # a new waiter does not hammer a refusing API
                         continue
@@ -181,17 +257,15 @@ class SharedStatusPoller:
                     await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                     continue
                 self._answer(batch, statuses)
-                # Waiters re-register right after their result; they are polled next interval,
-                # or as soon as a backend that signals readiness (WaitsForChange) signals.
+                self._answer_watches(watches, statuses)
+                # Waiters re-register right after their result and watches stay; both are polled
+                # next interval, or as soon as a backend that signals readiness (WaitsForChange)
+                # signals. Statuses are not held while sleeping: each then lives only until it
+                # was read, and is not carried into the old generation of the collector.
+                del batch, polled, statuses, watches
                 if isinstance(self.backend, WaitsForChange):
-                    handles = list(polled.values())
-                    del batch, polled, statuses
                     await self._in_thread(self.backend.wait_for_change, handles, self.interval)
-                    del handles
                 else:
-                    # Not held while sleeping: each status then lives only until its waiter has
-                    # read it, and is not carried into the old generation of the collector.
-                    del batch, polled, statuses
                     await asyncio.sleep(self.interval)
         finally:
             self._stopped()
@@ -202,9 +276,20 @@ class SharedStatusPoller:
             self._thread.shutdown(wait=False)
             self._thread = None
         key = (id(self._loop), self.backend.batch_key())
-        if not self._waiters and SharedStatusPoller._pollers.get(key) is self:
+        if not self._waiters and not self._watches and SharedStatusPoller._pollers.get(key) is self:
             del SharedStatusPoller._pollers[key]
         for futures in self._waiters.values():
             for future in futures:
                 if not future.done():
                     future.cancel()
+        for watch in self._watches:
+            if not watch.future.done():
+                watch.future.cancel()
+
+
+def _unique(handles: list[Any]) -> list[Any]:
+    """``handles`` with one per resource id (several watches may wait on one runner)."""
+    seen: dict[str, Any] = {}
+    for handle in handles:
+        seen.setdefault(handle.resource_id, handle)
+    return list(seen.values()) if len(seen) < len(handles) else handles

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -130,35 +131,33 @@ class RunnerReadyTrigger(BaseTrigger):
     async def _poll(
         self, poller: SharedStatusPoller, wait: ReadinessWait, handle: RunnerHandle, deadline: datetime
     ) -> dict[str, Any]:
-        """The poll loop of :meth:`_wait`: one status per interval from the shared poller, a
-        progress line now and then, until the status (or the poller's error) decides."""
-        progress = _Progress(time.monotonic())
-        while True:
-            try:
-                status = await poller.next_status(handle)
-            except RunnerStatusError as exc:  # permanent, not found, or transient past the cap
-                decision = decide_error(
-                    exc.cause,
-                    ErrorKind(exc.kind),
-                    exc.errors_in_a_row,
-                    deadline,
-                    self.clock(),
-                    poller.max_transient,
-                )
-                verdict = decision.verdict.value if decision.final else "failed"  # the poller gave up
-                return {"status": verdict, "handle": handle.to_xcom(), "message": decision.message}
-            payload = self._judge(status, wait, handle, progress)
-            del status  # not kept across the next wait (it would be carried into the old generation)
-            if payload is not None:
-                if payload["status"] == "ready":
-                    await self._dwell()
-                return payload
+        """The poll loop of :meth:`_wait`: the shared poller judges each status of ``handle`` with
+        :meth:`_judge` (a progress line now and then) until one, or the poller's error, decides.
+        One watch for the whole wait, not a future and a task wake-up per poll (docs/benchmarks.md,
+        a real triggerer)."""
+        judge = functools.partial(self._judge, wait=wait, handle=handle, progress=_Progress(time.monotonic()))
+        try:
+            payload: dict[str, Any] = await poller.watch(handle, judge)
+        except RunnerStatusError as exc:  # permanent, not found, or transient past the cap
+            decision = decide_error(
+                exc.cause,
+                ErrorKind(exc.kind),
+                exc.errors_in_a_row,
+                deadline,
+                self.clock(),
+                poller.max_transient,
+            )
+            verdict = decision.verdict.value if decision.final else "failed"  # the poller gave up
+            return {"status": verdict, "handle": handle.to_xcom(), "message": decision.message}
+        if payload["status"] == "ready":
+            await self._dwell()
+        return payload
 
     def _judge(
-        self, status: Any, wait: ReadinessWait, handle: RunnerHandle, progress: _Progress
+        self, status: Any, *, wait: ReadinessWait, handle: RunnerHandle, progress: _Progress
     ) -> dict[str, Any] | None:
         """The event payload when ``status`` decides the wait, else None (after a progress line
-        when one is due)."""
+        when one is due). Called by the poller, on the event loop, in this trigger's context."""
         decision = wait.on_status(status)
         if decision.verdict is Verdict.READY:
             ready = handle.evolve(endpoints=dict(status.endpoints), details=dict(status.details))

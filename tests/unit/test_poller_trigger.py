@@ -303,6 +303,146 @@ async def test_missing_status_is_an_error_for_that_waiter_only() -> None:
     assert "fake-2" in str(results[1])
 
 
+# -- watches: one registration for a whole wait --------------------------------------------------
+def settled(seen: list[RunnerState]) -> Any:
+    """A judge that records each state it is shown and decides on the first non-PENDING one."""
+
+    def judge(status: RunnerStatus) -> RunnerStatus | None:
+        seen.append(status.state)
+        return None if status.state is RunnerState.PENDING else status
+
+    return judge
+
+
+@pytest.mark.asyncio
+async def test_a_watch_is_judged_once_per_poll_and_fifty_share_each_call(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 3
+    shared = SharedStatusPoller.for_backend(fake_backend, INTERVAL)
+    seen: dict[int, list[RunnerState]] = {n: [] for n in range(50)}
+    results = await asyncio.wait_for(
+        asyncio.gather(*(shared.watch(make_handle(n), settled(seen[n])) for n in range(50))), 10
+    )
+    assert all(r.state is RunnerState.READY for r in results)
+    # every watch saw every poll once: 3 PENDING, then the READY that decided it
+    assert all(states == [RunnerState.PENDING] * 3 + [RunnerState.READY] for states in seen.values())
+    assert fake_backend.batch_sizes == [50, 50, 50, 50]
+    assert shared._task is not None
+    await asyncio.wait_for(shared._task, 5)  # nobody left: the poller stops
+    assert SharedStatusPoller._pollers == {}
+
+
+@pytest.mark.asyncio
+async def test_a_watch_and_a_waiter_on_one_runner_share_its_poll(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 1
+    shared = SharedStatusPoller.for_backend(fake_backend, INTERVAL)
+    seen: list[RunnerState] = []
+    watched, answered = await asyncio.wait_for(
+        asyncio.gather(shared.watch(make_handle(1), settled(seen)), shared.next_status(make_handle(1))), 10
+    )
+    assert answered.state is RunnerState.PENDING
+    assert watched.state is RunnerState.READY
+    assert fake_backend.batch_sizes == [1, 1]  # one runner, asked about once per poll
+
+
+@pytest.mark.asyncio
+async def test_a_watch_judges_in_its_watchers_context(fake_backend: FakeBackend) -> None:
+    """Airflow's triggerer routes a trigger's log lines by contextvars bound in that trigger's
+    task (structlog's ``trigger_id``); the poller's task was started by one of the waiters, so a
+    judge run there would log every trigger's progress into that one trigger's log."""
+    from structlog.contextvars import bind_contextvars, get_contextvars
+
+    fake_backend.pending_polls = 2
+    shared = SharedStatusPoller.for_backend(fake_backend, INTERVAL)
+    heard: dict[int, set[Any]] = {1: set(), 2: set()}
+
+    async def as_trigger(trigger_id: int) -> RunnerStatus:
+        bind_contextvars(trigger_id=trigger_id)
+
+        def judge(status: RunnerStatus) -> RunnerStatus | None:
+            heard[trigger_id].add(get_contextvars().get("trigger_id"))
+            return None if status.state is RunnerState.PENDING else status
+
+        result: RunnerStatus = await shared.watch(make_handle(trigger_id), judge)
+        return result
+
+    await asyncio.wait_for(
+        asyncio.gather(asyncio.create_task(as_trigger(1)), asyncio.create_task(as_trigger(2))), 10
+    )
+    assert heard == {1: {1}, 2: {2}}
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_watch_is_no_longer_polled(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 10**6
+    shared = SharedStatusPoller.for_backend(fake_backend, INTERVAL)
+    polled_twice = asyncio.Event()
+
+    def judge(status: RunnerStatus) -> None:
+        if fake_backend.polls["fake-1"] >= 2:
+            polled_twice.set()
+
+    watch = shared.watch(make_handle(1), judge)
+    await asyncio.wait_for(polled_twice.wait(), 5)
+    watch.cancel()  # what a trigger's timeout or the triggerer's cancel does to the awaited future
+    assert shared._task is not None
+    await asyncio.wait_for(shared._task, 5)
+    polled = fake_backend.polls["fake-1"]
+    await asyncio.sleep(INTERVAL * 5)
+    assert fake_backend.polls["fake-1"] == polled
+    assert SharedStatusPoller._pollers == {}
+
+
+@pytest.mark.asyncio
+async def test_a_watch_that_starts_during_a_poll_is_answered_by_the_next_one(
+    fake_backend: FakeBackend,
+) -> None:
+    class Slow(FakeBackend):
+        def __init__(self) -> None:
+            super().__init__(ConnectionConfig(conn_id="slow", conn_type="runners_fake"), pending_polls=1)
+            self.in_call, self.release = threading.Event(), threading.Event()
+
+        def status_many(self, handles: Iterable[RunnerHandle]) -> dict[str, RunnerStatus]:
+            self.in_call.set()
+            assert self.release.wait(5)
+            return super().status_many(handles)
+
+    slow = Slow()
+    shared = SharedStatusPoller.for_backend(slow, INTERVAL)
+    first: list[RunnerState] = []
+    second: list[RunnerState] = []
+    one = shared.watch(make_handle(1), settled(first))
+    assert await asyncio.to_thread(slow.in_call.wait, 5)
+    two = shared.watch(make_handle(2), settled(second))  # the call for fake-1 is in flight
+    slow.release.set()
+    results = await asyncio.wait_for(asyncio.gather(one, two), 10)
+    assert [r.state for r in results] == [RunnerState.READY, RunnerState.READY]
+    assert first == second == [RunnerState.PENDING, RunnerState.READY]
+    assert slow.batch_sizes[0] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_judges_error_ends_only_its_own_watch(fake_backend: FakeBackend) -> None:
+    fake_backend.pending_polls = 2
+    shared = SharedStatusPoller.for_backend(fake_backend, INTERVAL)
+
+    def broken(status: RunnerStatus) -> None:
+        raise ValueError(f"cannot judge {status.message}")
+
+    seen: list[RunnerState] = []
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            shared.watch(make_handle(1), broken),
+            shared.watch(make_handle(2), settled(seen)),
+            return_exceptions=True,
+        ),
+        10,
+    )
+    assert isinstance(results[0], ValueError)
+    assert "cannot judge starting (1)" in str(results[0])
+    assert results[1].state is RunnerState.READY
+    assert fake_backend.polls == {"fake-1": 1, "fake-2": 3}
+
+
 # -- RunnerReadyTrigger ------------------------------------------------------------------------
 def test_trigger_serializes_into_an_equal_trigger() -> None:
     original = trigger(not_before=CREATED.isoformat(), provision_ti=PROVISION_TI)
