@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         [str(PYTHON), str(REPO / "benchmarks" / "parse_time.py"), "--runs", str(args.runs)],
         [str(PYTHON), str(REPO / "benchmarks" / "lifecycle.py"), "--reps", str(args.reps)],
         [str(PYTHON), str(REPO / "benchmarks" / "triggerer_load.py")],
+        [str(PYTHON), str(REPO / "benchmarks" / "trigger_poll_cpu.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "dataproc_api_calls.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "bench_handover.py")],
         [str(PYTHON), str(REPO / "benchmarks" / "burst_simulation.py")],
