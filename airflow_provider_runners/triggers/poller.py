@@ -67,12 +67,15 @@ MAX_BACKOFF_S = 60.0
 
 
 class _Watch:
-    """One :meth:`SharedStatusPoller.watch`: what to poll, who judges each status, in which
-    context (the watcher's contextvars), and the future its verdict resolves."""
+    """One waiter of the poller: what to poll, who judges each status, in which context (the
+    waiter's contextvars), and the future its verdict resolves. Without a judge (``next_status``)
+    the first status is the answer, whatever it is (``None`` included)."""
 
     __slots__ = ("context", "future", "handle", "judge")
 
-    def __init__(self, handle: Polled, judge: Callable[[Any], Any], future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, handle: Polled, judge: Callable[[Any], Any] | None, future: asyncio.Future[Any]
+    ) -> None:
         self.handle = handle
         self.judge = judge
         self.future = future
@@ -84,6 +87,9 @@ class _Watch:
 
     def hear(self, status: Any) -> None:
         """Judge ``status``; resolve the future on a verdict (or the judge's exception)."""
+        if self.judge is None:
+            self.future.set_result(status)
+            return
         try:
             verdict = self.context.run(self.judge, status)
         except Exception as exc:  # noqa: BLE001 - the watcher's own error, handed to it
@@ -101,12 +107,8 @@ class SharedStatusPoller:
     def __init__(self, backend: StatusSource, interval: float) -> None:
         self.backend = backend
         self.interval = interval
-        # Who waits for the next poll, by resource id: their futures, and the thing to poll. Two
-        # dicts, not one of (handle, futures) pairs: a pair per waiter per poll was one more object
-        # alive across each wait (see next_status).
-        self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
-        self._polled: dict[str, Polled] = {}
-        self._watches: list[_Watch] = []  # stay registered until their judge decides (watch)
+        # Everyone waiting: a watch stays until its judge decides, a next_status until one answer.
+        self._watches: list[_Watch] = []
         self._task: asyncio.Task[None] | None = None
         self.calls = 0  # status_many calls made (for benchmarks)
         self.errors_in_a_row = 0  # failed status_many calls since the last answer
@@ -135,16 +137,7 @@ class SharedStatusPoller:
         a backend); ``await`` it. A plain method, not a coroutine: a coroutine per waiter per poll
         was one more object alive across each wait, and such objects are what makes the trigger
         runner's full garbage collections come often (docs/benchmarks.md, a real triggerer)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        futures = self._waiters.get(handle.resource_id)
-        if futures is None:
-            self._waiters[handle.resource_id] = [future]
-            self._polled[handle.resource_id] = handle
-        else:
-            futures.append(future)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
-        return future
+        return self._register(handle, None)
 
     def watch(self, handle: Polled, judge: Callable[[Any], Any]) -> asyncio.Future[Any]:
         """A future of the first value other than None that ``judge(status)`` returns for the
@@ -153,6 +146,9 @@ class SharedStatusPoller:
         ends the watch with that exception; so does the poller giving up on the status API
         (``RunnerStatusError``), or a backend that returns no status for ``handle``
         (``KeyError``). Cancel the future to stop watching."""
+        return self._register(handle, judge)
+
+    def _register(self, handle: Polled, judge: Callable[[Any], Any] | None) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._watches.append(_Watch(handle, judge, future))
         if self._task is None or self._task.done():
@@ -168,31 +164,14 @@ class SharedStatusPoller:
         return classify(exc) if callable(classify) else default_kind(exc)
 
     @staticmethod
-    def _fail(
-        batch: dict[str, list[asyncio.Future[Any]]], watches: list[_Watch], error: BaseException
-    ) -> None:
-        for futures in batch.values():
-            for future in futures:
-                if not future.done():
-                    future.set_exception(error)
+    def _fail(watches: list[_Watch], error: BaseException) -> None:
         for watch in watches:
             if not watch.future.done():
                 watch.future.set_exception(error)
 
     @staticmethod
-    def _answer(batch: dict[str, list[asyncio.Future[Any]]], statuses: dict[str, Any]) -> None:
-        """Hand each waiter of ``batch`` its status (a KeyError when the backend returned none)."""
-        for rid, futures in batch.items():
-            for future in futures:
-                if future.done():
-                    continue
-                if rid in statuses:
-                    future.set_result(statuses[rid])
-                else:
-                    future.set_exception(KeyError(f"backend returned no status for {rid}"))
-
-    @staticmethod
-    def _answer_watches(watches: list[_Watch], statuses: dict[str, Any]) -> None:
+    def _answer(watches: list[_Watch], statuses: dict[str, Any]) -> None:
+        """Hand each waiter its status (a KeyError when the backend returned none)."""
         for watch in watches:
             if watch.future.done():
                 continue
@@ -212,14 +191,13 @@ class SharedStatusPoller:
         try:
             while True:
                 self._prune_watches()
-                if not self._waiters and not self._watches:
+                if not self._watches:
                     break
-                batch, polled = self._waiters, self._polled
-                self._waiters, self._polled = {}, {}
-                watches = self._watches[:]  # not those that start watching during the call
+                watches = self._watches[:]  # not those that start waiting during the call
+                polled: dict[str, Polled] = {}  # one per runner: several may wait on one
+                for watch in watches:
+                    polled.setdefault(watch.handle.resource_id, watch.handle)
                 handles = list(polled.values())
-                handles.extend(w.handle for w in watches if w.handle.resource_id not in polled)
-                handles = _unique(handles)
                 try:
                     self.calls += 1
                     statuses = await self._in_thread(self.backend.status_many, handles)
@@ -235,9 +213,9 @@ class SharedStatusPoller:
                             kind.value,
                             self.errors_in_a_row,
                             describe_error(exc),
-                            len(batch) + len(watches),
+                            len(watches),
                         )
-                        self._fail(batch, watches, RunnerStatusError(exc, kind.value, self.errors_in_a_row))
+                        self._fail(watches, RunnerStatusError(exc, kind.value, self.errors_in_a_row))
                         self.errors_in_a_row = 0
                         await asyncio.sleep(self.interval)  # a new waiter does not hammer a refusing API
                         continue
@@ -251,18 +229,16 @@ class SharedStatusPoller:
                         describe_error(exc),
                         backoff,
                     )
-                    for rid, futures in batch.items():
-                        self._waiters.setdefault(rid, []).extend(futures)
-                        self._polled.setdefault(rid, polled[rid])
+                    # every waiter stays registered and is asked about again
                     await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                     continue
-                self._answer(batch, statuses)
-                self._answer_watches(watches, statuses)
-                # Waiters re-register right after their result and watches stay; both are polled
-                # next interval, or as soon as a backend that signals readiness (WaitsForChange)
-                # signals. Statuses are not held while sleeping: each then lives only until it
-                # was read, and is not carried into the old generation of the collector.
-                del batch, polled, statuses, watches
+                self._answer(watches, statuses)
+                # Watches stay and next_status waiters re-register right after their answer; both
+                # are polled next interval, or as soon as a backend that signals readiness
+                # (WaitsForChange) signals. Statuses are not held while sleeping: each then lives
+                # only until it was read, and is not carried into the old generation of the
+                # collector.
+                del polled, statuses, watches
                 if isinstance(self.backend, WaitsForChange):
                     await self._in_thread(self.backend.wait_for_change, handles, self.interval)
                 else:
@@ -276,20 +252,8 @@ class SharedStatusPoller:
             self._thread.shutdown(wait=False)
             self._thread = None
         key = (id(self._loop), self.backend.batch_key())
-        if not self._waiters and not self._watches and SharedStatusPoller._pollers.get(key) is self:
+        if not self._watches and SharedStatusPoller._pollers.get(key) is self:
             del SharedStatusPoller._pollers[key]
-        for futures in self._waiters.values():
-            for future in futures:
-                if not future.done():
-                    future.cancel()
         for watch in self._watches:
             if not watch.future.done():
                 watch.future.cancel()
-
-
-def _unique(handles: list[Any]) -> list[Any]:
-    """``handles`` with one per resource id (several watches may wait on one runner)."""
-    seen: dict[str, Any] = {}
-    for handle in handles:
-        seen.setdefault(handle.resource_id, handle)
-    return list(seen.values()) if len(seen) < len(handles) else handles
