@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
+TEST_WORKERS ?= 2
 DEMO_STAMP := $(VENV)/.installed-demo
 # The lowest Airflow minor pyproject.toml claims, in its own venv (`make test-lowest-airflow`),
 # from requirements/airflow-$(AIRFLOW_LOWEST).lock.
@@ -49,12 +50,14 @@ install: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/airflow-runners demo
 
-## Run the whole test suite: lint, types, unit and integration tests (real Airflow, real Dask).
+## Run the whole test suite: lint, types, unit and integration tests (real Airflow, real Dask),
+## on TEST_WORKERS pytest-xdist workers: one test file per worker at a time, and every test on a
+## real deployment (tests/chaos, tests/e2e) on one worker, in order (tests/conftest.py).
 test: $(STAMP)
 	$(BIN)/ruff check airflow_provider_runners dags tests benchmarks scripts
 	$(BIN)/ruff format --check airflow_provider_runners dags tests benchmarks scripts
 	$(BIN)/mypy airflow_provider_runners
-	$(BIN)/python -m pytest; rc=$$?; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
 
 ## On the lowest Airflow we claim: the unit tests, every backend's integration tests once and the

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if _is_xdist_controller(config) and not os.environ.get("RUNNERS_CHAOS_REPORT"):
+        # The fault suite's rows are recorded in a worker; they come back through this file
+        # (tests/chaos/harness.py: record) to be printed at the end, as a serial run prints them.
+        os.environ["RUNNERS_CHAOS_REPORT"] = str(_HOME / "chaos-rows.jsonl")
     clock_at = config.getoption("--clock-at")
     if not clock_at:
         return
@@ -76,3 +85,35 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str | None:
     clock_at = config.getoption("--clock-at")
     return f"wall clock moved to {clock_at} (ticking)" if clock_at else None
+
+
+#: Tests that start a real deployment (tests/chaos, tests/e2e) run one after another on one
+#: pytest-xdist worker (``make test`` runs ``pytest -n 2``): each deployment is five Airflow
+#: processes, and two at once on 2 CPUs would slow the fault tests' timings.
+DEPLOYMENT_DIRS = ("tests/chaos/", "tests/e2e/")
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # pragma: no cover - the `test` extra brings pytest-xdist
+    pass
+else:
+
+    class _FileOrDeploymentScheduling(LoadScopeScheduling):
+        """pytest-xdist's ``--dist loadfile`` (a file's tests on one worker, so its module
+        fixtures start once), with every test on a real deployment in one scope."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(DEPLOYMENT_DIRS):
+                return "deployment"
+            return nodeid.split("::", 1)[0]
+
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        return _FileOrDeploymentScheduling(config, log)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    rows = Path(os.environ.get("RUNNERS_CHAOS_REPORT", "/nonexistent"))
+    if _is_xdist_controller(config) and rows.is_file():
+        terminalreporter.section("fault suite (docs/reliability.md)")
+        for line in rows.read_text(encoding="utf-8").splitlines():
+            terminalreporter.line(line)
