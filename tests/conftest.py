@@ -58,15 +58,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: The file the fault suite's rows come back through under ``pytest -n``, and its size before the run.
+_CHAOS_ROWS = pytest.StashKey[tuple[Path, int]]()
+
+
 def _is_xdist_controller(config: pytest.Config) -> bool:
     return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if _is_xdist_controller(config) and not os.environ.get("RUNNERS_CHAOS_REPORT"):
+    if _is_xdist_controller(config):
         # The fault suite's rows are recorded in a worker; they come back through this file
-        # (tests/chaos/harness.py: record) to be printed at the end, as a serial run prints them.
-        os.environ["RUNNERS_CHAOS_REPORT"] = str(_HOME / "chaos-rows.jsonl")
+        # (tests/chaos/harness.py: record appends) to be printed at the end, as a serial run
+        # prints them: only the lines this run adds, if the caller named a file of its own.
+        rows = Path(os.environ.setdefault("RUNNERS_CHAOS_REPORT", str(_HOME / "chaos-rows.jsonl")))
+        config.stash[_CHAOS_ROWS] = (rows, rows.stat().st_size if rows.is_file() else 0)
     clock_at = config.getoption("--clock-at")
     if not clock_at:
         return
@@ -108,12 +114,21 @@ else:
             return nodeid.split("::", 1)[0]
 
     def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        # Only in place of ``load`` (what ``-n`` alone means) and ``loadfile``; an explicit
+        # ``--dist each`` or ``loadgroup`` keeps pytest-xdist's own scheduler.
+        if config.getvalue("dist") not in ("load", "loadfile"):
+            return None
         return _FileOrDeploymentScheduling(config, log)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    rows = Path(os.environ.get("RUNNERS_CHAOS_REPORT", "/nonexistent"))
-    if _is_xdist_controller(config) and rows.is_file():
+    rows, offset = config.stash.get(_CHAOS_ROWS, (None, 0))
+    if rows is None or not rows.is_file():
+        return
+    with rows.open(encoding="utf-8") as fh:
+        fh.seek(offset)
+        lines = fh.read().splitlines()
+    if lines:
         terminalreporter.section("fault suite (docs/reliability.md)")
-        for line in rows.read_text(encoding="utf-8").splitlines():
+        for line in lines:
             terminalreporter.line(line)
