@@ -5,7 +5,10 @@ what the real API server does and the emulator does not:
 
 - ``409 AlreadyExists`` / ``404 NotFound`` as real ``Status`` objects (reason, message, details);
 - ``uid``, ``creationTimestamp``, ``resourceVersion`` and ``status.phase: Pending`` on create;
-- ``labelSelector`` / ``fieldSelector`` on LIST;
+- ``labelSelector`` / ``fieldSelector`` on LIST and WATCH, ``timeoutSeconds`` on WATCH (the
+  server ends the stream, as the real one does), and ``watch=True`` as well as ``watch=true``
+  (the API server parses booleans with Go's ``strconv.ParseBool``; ``kubernetes_asyncio`` sends
+  ``True``);
 - graceful pod deletion: a bound, running pod gets ``deletionTimestamp`` and stays until its
   kubelet has stopped it and deletes it with ``gracePeriodSeconds=0``;
 - the ``log`` subresource (``follow=true`` streams) and the ``exec`` websocket (v4 channels),
@@ -35,7 +38,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Self
 
 import aiohttp.web
@@ -91,6 +94,13 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
     """The emulator, answering as the real API server does (see the module docstring)."""
 
     kubelet: Kubelet | None = None
+    #: Keep every request in the log (tests count them there). kmock matches each new request
+    #: against the whole log, so a server answering many thousands of requests
+    #: (``benchmarks/k8s_api_calls.py``) turns this off: a request leaves the log once it has
+    #: been dispatched, and its answer (a watch stream too) goes on.
+    log_requests: bool = True
+    #: Called with every request before it is answered (a benchmark counts them here).
+    on_request: Callable[[Any], None] | None = None
 
     def _key(self, request: Any) -> tuple[Any, str | None, str | None]:
         return (request.resource, request.namespace, request.name)
@@ -99,6 +109,23 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
         return self._objects[key] if key in self._objects and not self._objects[key].deleted else None
 
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
+        if self.on_request is not None:
+            self.on_request(request)
+        try:
+            return await self._dispatch(request)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request: Any) -> None:
+        if self.log_requests:
+            return
+        log = self._requests
+        for i in range(len(log) - 1, -1, -1):  # it is one of the newest
+            if log[i] is request:
+                del log[i]
+                return
+
+    async def _dispatch(self, request: Any) -> aiohttp.web.StreamResponse:
         res = request.resource
         if res is not None and request.subresource not in ("log", "exec"):
             plural = res.plural
@@ -163,6 +190,33 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
             "items": items,
         }
 
+    async def _serve_watch(self, request: Any) -> Any:
+        labels = request.params.get("labelSelector")
+        fields = request.params.get("fieldSelector")
+        timeout = request.params.get("timeoutSeconds")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(timeout) if timeout else None
+        stream = super()._serve_watch(request)
+        self._forget(request)  # dispatched: streaming may last long
+        try:
+            while True:
+                try:
+                    if deadline is None:
+                        item = await anext(stream)
+                    else:
+                        item = await asyncio.wait_for(anext(stream), max(0.0, deadline - loop.time()))
+                except (StopAsyncIteration, TimeoutError):
+                    return
+                obj = item.get("object") if isinstance(item, dict) else None
+                if isinstance(obj, dict):
+                    if labels and not match_labels(obj.get("metadata", {}).get("labels") or {}, labels):
+                        continue
+                    if fields and not match_fields(obj, fields):
+                        continue
+                yield item
+        finally:
+            await stream.aclose()
+
     def pod(self, ns: str, name: str) -> dict[str, Any] | None:
         for (res, namespace, obj_name), obj in self._objects.items():
             if res.plural == "pods" and namespace == ns and obj_name == name and not obj.deleted:
@@ -170,6 +224,8 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
         return None
 
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw.method == "GET" and raw.query.get("watch") in ("1", "t", "T", "TRUE", "True"):
+            raw = raw.clone(rel_url=raw.rel_url.update_query(watch="true"))
         parts = raw.path.strip("/").split("/")
         if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods":
             if parts[6] == "log":
