@@ -4,7 +4,8 @@
 what the real API server does and the emulator does not:
 
 - ``409 AlreadyExists`` / ``404 NotFound`` as real ``Status`` objects (reason, message, details);
-- ``uid``, ``creationTimestamp``, ``resourceVersion`` and ``status.phase: Pending`` on create;
+- ``uid``, ``creationTimestamp``, ``resourceVersion`` and ``status.phase: Pending`` on create, a
+  new ``resourceVersion`` on every change;
 - ``labelSelector`` / ``fieldSelector`` on LIST and WATCH, ``timeoutSeconds`` on WATCH (the
   server ends the stream, as the real one does), and ``watch=True`` as well as ``watch=true``
   (the API server parses booleans with Go's ``strconv.ParseBool``; ``kubernetes_asyncio`` sends
@@ -99,6 +100,8 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
     #: (``benchmarks/k8s_api_calls.py``) turns this off: a request leaves the log once it has
     #: been dispatched, and its answer (a watch stream too) goes on.
     log_requests: bool = True
+    #: Answer watches ``403 Forbidden``, as a cluster whose RBAC lacks the ``watch`` verb does.
+    refuse_watch: bool = False
     #: Called with every request before it is answered (a benchmark counts them here).
     on_request: Callable[[Any], None] | None = None
 
@@ -127,6 +130,12 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     async def _dispatch(self, request: Any) -> aiohttp.web.StreamResponse:
         res = request.resource
+        if self.refuse_watch and request.action == enums.action.WATCH and res is not None:
+            raise _status(
+                403,
+                "Forbidden",
+                f'{res.plural} is forbidden: User "runner" cannot watch resource "{res.plural}"',
+            )
         if res is not None and request.subresource not in ("log", "exec"):
             plural = res.plural
             if request.action == enums.action.CREATE and isinstance(request.data, dict):
@@ -155,6 +164,8 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
                     graceful = await self._graceful_delete(request, obj)
                     if graceful is not None:
                         return graceful
+                if request.action == enums.action.UPDATE and isinstance(request.data, dict):
+                    request.data.setdefault("metadata", {})["resourceVersion"] = str(time.time_ns())
         return await super()._handle(request)
 
     async def _graceful_delete(self, request: Any, obj: Any) -> aiohttp.web.StreamResponse | None:
@@ -170,7 +181,15 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
             seconds = (
                 int(grace) if grace is not None else raw["spec"].get("terminationGracePeriodSeconds", 30)
             )
-            obj.patch({"metadata": {"deletionTimestamp": now_iso(), "deletionGracePeriodSeconds": seconds}})
+            obj.patch(
+                {
+                    "metadata": {
+                        "deletionTimestamp": now_iso(),
+                        "deletionGracePeriodSeconds": seconds,
+                        "resourceVersion": str(time.time_ns()),
+                    }
+                }
+            )
             await self._buses[request.resource].put({"type": "MODIFIED", "object": obj.raw})
         return aiohttp.web.json_response(obj.raw)
 

@@ -4,7 +4,9 @@ Provision creates one pod per task instance from a pod template plus the spec (i
 command, catalog resources, node selector / tolerations, service account, an ``emptyDir``
 workspace; see :mod:`._k8s_pod`), named ``rp-<lineage key>``: the same name on every try, so a
 retry that meets ``409 AlreadyExists`` adopts the pod when it is healthy. Readiness is
-``Running`` (or, for a pod that runs its own command, already finished). ``CrashLoopBackOff``,
+``Running`` (or, for a pod that runs its own command, already finished), read by one LIST per
+namespace for every waiting pod and, between two LISTs, one WATCH that ends at the first change
+(:mod:`.watch`). ``CrashLoopBackOff``,
 ``ImagePullBackOff``, ``ErrImagePull``, ``CreateContainerConfigError`` and ``Unschedulable``
 that last longer than ``failure_grace_s`` make the runner FAILED, with the reason and the pod's
 events in the message; the provision task then deletes the pod and its retries recreate it (the
@@ -55,6 +57,7 @@ from airflow_provider_runners.backends.kubernetes.client import (
 from airflow_provider_runners.backends.kubernetes.errors import KUBERNETES_ERRORS
 from airflow_provider_runners.backends.kubernetes.exec import exec_command
 from airflow_provider_runners.backends.kubernetes.options import CONN_FIELDS, PLACEHOLDERS, KubernetesOptions
+from airflow_provider_runners.backends.kubernetes.watch import PodWatch, watch_timeouts
 from airflow_provider_runners.core.backend import (
     Backend,
     CommandRequest,
@@ -174,6 +177,7 @@ class KubernetesBackend(ClusterProbe, Backend):
         self.teardown_timeout_s = float(extra.get("teardown_timeout_s", 300))
         self._api: Any = None
         self.bucket: Any = None
+        self._watch = PodWatch()
 
     # -- plumbing ------------------------------------------------------------------------------
     def api(self) -> Any:
@@ -358,7 +362,10 @@ class KubernetesBackend(ClusterProbe, Backend):
 
     def status(self, handle: RunnerHandle) -> RunnerStatus:
         pod = self._get(handle.resource_id, str(handle.details.get("namespace") or self.namespace))
-        return RunnerStatus(RunnerState.GONE, "pod not found") if pod is None else self._status_of(pod)
+        if pod is None:
+            return RunnerStatus(RunnerState.GONE, "pod not found")
+        self._watch.saw({handle.resource_id: pod}, replace=False)
+        return self._status_of(pod)
 
     def status_many(self, handles: Iterable[RunnerHandle]) -> dict[str, RunnerStatus]:
         """One LIST of managed pods per namespace for every waiting handle (label selector)."""
@@ -371,10 +378,31 @@ class KubernetesBackend(ClusterProbe, Backend):
                 p["metadata"]["name"]: p
                 for p in self._call("list_namespaced_pod", ns, label_selector=MANAGED).get("items", [])
             }
+            self._watch.saw(pods, replace=len(by_ns) == 1)
             for h in group:
                 pod = pods.get(h.resource_id)
                 out[h.resource_id] = self._status_of(pod) if pod is not None else self.status(h)
         return out
+
+    def wait_for_change(self, handles: Iterable[RunnerHandle], timeout: float) -> bool:
+        """The pause between two polls, spent in one WATCH of the managed pods (:mod:`.watch`)."""
+        handles = list(handles)
+        namespaces = {str(h.details.get("namespace") or self.namespace) for h in handles}
+        if len(namespaces) != 1:  # one watch per pause; pods of several namespaces: sleep
+            time.sleep(timeout)
+            return False
+        (ns,) = namespaces
+
+        def open_stream(seconds: float) -> Any:
+            kwargs = watch_timeouts(seconds)
+            return self.api().list_namespaced_pod(
+                ns, label_selector=MANAGED, watch=True, _preload_content=False, **kwargs
+            )
+
+        def refused(exc: Exception) -> bool:
+            return isinstance(exc, self._api_exception()) and getattr(exc, "status", None) == 403
+
+        return self._watch.wait(open_stream, [h.resource_id for h in handles], timeout, refused)
 
     # -- teardown ------------------------------------------------------------------------------
     def teardown(self, handle: RunnerHandle) -> TeardownResult:
@@ -382,7 +410,7 @@ class KubernetesBackend(ClusterProbe, Backend):
         pod = self._get(handle.resource_id, ns)
         if pod is None:
             return TeardownResult(existed=False, message="already gone (NotFound)")
-        facts = _final_facts(pod)
+        facts = podlib.final_facts(pod)
         started = time.monotonic()
         polls = self._delete_and_wait(handle.resource_id, ns, pod["metadata"].get("uid"))
         return TeardownResult(
@@ -450,7 +478,7 @@ class KubernetesBackend(ClusterProbe, Backend):
                 "started": status.get("startTime"),
                 "ready": conditions.get("Ready"),
             },
-            **_final_facts(pod),
+            **podlib.final_facts(pod),
         }
 
     def list_managed(self) -> list[RunnerHandle]:
@@ -506,7 +534,7 @@ class KubernetesBackend(ClusterProbe, Backend):
                 pod = self._get(name, ns)
                 if pod is None:
                     raise RunnerCommandError(f"pod {ns}/{name} was deleted before its command finished")
-                facts = _final_facts(pod)
+                facts = podlib.final_facts(pod)
                 if facts["exit_code"] is not None or pod.get("status", {}).get("phase") in (
                     "Succeeded",
                     "Failed",
@@ -561,28 +589,6 @@ def _drain(lines: queue.Queue[str | None], output: OutputSink, wait: float) -> b
             item = lines.get_nowait()
     except queue.Empty:
         return ended
-
-
-def _final_facts(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """Phase, exit codes, restarts and finish time of a pod (evidence, teardown details)."""
-    status = pod.get("status", {})
-    codes: dict[str, Any] = {}
-    restarts = 0
-    finished = None
-    for cs in status.get("containerStatuses") or []:
-        restarts += int(cs.get("restartCount") or 0)
-        term = (cs.get("state") or {}).get("terminated")
-        codes[cs.get("name")] = term.get("exitCode") if term else None
-        if term and cs.get("name") == podlib.MAIN:
-            finished = term.get("finishedAt")
-    return {
-        "phase": status.get("phase", "Unknown"),
-        "reason": status.get("reason"),
-        "exit_code": codes.get(podlib.MAIN, next(iter(codes.values()), None)) if codes else None,
-        "exit_codes": codes,
-        "restarts": restarts,
-        "finished": finished,
-    }
 
 
 def _reason(exc: Any) -> str:

@@ -348,3 +348,25 @@ def build_pod(
     main["volumeMounts"] = [*mounts, {"name": "workspace", "mountPath": WORKSPACE}]
     main.setdefault("workingDir", WORKSPACE)
     return pod
+
+
+def final_facts(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """Phase, exit codes, restarts and finish time of a pod (evidence, teardown details)."""
+    status = pod.get("status", {})
+    codes: dict[str, Any] = {}
+    restarts = 0
+    finished = None
+    for cs in status.get("containerStatuses") or []:
+        restarts += int(cs.get("restartCount") or 0)
+        term = (cs.get("state") or {}).get("terminated")
+        codes[cs.get("name")] = term.get("exitCode") if term else None
+        if term and cs.get("name") == MAIN:
+            finished = term.get("finishedAt")
+    return {
+        "phase": status.get("phase", "Unknown"),
+        "reason": status.get("reason"),
+        "exit_code": codes.get(MAIN, next(iter(codes.values()), None)) if codes else None,
+        "exit_codes": codes,
+        "restarts": restarts,
+        "finished": finished,
+    }
