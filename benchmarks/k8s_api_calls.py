@@ -121,9 +121,9 @@ def _lifecycle() -> dict[str, Any]:
             path = r.url.path
             kind = "log" if path.endswith("/log") else "events" if "/events" in path else "pods"
             target = "collection" if path.endswith(("/pods", "/events")) else "pod"
+            verb = "WATCH" if r.params.get("watch") == "true" else r.method.value
             calls[
-                f"{r.method.value} {kind} {target}"
-                + (" (labelSelector)" if "labelSelector" in r.params else "")
+                f"{verb} {kind} {target}" + (" (labelSelector)" if "labelSelector" in r.params else "")
             ] += 1
     return {"calls": dict(calls), "total": sum(calls.values()), "seconds": round(seconds, 2)}
 
