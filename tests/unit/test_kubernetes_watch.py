@@ -148,6 +148,7 @@ def test_a_refused_watch_is_logged_once_and_the_pause_is_slept(
     refusals = [r.getMessage() for r in caplog.records if "refuses to watch pods" in r.getMessage()]
     assert len(refusals) == 1
     assert "grant the 'watch' verb on pods" in refusals[0]
+    assert "(403 Forbidden)" in refusals[0]  # the status, not the response's headers and body
 
 
 def test_readiness_is_seen_well_within_the_poll_interval(

@@ -81,19 +81,19 @@ class PodWatch:
                 time.sleep(max(0.0, min(deadline, self.listed_at + MIN_LIST_GAP_S) - time.monotonic()))
             return changed
         except Exception as exc:  # noqa: BLE001 - the poll goes on without the watch
-            if _timed_out(exc):  # a quiet pause shorter than a second ends at the read timeout
+            if _timed_out(exc):  # a quiet pause ends at the client's read timeout (or the server's)
                 return changed
             if refused(exc):
                 self.refused = True
                 log.warning(
                     "the cluster refuses to watch pods (%s); readiness is polled every %.0f s "
                     "instead (grant the 'watch' verb on pods, docs/kubernetes.md)",
-                    exc,
+                    _brief(exc),
                     timeout,
                 )
             elif not self.failed_once:
                 self.failed_once = True
-                log.warning("watching pods failed (%s); this pause is slept instead", exc)
+                log.warning("watching pods failed (%s); this pause is slept instead", _brief(exc))
             time.sleep(max(0.0, deadline - time.monotonic()))
             return changed
         finally:
@@ -107,6 +107,12 @@ class PodWatch:
             version = str(event.get("object", {}).get("metadata", {}).get("resourceVersion"))
             return name in self.versions and self.versions[name] != version
         return kind in ("MODIFIED", "DELETED")
+
+
+def _brief(exc: Exception) -> str:
+    """``403 Forbidden`` for an API error (its str() holds the response headers and body)."""
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+    return f"{status} {reason}" if status is not None else f"{type(exc).__name__}: {exc}"
 
 
 def _timed_out(exc: BaseException | None) -> bool:
