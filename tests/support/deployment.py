@@ -32,6 +32,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
+from tests.support.abandoned import reap_abandoned
 
 ERP_SECRET = "erp-E2E-SECRET-5c0a"
 HOST_SECRET = "host-E2E-SECRET-9e1f"
@@ -282,12 +283,14 @@ def deployment(
     ``dag_files`` are repository paths copied into the DAGs folder. ``executor`` is
     ``CeleryExecutor`` (a Celery worker with ``parallelism`` slots on a queue of its own) or
     ``LocalExecutor`` (``parallelism`` task processes forked by the scheduler). ``prefix`` names
-    the temporary AIRFLOW_HOME, ``database_prefix`` the database (a unique suffix is added).
+    the temporary AIRFLOW_HOME, ``database_prefix`` the database (this process's pid and a unique
+    suffix are added); what runs of the same prefixes left when they were killed is removed first.
     """
     if executor not in ("CeleryExecutor", "LocalExecutor"):
         raise ValueError(f"executor must be CeleryExecutor or LocalExecutor, got {executor!r}")
     require_services()
-    home = Path(tempfile.mkdtemp(prefix=prefix))
+    reap_abandoned(prefix, database_prefix)  # what killed runs left (tests/support/abandoned.py)
+    home = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
     (home / "dags").mkdir()
     # A real labgrid coordinator with one bench per board for dags/hil_bench_suite.py.
     from airflow_provider_runners.backends.labgrid.coordinator import LocalCoordinator
