@@ -35,8 +35,9 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+
+import psutil
 
 from benchmarks._common import summarize
 
@@ -73,15 +74,12 @@ def serve(conn: Any) -> None:
 
 
 def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = psutil.Process(pid).cpu_times()
+    return float(cpu.user + cpu.system)
 
 
-def _rss_mib(pid: int | str = "self") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def _rss_mib(pid: int | None = None) -> float:
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
 def _kubeconfig(url: str) -> dict[str, Any]:
@@ -234,29 +232,11 @@ def _pod_bodies(prefix: str, n: int, request_for: Any) -> list[dict[str, Any]]:
     return bodies
 
 
-def _running(name: str) -> dict[str, Any]:
-    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "status": {
-            "phase": "Running",
-            "startTime": started,
-            "conditions": [
-                {"type": t, "status": "True", "lastTransitionTime": started}
-                for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-            ],
-            "containerStatuses": [
-                {
-                    "name": "main",
-                    "image": "hardened-base@sha256:00",
-                    "imageID": "docker.io/library/hardened-base@sha256:00",
-                    "ready": True,
-                    "started": True,
-                    "restartCount": 0,
-                    "state": {"running": {"startedAt": started}},
-                }
-            ],
-        }
-    }
+def _running() -> dict[str, Any]:
+    from tests.fakes.kubelet import running_status
+
+    image = "hardened-base@sha256:00"
+    return {"status": running_status(image, f"docker.io/library/{image}")}
 
 
 def measure(
@@ -305,7 +285,7 @@ def measure(
         flip_start = time.monotonic()
         for offset, name in schedule:
             time.sleep(max(0.0, flip_start + offset - time.monotonic()))
-            api.patch_namespaced_pod_status(name, NAMESPACE, _running(name))
+            api.patch_namespaced_pod_status(name, NAMESPACE, _running())
             flips[name] = time.time()
         deadline = time.monotonic() + 60
         while True:

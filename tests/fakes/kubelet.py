@@ -26,6 +26,33 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def running_status(image: str, image_id: str) -> dict[str, Any]:
+    """The status a kubelet reports when a pod's ``main`` container has started."""
+    started = now_iso()
+    return {
+        "phase": "Running",
+        "startTime": started,
+        "podIP": "10.0.0.7",
+        "hostIP": "192.168.0.10",
+        "conditions": [
+            {"type": t, "status": "True", "lastTransitionTime": started}
+            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+        ],
+        "containerStatuses": [
+            {
+                "name": "main",
+                "image": image,
+                "imageID": image_id,
+                "containerID": f"containerd://{uuid.uuid4().hex}",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": started}},
+            }
+        ],
+    }
+
+
 @dataclass
 class PodLog:
     lines: list[bytes] = field(default_factory=list)
@@ -311,34 +338,7 @@ class Kubelet(threading.Thread):
         with self._lock:
             self.pods[running.uid] = running
         image = main.get("image", "")
-        started = now_iso()
-        self._patch(
-            pod,
-            {
-                "status": {
-                    "phase": "Running",
-                    "startTime": started,
-                    "podIP": "10.0.0.7",
-                    "hostIP": "192.168.0.10",
-                    "conditions": [
-                        {"type": t, "status": "True", "lastTransitionTime": started}
-                        for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-                    ],
-                    "containerStatuses": [
-                        {
-                            "name": "main",
-                            "image": image,
-                            "imageID": self._image_id(image),
-                            "containerID": f"containerd://{uuid.uuid4().hex}",
-                            "ready": True,
-                            "started": True,
-                            "restartCount": 0,
-                            "state": {"running": {"startedAt": started}},
-                        }
-                    ],
-                }
-            },
-        )
+        self._patch(pod, {"status": running_status(image, self._image_id(image))})
         self._event(pod, "Normal", "Started", "Started container main")
 
     def _map(self, running: RunningPod, text: str) -> str:

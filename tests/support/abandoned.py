@@ -14,33 +14,19 @@ By hand: ``pkill -9 -f '\\.venv/bin/airflow'`` and, in psql,
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import tempfile
-from pathlib import Path
+
+import psutil
 
 
 def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed owner whose parent has not reaped it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _owner_of(proc: Path, marker: re.Pattern[bytes]) -> int | None:
-    for name in ("environ", "cmdline"):
-        try:
-            found = marker.search((proc / name).read_bytes())
-        except OSError:
-            return None
-        if found:
-            return int(found.group(1))
-    return None
 
 
 def reap_abandoned(prefix: str, database_prefix: str) -> list[str]:
@@ -48,16 +34,19 @@ def reap_abandoned(prefix: str, database_prefix: str) -> list[str]:
     import psycopg2
 
     reaped: list[str] = []
-    home = re.escape(f"{tempfile.gettempdir()}/{prefix}".encode())
-    marker = re.compile(home + rb"(\d+)-")
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+    marker = re.compile(re.escape(f"{tempfile.gettempdir()}/{prefix}") + r"(\d+)-")
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
             continue
-        owner = _owner_of(proc, marker)
-        if owner is not None and not alive(owner):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(proc.name), signal.SIGKILL)
-                reaped.append(f"process {proc.name} (owner {owner})")
+        try:
+            found = marker.search(proc.environ().get("AIRFLOW_HOME", "")) or marker.search(
+                " ".join(proc.cmdline())
+            )
+            if found and not alive(int(found.group(1))):
+                proc.kill()
+                reaped.append(f"process {proc.pid} (owner {found.group(1)})")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
     conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
     conn.autocommit = True
     try:

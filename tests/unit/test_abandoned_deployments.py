@@ -15,24 +15,25 @@ from tests.support.deployment import require_services
 PREFIX, DB_PREFIX = "runners-reaptest-", "runners_reaptest_"
 
 
-def _databases() -> set[str]:
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (DB_PREFIX,))
-            return {name for (name,) in cur.fetchall()}
-    finally:
-        conn.close()
-
-
-def _create(name: str) -> None:
+def _sql(query: str, *params: str) -> list[tuple[str, ...]]:
     conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
     finally:
         conn.close()
+
+
+def _databases() -> set[str]:
+    return {
+        name for (name,) in _sql("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", DB_PREFIX)
+    }
+
+
+def _create(name: str) -> None:
+    _sql(f'CREATE DATABASE "{name}"')
 
 
 def _process_of(owner: int) -> subprocess.Popen[bytes]:
@@ -66,9 +67,5 @@ def test_the_processes_and_databases_of_dead_owners_go_and_live_owners_keep_thei
         kept.wait()
         if orphan.poll() is None:
             orphan.kill()
-        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for name in _databases():
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
+        for name in _databases():
+            _sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -22,6 +22,7 @@ from airflow_provider_runners.backends.kubernetes.backend import KubernetesBacke
 from airflow_provider_runners.backends.kubernetes.watch import MIN_LIST_GAP_S
 from airflow_provider_runners.core.backend import ConnectionConfig, RunnerState
 from airflow_provider_runners.core.handles import RunnerHandle
+from tests.fakes.kubelet import running_status
 from tests.fakes.kubernetes import KubeCluster
 from tests.unit.test_kubernetes_backend import request
 
@@ -48,23 +49,10 @@ def b(kube: KubeCluster) -> Iterator[KubernetesBackend]:
 
 
 def start(kube: KubeCluster, handle: RunnerHandle) -> None:
-    """What a kubelet reports when the pod's container runs."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """What a kubelet does when the pod's container runs: bind it, then report it Running."""
     api = client.CoreV1Api(client.ApiClient(client.Configuration(host=kube.url)))
-    running = {"running": {"startedAt": now}}
-    status = {
-        "name": "main",
-        "image": "x",
-        "imageID": "x@sha256:0",
-        "ready": True,
-        "restartCount": 0,
-        "state": running,
-    }
-    body = {"spec": {"nodeName": "node-1"}}
-    api.patch_namespaced_pod(handle.resource_id, "w", body)
-    api.patch_namespaced_pod_status(
-        handle.resource_id, "w", {"status": {"phase": "Running", "containerStatuses": [status]}}
-    )
+    api.patch_namespaced_pod(handle.resource_id, "w", {"spec": {"nodeName": "node-1"}})
+    api.patch_namespaced_pod_status(handle.resource_id, "w", {"status": running_status("x", "x@sha256:0")})
 
 
 def watches(kube: KubeCluster) -> list[Any]:

@@ -82,7 +82,7 @@ class PodWatch:
             return changed
         except Exception as exc:  # noqa: BLE001 - the poll goes on without the watch
             if _timed_out(exc):  # a quiet pause ends at the client's read timeout (or the server's)
-                return changed
+                return False
             if refused(exc):
                 self.refused = True
                 log.warning(
@@ -95,7 +95,7 @@ class PodWatch:
                 self.failed_once = True
                 log.warning("watching pods failed (%s); this pause is slept instead", _brief(exc))
             time.sleep(max(0.0, deadline - time.monotonic()))
-            return changed
+            return False
         finally:
             if response is not None:
                 response.close()
