@@ -6,7 +6,8 @@ what the real API server does and the emulator does not:
 - ``409 AlreadyExists`` / ``404 NotFound`` as real ``Status`` objects (reason, message, details);
 - ``uid``, ``creationTimestamp``, ``resourceVersion`` and ``status.phase: Pending`` on create, a
   new ``resourceVersion`` on every change;
-- ``labelSelector`` / ``fieldSelector`` on LIST and WATCH, ``timeoutSeconds`` on WATCH (the
+- ``labelSelector`` / ``fieldSelector`` on LIST and WATCH, ``resourceVersion`` on WATCH (the
+  objects as they were then are not sent again), ``timeoutSeconds`` on WATCH (the
   server ends the stream, as the real one does), and ``watch=True`` as well as ``watch=true``
   (the API server parses booleans with Go's ``strconv.ParseBool``; ``kubernetes_asyncio`` sends
   ``True``);
@@ -213,6 +214,8 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
         labels = request.params.get("labelSelector")
         fields = request.params.get("fieldSelector")
         timeout = request.params.get("timeoutSeconds")
+        since = request.params.get("resourceVersion")
+        since_ns = int(since) if since and since.isdigit() and since != "0" else None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(timeout) if timeout else None
         stream = super()._serve_watch(request)
@@ -232,6 +235,10 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
                         continue
                     if fields and not match_fields(obj, fields):
                         continue
+                    version = str(obj.get("metadata", {}).get("resourceVersion") or "")
+                    started_before = version.isdigit() and since_ns is not None and int(version) <= since_ns
+                    if item.get("type") == "ADDED" and started_before:  # a watch from a version
+                        continue  # starts after it
                 yield item
         finally:
             await stream.aclose()
