@@ -1,16 +1,36 @@
 """The report of ``triggerer_real.py``: its Markdown table from the measured rows.
 
-Split out of ``triggerer_real.py`` to keep each benchmark file under 600 lines; it only formats
-the rows that ``triggerer_real.py`` measured (no Airflow, no processes).
+Split out of ``triggerer_real.py`` to keep each benchmark file under 600 lines; it only reads the
+garbage-collection logs and formats the rows that ``triggerer_real.py`` measured (no Airflow, no
+processes).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from _common import fmt, machine_line, md_table
 
 ROLES = ("supervisor", "runner")  # the triggerer's processes that the rows split by
+
+
+def full_collections(log_dir: Path, procs: list[dict[str, Any]], w0: float, w1: float) -> dict[str, Any]:
+    """Per role, the generation-2 collections that began in the window [w0, w1] (epoch s), from
+    the log benchmarks/sitecustomize.py writes per process: count, total and longest ms."""
+    out: dict[str, Any] = {}
+    for role in ROLES:
+        durations = []
+        for proc in procs:
+            path = log_dir / f"{proc['pid']}.gc"
+            if proc["role"] != role or not path.exists():
+                continue
+            for line in path.read_text(encoding="ascii").splitlines():
+                began, ms, _freed = line.split()
+                if w0 <= float(began) <= w1:
+                    durations.append(float(ms))
+        out[role] = {"count": len(durations), "ms": sum(durations), "max_ms": max(durations, default=0.0)}
+    return out
 
 
 def full_gcs(row: dict[str, Any]) -> str:

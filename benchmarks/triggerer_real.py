@@ -32,6 +32,9 @@ docs/bench_http.openapi.yaml). For each N and each side, with a freshly started 
    The DAG is paused, so no task process resumes (the scheduler would then queue it: one
    scheduler loop plus the executor's start).
 
+``--backend kubernetes`` (``_triggerer_kube.py``): the waits are pods in the Kubernetes API
+server emulator, which this process patches to Running; ours detects by LIST + WATCH.
+
 A third side, ``floor``, defers Airflow's own ``DateTimeTrigger`` (no backend; all fire at one
 moment after the window). It logs a line every 10 s, and every second in its last 20 s, so its
 CPU is mostly those lines; ``silent`` (``benchmarks/_one_wait_trigger.py``) sleeps once and logs
@@ -60,7 +63,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from _common import PYTHON, REPO, git_state, machine, summarize, uptime, write_json
-from _triggerer_real_report import ROLES, report
+from _triggerer_real_report import ROLES, full_collections, report
 
 sys.path.insert(0, str(REPO))
 
@@ -89,6 +92,24 @@ class Platform:
         self.seen: set[str] = set()
         #: reservation -> when a status call first answered ``ready`` for it (detection)
         self.first_ready: dict[str, float] = {}
+        self.flipped: dict[str, float] = {}  # ready at its planned instant (KubePlatform: patched)
+        self.server = self.serve()
+
+    def connection(self, poll_interval: float) -> dict[str, Any]:
+        return {
+            "conn_type": "runners_bench_http",
+            "host": "127.0.0.1",
+            "port": self.server.server_address[1],
+            "schema": "http",
+            "password": "bench-token",
+            "extra": {"poll_interval_s": poll_interval},
+        }
+
+    def reset(self) -> None:
+        """Nothing to delete: reservations of earlier rows are not asked about again."""
+
+    def stop(self) -> None:
+        self.server.shutdown()
 
     def add(self, ids: list[str], ready_at: float) -> None:
         with self.lock:
@@ -186,12 +207,14 @@ with create_session() as session:
             ti = TaskInstance(task, dag_version_id=run.created_dag_version_id, run_id=run.run_id, map_index=i)
             session.add(ti)
         lineage = f"rl{spec['tag']}{i:08d}".ljust(28, "0")[:28]
-        handle = RunnerHandle(backend="bench_http", runner_class="bench", resource_id=rid, conn_id=spec["conn_id"],
-                              lineage_key=lineage, attempt_token=lineage + "-t1", created_at=now,
-                              expires_at=now + timedelta(hours=2), environment="bench", profile="bench",
-                              details={"reservation": rid}).to_xcom()
+        kube = spec["backend"] == "kubernetes"
+        handle = RunnerHandle(backend=spec["backend"], runner_class="pod" if kube else "bench", resource_id=rid,
+                              conn_id=spec["conn_id"], lineage_key=lineage, attempt_token=lineage + "-t1",
+                              created_at=now, expires_at=now + timedelta(hours=2), environment="bench",
+                              profile="bench", details={"namespace": "bench", "mode": "command"} if kube
+                              else {"reservation": rid}).to_xcom()
         if spec["side"] == "ours":
-            registry.put(RunnerRecord(key=lineage, backend="bench_http", conn_id=spec["conn_id"], status="running",
+            registry.put(RunnerRecord(key=lineage, backend=spec["backend"], conn_id=spec["conn_id"], status="running",
                                       resource_id=rid, holder=lineage + "-t1", dag_id=spec["dag_id"],
                                       run_id=spec["run_id"], task_id="wait", map_index=i,
                                       registered_at=now.timestamp(), last_heartbeat=now.timestamp(),
@@ -222,10 +245,16 @@ print(json.dumps({"deferred": len(spec["ids"])}))
 
 
 def defer(
-    stack: Any, run_id: str, side: str, ids: list[str], poll: float, tag: str, moment: float = 0.0
+    stack: Any,
+    run_id: str,
+    side: str,
+    ids: list[str],
+    args: argparse.Namespace,
+    tag: str,
+    moment: float = 0.0,
 ) -> None:
     spec = {"dag_id": DAG_ID, "run_id": run_id, "side": side, "ids": ids, "conn_id": CONN_ID}
-    spec.update(poll=poll, tag=tag, moment=moment)
+    spec.update(poll=args.poll_interval, tag=tag, moment=moment, backend=args.backend)
     out = subprocess.run(
         [str(PYTHON), "-c", DEFER, json.dumps(spec)],
         env=stack.env,
@@ -345,34 +374,17 @@ def wait_until(predicate: Any, timeout: float, what: str, every: float = 1.0) ->
     raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def full_collections(log_dir: Path, procs: list[dict[str, Any]], w0: float, w1: float) -> dict[str, Any]:
-    """Per role, the generation-2 collections that began in the window [w0, w1] (epoch s), from
-    the log benchmarks/sitecustomize.py writes per process: count, total and longest ms."""
-    out: dict[str, Any] = {}
-    for role in ROLES:
-        durations = []
-        for proc in procs:
-            path = log_dir / f"{proc['pid']}.gc"
-            if proc["role"] != role or not path.exists():
-                continue
-            for line in path.read_text(encoding="ascii").splitlines():
-                began, ms, _freed = line.split()
-                if w0 <= float(began) <= w1:
-                    durations.append(float(ms))
-        out[role] = {"count": len(durations), "ms": sum(durations), "max_ms": max(durations, default=0.0)}
-    return out
-
-
-def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+def measure(stack: Any, platform: Any, side: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     """One (side, N) with a fresh triggerer: baseline, steady window, ready → left DEFERRED."""
     poll = args.poll_interval
+    platform.reset()
     restart_triggerer(stack)
     tag = os.urandom(3).hex()
     # 1. warm-up
     run_id = stack.trigger(DAG_ID, {})
     ids = [f"w{tag}-{i}" for i in range(args.warmup)]
     platform.add(ids, 0.0)
-    defer(stack, run_id, side, ids, poll, tag, moment=time.time())
+    defer(stack, run_id, side, ids, args, tag, moment=time.time())
     wait_until(lambda: still_deferred(stack, run_id) == 0, 300, "the warm-up waits")
     time.sleep(2 * poll)
     baseline = sample(stack, full=True)
@@ -391,7 +403,7 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
     started = time.monotonic()
     # floor, silent: every trigger fires at one moment, after loading, settling and the window
     moment = time.time() + 30 + 0.08 * n + (2 + args.window_polls) * poll
-    defer(stack, run_id, side, ids, poll, tag, moment=moment)
+    defer(stack, run_id, side, ids, args, tag, moment=moment)
     wait_until(lambda: assigned(stack, run_id) == n, 900, f"a triggerer to take all {n}")
     # taken is not running: the supervisor then builds each trigger's workload (its DAG
     # deserialized) and the runner starts it, which writes the trigger's log file
@@ -435,6 +447,8 @@ def measure(stack: Any, platform: Platform, side: str, n: int, args: argparse.Na
         platform.add([rid], ready_at[i])
     wait_until(lambda: still_deferred(stack, run_id) == 0, 600, "every wait to leave DEFERRED", every=2.0)
     left = left_deferred_at(stack, run_id)
+    # kubernetes: from when the pod's patch to Running was answered (bench_http: the planned instant)
+    ready_at = {i: platform.flipped.get(rid, ready_at[i]) for i, rid in enumerate(ids)}
     latency = [left[i][1] - ready_at[i] for i in range(n) if i in left]
     # split at the first status call that answered "ready": detection (the poll), then handover
     # (the trigger's event → the supervisor's submit_event); floor and silent poll nothing
@@ -509,23 +523,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-polls", type=int, default=24, help="poll intervals in the steady window")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up waits before the baseline")
     parser.add_argument("--out", default="triggerer_real", help="results/<out>.json")
+    parser.add_argument(
+        "--backend",
+        choices=("bench_http", "kubernetes"),
+        default="bench_http",
+        help="kubernetes: pods in the API server emulator, readiness by LIST + WATCH (_triggerer_kube.py)",
+    )
     args = parser.parse_args(argv)
+    if args.backend == "kubernetes" and "peer" in args.sides:
+        parser.error("--backend kubernetes: the peer is KubernetesPodTrigger, measured by k8s_api_calls.py")
 
     from tests.support.deployment import deployment  # sets nothing up at import
 
     gc_logs = tempfile.TemporaryDirectory(prefix="runners-trigbench-gc-")
     args.gc_log_dir = Path(gc_logs.name)
 
-    platform = Platform()
-    server = platform.serve()
-    conn = {
-        "conn_type": "runners_bench_http",
-        "host": "127.0.0.1",
-        "port": server.server_address[1],
-        "schema": "http",
-        "password": "bench-token",
-        "extra": {"poll_interval_s": args.poll_interval},
-    }
+    if args.backend == "kubernetes":
+        from _triggerer_kube import KubePlatform
+
+        platform: Any = KubePlatform()
+    else:
+        platform = Platform()
+    conn = platform.connection(args.poll_interval)
     extra_env = {
         f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(conn),
         "PYTHONPATH": os.pathsep.join([str(REPO / "benchmarks"), str(REPO)]),
@@ -535,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result: dict[str, Any] = {
         "poll_interval": args.poll_interval,
+        "backend": args.backend,
         "window_polls": args.window_polls,
         "warmup": args.warmup,
         "sides": {s: SIDES[s] for s in args.sides},
@@ -559,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["rows"].append(measure(stack, platform, side, n, args))
                 write_json(args.out, result)
         result["uptime_after"] = uptime()
-    server.shutdown()
+    platform.stop()
     gc_logs.cleanup()
     path = write_json(args.out, result)
     print(report(result))
