@@ -209,27 +209,14 @@ def _waiter(pattern: str, names: list[str], url: str, conn_id: str, conn: Any) -
     conn.send("stopped")
 
 
-def _pod_bodies(prefix: str, n: int, request_for: Any) -> list[dict[str, Any]]:
-    from airflow_provider_runners.backends.kubernetes import pod as podlib
+def _pod_bodies(prefix: str, n: int, conn_id: str, request_for: Any) -> list[dict[str, Any]]:
+    """The pods the backend would create for N tasks (``pod_body``), sent below without its 5 QPS bucket."""
+    from airflow_provider_runners.backends.kubernetes.backend import KubernetesBackend
+    from airflow_provider_runners.backends.registry import get_backend
 
-    bodies = []
-    for i in range(n):
-        req = request_for(f"{prefix}-wait-{i}")
-        options = podlib.check_options(req.spec, req.resolved)
-        bodies.append(
-            podlib.build_pod(
-                req,
-                options,
-                name=podlib.pod_name(req.lineage.key),
-                namespace=NAMESPACE,
-                image="hardened-base@sha256:00",
-                labels=req.resource_labels(),
-                service_account=None,
-                tag_node_selector={},
-                grace_period_s=30,
-            )
-        )
-    return bodies
+    backend = get_backend(conn_id)
+    assert isinstance(backend, KubernetesBackend), backend
+    return [backend.pod_body(request_for(f"{prefix}-wait-{i}")) for i in range(n)]
 
 
 def _running() -> dict[str, Any]:
@@ -246,7 +233,7 @@ def measure(
     from kubernetes import client
 
     api = client.CoreV1Api(client.ApiClient(client.Configuration(host=url)))
-    bodies = _pod_bodies(pattern, n, request_for)
+    bodies = _pod_bodies(pattern, n, conn_id, request_for)
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda b: api.create_namespaced_pod(NAMESPACE, b, _preload_content=False), bodies))
     names = [b["metadata"]["name"] for b in bodies]

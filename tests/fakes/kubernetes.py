@@ -59,6 +59,19 @@ def _status(
     return kmock.KubernetesError(status=code, reason=reason, message=message, details=details)
 
 
+def _expired(version: str) -> dict[str, Any]:
+    """The ``Status`` of a watch from a version the server no longer holds (HTTP 200, then this)."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": f"too old resource version: {version} ({time.time_ns()})",
+        "reason": "Expired",
+        "code": 410,
+    }
+
+
 def _get_path(obj: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         obj = obj.get(part) if isinstance(obj, dict) else None
@@ -103,6 +116,9 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
     log_requests: bool = True
     #: Answer watches ``403 Forbidden``, as a cluster whose RBAC lacks the ``watch`` verb does.
     refuse_watch: bool = False
+    #: Watches from a resourceVersion older than this one end at once with a ``410 Expired``
+    #: ``ERROR`` event, as the real API server answers a version its watch cache no longer holds.
+    expire_versions_before: int | None = None
     #: Called with every request before it is answered (a benchmark counts them here).
     on_request: Callable[[Any], None] | None = None
 
@@ -218,6 +234,11 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
         since_ns = int(since) if since and since.isdigit() and since != "0" else None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(timeout) if timeout else None
+        if since_ns is not None and self.expire_versions_before and since_ns < self.expire_versions_before:
+            self._forget(request)
+            yield b""  # the headers first, as kmock's own watch does
+            yield {"type": "ERROR", "object": _expired(since)}
+            return
         stream = super()._serve_watch(request)
         self._forget(request)  # dispatched: streaming may last long
         try:

@@ -167,3 +167,60 @@ def test_readiness_is_seen_well_within_the_poll_interval(
     payload, seen_after = asyncio.run(wait())
     assert payload["status"] == "ready", payload
     assert seen_after < 2.0, seen_after  # the 5 s poll alone: 4 s here (it polled 1 s before)
+
+
+def test_a_quiet_pause_streams_no_pod_however_many_wait(
+    kube: KubeCluster, b: KubernetesBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch starts at the LIST's resourceVersion: the pods the LIST just read are not sent
+    again (without it, every pause streamed every pod: 1000 JSON objects per poll at 1000 waits)."""
+    from airflow_provider_runners.backends.kubernetes import watch as watchlib
+
+    handles = [b.create(request(f"w-many-{i}")) for i in range(12)]
+    b.status_many(handles)
+    listed_at = b._watch.list_version
+    assert listed_at is not None
+    received: list[dict[str, Any]] = []
+    real_events = watchlib._events
+
+    def counted(response: Any) -> Iterator[dict[str, Any]]:
+        for event in real_events(response):
+            received.append(event)
+            yield event
+
+    monkeypatch.setattr(watchlib, "_events", counted)
+    before = len(watches(kube))
+    changed, seconds = timed(b.wait_for_change, handles, 1.0)
+    assert changed is False
+    assert seconds >= 0.9
+    assert received == []
+    (sent,) = watches(kube)[before:]
+    assert sent.params["resourceVersion"] == listed_at
+    threading.Timer(0.3, start, (kube, handles[5])).start()  # a change after the LIST still ends it
+    changed, seconds = timed(b.wait_for_change, handles, 10.0)
+    assert changed is True
+    assert seconds < 0.3 + MIN_LIST_GAP_S + 0.5, seconds
+    assert [e["object"]["metadata"]["name"] for e in received][:1] == [handles[5].resource_id]
+
+
+def test_an_expired_version_ends_the_pause_and_the_next_list_renews_it(
+    kube: KubeCluster, b: KubernetesBackend
+) -> None:
+    """410 Expired (the server's watch cache no longer holds the LIST's version): LIST again at
+    once rather than wait the pause blind; the new LIST's version watches normally."""
+    handle = b.create(request("w-expired"))
+    b.status_many([handle])
+    old = b._watch.list_version
+    assert old is not None
+    kube.server.expire_versions_before = int(old) + 1
+    try:
+        changed, seconds = timed(b.wait_for_change, [handle], 5.0)
+        assert changed is True
+        assert seconds < MIN_LIST_GAP_S + 0.5, seconds  # not the 5 s pause
+        assert b.status_many([handle])[handle.resource_id].state is RunnerState.PENDING
+        assert int(b._watch.list_version or 0) > int(old)
+        changed, seconds = timed(b.wait_for_change, [handle], 1.0)
+        assert changed is False
+        assert seconds >= 0.9
+    finally:
+        kube.server.expire_versions_before = None

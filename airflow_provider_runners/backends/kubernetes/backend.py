@@ -82,9 +82,6 @@ log = logging.getLogger(__name__)
 
 #: ``RunnerCommandOperator(command=POD_COMMAND)``: follow the pod's own command to completion.
 POD_COMMAND = "@pod"
-BAD_WAITING = frozenset(
-    {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
-)
 MANAGED = f"managed-by={MANAGED_BY}"
 
 
@@ -110,25 +107,6 @@ def validate_spec(
 
 def _ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
-
-
-def _main_status(pod: Mapping[str, Any]) -> dict[str, Any]:
-    statuses = pod.get("status", {}).get("containerStatuses") or []
-    main = next((s for s in statuses if s.get("name") == podlib.MAIN), statuses[0] if statuses else {})
-    return dict(main)
-
-
-def _bad_reason(pod: Mapping[str, Any]) -> str | None:
-    """Why a pod cannot start: a bad container waiting reason or Unschedulable, with its message."""
-    status = pod.get("status", {})
-    for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in BAD_WAITING:
-            return f"{waiting['reason']} ({cs.get('name')}): {waiting.get('message', '')}".rstrip(": ")
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
-            return f"Unschedulable: {cond.get('message', '')}"
-    return None
 
 
 class KubernetesBackend(ClusterProbe, Backend):
@@ -221,21 +199,23 @@ class KubernetesBackend(ClusterProbe, Backend):
         return f"{repo}@{resolved.image.digest}"
 
     # -- create / find -------------------------------------------------------------------------
-    def create(self, request: ProvisionRequest) -> RunnerHandle:
-        options = podlib.check_options(request.spec, request.resolved, self.pod_template_file)
-        name = podlib.pod_name(request.lineage.key)
-        labels = request.resource_labels()
-        body = podlib.build_pod(
+    def pod_body(self, request: ProvisionRequest) -> dict[str, Any]:
+        """The pod ``create`` sends for ``request`` (template, spec, labels); builds it, sends nothing."""
+        return podlib.build_pod(
             request,
-            options,
-            name=name,
+            podlib.check_options(request.spec, request.resolved, self.pod_template_file),
+            name=podlib.pod_name(request.lineage.key),
             namespace=self.namespace,
             image=self._image(request),
-            labels=labels,
+            labels=request.resource_labels(),
             service_account=self.service_account,
             tag_node_selector=self.tag_node_selector,
             grace_period_s=self.grace_period_s,
         )
+
+    def create(self, request: ProvisionRequest) -> RunnerHandle:
+        body = self.pod_body(request)
+        name = body["metadata"]["name"]
         for _ in range(2):
             try:
                 pod = self._call("create_namespaced_pod", self.namespace, body)
@@ -311,7 +291,7 @@ class KubernetesBackend(ClusterProbe, Backend):
         meta, status = pod["metadata"], pod.get("status", {})
         phase = status.get("phase", "Pending")
         mode = (meta.get("annotations") or {}).get(f"{podlib.ANNOTATION}/mode", "command")
-        main = _main_status(pod)
+        main = podlib.main_status(pod)
         node = pod.get("spec", {}).get("nodeName")
         details = {"pod_uid": meta.get("uid"), "node": node, "pod_ip": status.get("podIP")}
         if meta.get("deletionTimestamp"):
@@ -323,7 +303,7 @@ class KubernetesBackend(ClusterProbe, Backend):
             if mode == "command" and code is not None:
                 return RunnerStatus(RunnerState.READY, f"command finished: {message}", details=details)
             return RunnerStatus(RunnerState.FAILED, message + self._events_text(pod, with_events))
-        bad = _bad_reason(pod)
+        bad = podlib.bad_reason(pod)
         if bad:
             age = (
                 datetime.now(UTC) - (_ts(meta.get("creationTimestamp")) or datetime.now(UTC))
@@ -374,11 +354,10 @@ class KubernetesBackend(ClusterProbe, Backend):
             by_ns.setdefault(str(h.details.get("namespace") or self.namespace), []).append(h)
         out: dict[str, RunnerStatus] = {}
         for ns, group in by_ns.items():
-            pods = {
-                p["metadata"]["name"]: p
-                for p in self._call("list_namespaced_pod", ns, label_selector=MANAGED).get("items", [])
-            }
-            self._watch.saw(pods, replace=len(by_ns) == 1)
+            listed = self._call("list_namespaced_pod", ns, label_selector=MANAGED)
+            pods = {p["metadata"]["name"]: p for p in listed.get("items", [])}
+            version = (listed.get("metadata") or {}).get("resourceVersion")
+            self._watch.saw(pods, replace=len(by_ns) == 1, list_version=version)
             for h in group:
                 pod = pods.get(h.resource_id)
                 out[h.resource_id] = self._status_of(pod) if pod is not None else self.status(h)
@@ -393,8 +372,10 @@ class KubernetesBackend(ClusterProbe, Backend):
             return False
         (ns,) = namespaces
 
-        def open_stream(seconds: float) -> Any:
+        def open_stream(seconds: float, since: str | None) -> Any:
             kwargs = watch_timeouts(seconds)
+            if since:
+                kwargs["resource_version"] = since
             return self.api().list_namespaced_pod(
                 ns, label_selector=MANAGED, watch=True, _preload_content=False, **kwargs
             )

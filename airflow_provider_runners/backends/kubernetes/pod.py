@@ -54,6 +54,10 @@ NAME_PREFIX = "rp-"
 MAIN = "main"
 WORKSPACE = "/workspace"
 ANNOTATION = "airflow-provider-runners"  # annotation key prefix
+#: container waiting reasons that mean the pod will not start by itself (failed after the grace)
+BAD_WAITING = frozenset(
+    {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
+)
 MODES = ("command", "workspace")
 OPTION_KEYS = frozenset(
     {
@@ -370,3 +374,23 @@ def final_facts(pod: Mapping[str, Any]) -> dict[str, Any]:
         "restarts": restarts,
         "finished": finished,
     }
+
+
+def main_status(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The status of the pod's ``main`` container (the first container's if none is named so)."""
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    main = next((s for s in statuses if s.get("name") == MAIN), statuses[0] if statuses else {})
+    return dict(main)
+
+
+def bad_reason(pod: Mapping[str, Any]) -> str | None:
+    """Why a pod cannot start: a bad container waiting reason or Unschedulable, with its message."""
+    status = pod.get("status", {})
+    for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in BAD_WAITING:
+            return f"{waiting['reason']} ({cs.get('name')}): {waiting.get('message', '')}".rstrip(": ")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+            return f"Unschedulable: {cond.get('message', '')}"
+    return None

@@ -9,8 +9,13 @@ milliseconds instead of half a poll interval on average, and a quiet interval co
 one WATCH however many pods wait (docs/benchmarks.md, Kubernetes). Under a storm of changes,
 LISTs are at least :data:`MIN_LIST_GAP_S` apart.
 
-The watch asks without a ``resourceVersion``: the API server first sends the namespace's
-current managed pods as ``ADDED`` (compared with the last LIST), then the changes. A watch that
+The watch starts at the last LIST's ``resourceVersion``, as client-go's informers do: the API
+server sends only what changed since that LIST (nothing is missed between the two, and a quiet
+pause streams no pod at all), so any event for a waited pod ends the pause. If that version is
+too old for the server (``410 Gone``, an ``ERROR`` event or the answer), the pause ends and the
+poller LISTs again. Without a LIST version (the pods were last read one by one), the watch asks
+without one: the server first sends the current pods as ``ADDED``, compared here with what the
+last reads saw. A watch that
 the cluster refuses (RBAC without the ``watch`` verb on pods: docs/kubernetes.md) or that fails
 is logged once per backend and the rest of the pause is slept, as before this module; a refusal
 (403) stops further tries for the backend's lifetime. It creates nothing and holds one HTTP
@@ -37,29 +42,35 @@ class PodWatch:
 
     def __init__(self) -> None:
         self.versions: dict[str, str] = {}  # pod name -> resourceVersion at the last LIST
+        self.list_version: str | None = None  # the last LIST's own resourceVersion: the watch starts there
         self.listed_at = -math.inf
         self.refused = False
         self.failed_once = False
 
-    def saw(self, pods: Mapping[str, Mapping[str, Any]], replace: bool) -> None:
-        """Record what a LIST (``replace``: of every waited pod) or a GET of one pod answered."""
+    def saw(
+        self, pods: Mapping[str, Mapping[str, Any]], replace: bool, list_version: str | None = None
+    ) -> None:
+        """Record what a LIST (``replace``: of every waited pod, with the LIST's ``list_version``)
+        or a GET of one pod answered."""
         seen = {name: str(p.get("metadata", {}).get("resourceVersion")) for name, p in pods.items()}
         if replace:
             self.versions = seen
+            self.list_version = list_version or None
         else:
             self.versions.update(seen)
         self.listed_at = time.monotonic()
 
     def wait(
         self,
-        open_stream: Callable[[float], Any],
+        open_stream: Callable[[float, str | None], Any],
         names: Iterable[str],
         timeout: float,
         refused: Callable[[Exception], bool],
     ) -> bool:
         """Block until a pod in ``names`` changed (True) or ``timeout`` seconds passed (False).
 
-        ``open_stream(seconds)`` starts the WATCH and returns the streaming HTTP response.
+        ``open_stream(seconds, resource_version)`` starts the WATCH (from that version, if not
+        None) and returns the streaming HTTP response.
         """
         deadline = time.monotonic() + timeout
         waited = set(names)
@@ -69,10 +80,15 @@ class PodWatch:
         changed = False
         response = None
         try:
-            response = open_stream(timeout)
+            since = self.list_version
+            response = open_stream(timeout, since)
             for event in _events(response):
+                if event.get("type") == "ERROR":  # 410 Expired: too old a version, LIST again
+                    log.debug("watch from %s ended: %s", since, event.get("object", {}).get("message"))
+                    changed = True
+                    break
                 name = event.get("object", {}).get("metadata", {}).get("name")
-                if name in waited and self._changed(event, name):
+                if name in waited and (since is not None or self._changed(event, name)):
                     changed = True
                     break
                 if time.monotonic() >= deadline:
@@ -83,6 +99,8 @@ class PodWatch:
         except Exception as exc:  # noqa: BLE001 - the poll goes on without the watch
             if _timed_out(exc):  # a quiet pause ends at the client's read timeout (or the server's)
                 return False
+            if getattr(exc, "status", None) == 410:  # the version expired: LIST again now
+                return True
             if refused(exc):
                 self.refused = True
                 log.warning(
@@ -102,6 +120,7 @@ class PodWatch:
                 response.release_conn()
 
     def _changed(self, event: Mapping[str, Any], name: str) -> bool:
+        """For a watch without a version: does this event differ from the pod's last read?"""
         kind = event.get("type")
         if kind == "ADDED":  # the current state, first: compare with the last LIST (or GET)
             version = str(event.get("object", {}).get("metadata", {}).get("resourceVersion"))
