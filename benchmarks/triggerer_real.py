@@ -18,7 +18,8 @@ docs/bench_http.openapi.yaml). For each N and each side, with a freshly started 
    also gets its registry record (``running``), as a provision registers it before deferring,
    so the trigger's heartbeats write as they do in use.
 3. **Steady window**: once every trigger has started (its trigger log file exists) and the
-   platform has been asked about every reservation (not for ``floor`` and ``silent``), two more
+   platform has been asked about every reservation (not for ``floor`` and ``silent``; ``ours``:
+   and each trigger has logged its first status), two more
    intervals, then ``--window-polls`` poll intervals: CPU of the triggerer's processes
    (supervisor + trigger runner subprocess), their RSS (and USS/PSS), the status calls the
    platform answered, and each process's full (generation-2) garbage collections, logged by
@@ -314,13 +315,15 @@ def left_deferred_at(stack: Any, run_id: str) -> dict[int, tuple[str, float]]:
     return {int(i): (str(s), u.timestamp()) for i, s, u in rows if u is not None}
 
 
-def triggers_started(stack: Any, run_id: str) -> int:
+def triggers_started(stack: Any, run_id: str, logged: str = "") -> int:
     """The run's ``wait`` triggers that started in the runner: each writes its log file
-    (``<task instance log>.trigger.<job id>.log``) with its first line, "trigger … starting"."""
+    (``<task instance log>.trigger.<job id>.log``) with its first line, "trigger … starting";
+    with ``logged``, those whose log holds it (ours: "waiting for runner", its first status)."""
     import glob
 
     pattern = f"dag_id={DAG_ID}/run_id={glob.escape(run_id)}/task_id=wait/map_index=*/attempt=1.log.trigger.*"
-    return len(glob.glob(str(stack.home / "logs" / pattern)))
+    paths = glob.glob(str(stack.home / "logs" / pattern))
+    return sum(logged.encode() in Path(p).read_bytes() for p in paths) if logged else len(paths)
 
 
 # -- the triggerer's processes --------------------------------------------------------------------
@@ -411,6 +414,8 @@ def measure(stack: Any, platform: Any, side: str, n: int, args: argparse.Namespa
     if side not in FIRE_AT_ONCE:
         wanted = set(ids)
         wait_until(lambda: wanted <= platform.seen, 900, f"the platform to be asked about all {n}")
+    if side == "ours":  # one LIST covers every pod: also wait for each trigger's first status
+        wait_until(lambda: triggers_started(stack, run_id, "waiting for runner") >= n, 900, f"{n} polling")
     all_polled_s = time.monotonic() - started
     time.sleep(2 * poll)
     # 3. steady window
@@ -583,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     gc_logs.cleanup()
     path = write_json(args.out, result)
     print(report(result))
-    print(f"\nrows: {path.relative_to(REPO)}", file=sys.stderr)
+    print(f"\nrows: {path}", file=sys.stderr)
     return 0
 
 

@@ -132,3 +132,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.section("fault suite (docs/reliability.md)")
         for line in lines:
             terminalreporter.line(line)
+
+
+@pytest.fixture(autouse=True)
+def _no_backend_kept_across_tests() -> None:
+    """Triggers reuse a Connection's backend for a minute (triggers/shared_backend.py); each test
+    defines its own Connections and fakes, so each starts with none kept."""
+    from airflow_provider_runners.triggers import shared_backend
+
+    shared_backend.forget()

@@ -34,6 +34,7 @@ def use_backend(monkeypatch: pytest.MonkeyPatch, conn_id: str, backend: Backend)
     """Make ``get_backend(conn_id)`` return ``backend`` (operators, triggers, reaper) for one test;
     other Connection ids resolve as usual. Returns ``backend``."""
     from airflow_provider_runners.backends import registry
+    from airflow_provider_runners.triggers import shared_backend
 
     real = registry.get_backend
     importers = _importers_of_get_backend()  # before patching: they hold the current function
@@ -42,6 +43,7 @@ def use_backend(monkeypatch: pytest.MonkeyPatch, conn_id: str, backend: Backend)
         return backend if wanted == conn_id else real(wanted)
 
     monkeypatch.setattr(registry, "get_backend", get_backend)
+    monkeypatch.setattr(shared_backend, "_built", {})  # no trigger reuses a backend built before
     for module in importers:
         monkeypatch.setattr(module, "get_backend", get_backend, raising=False)
     return backend

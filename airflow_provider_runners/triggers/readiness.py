@@ -89,9 +89,10 @@ class RunnerReadyTrigger(BaseTrigger):
         )
 
     async def _backend(self) -> Any:
-        from airflow_provider_runners.backends.registry import get_backend
+        """The Connection's backend, one read for the triggers that start together (shared_backend.py)."""
+        from airflow_provider_runners.triggers.shared_backend import backend_for
 
-        return await asyncio.to_thread(get_backend, self.conn_id)
+        return await backend_for(self.conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         handle = RunnerHandle.from_xcom(self.handle)

@@ -37,9 +37,9 @@ def _remaining(deadline: str) -> float:
 
 
 async def _backend(conn_id: str) -> Any:
-    from airflow_provider_runners.backends.registry import get_backend
+    from airflow_provider_runners.triggers.shared_backend import backend_for
 
-    return await asyncio.to_thread(get_backend, conn_id)
+    return await backend_for(conn_id)
 
 
 class _SensorTrigger(BaseTrigger):
