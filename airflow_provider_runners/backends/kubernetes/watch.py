@@ -83,10 +83,15 @@ class PodWatch:
             since = self.list_version
             response = open_stream(timeout, since)
             for event in _events(response):
-                if event.get("type") == "ERROR":  # 410 Expired: too old a version, LIST again
-                    log.debug("watch from %s ended: %s", since, event.get("object", {}).get("message"))
-                    changed = True
-                    break
+                if event.get("type") == "ERROR":  # a Status; 410 Expired: too old a version, LIST again
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        log.debug("watch from %s expired: %s", since, status.get("message"))
+                        changed = True  # the LISTs stay MIN_LIST_GAP_S apart all the same
+                        break
+                    raise RuntimeError(
+                        f"{status.get('code')} {status.get('reason')}: {status.get('message')}"
+                    )
                 name = event.get("object", {}).get("metadata", {}).get("name")
                 if name in waited and (since is not None or self._changed(event, name)):
                     changed = True
@@ -99,7 +104,8 @@ class PodWatch:
         except Exception as exc:  # noqa: BLE001 - the poll goes on without the watch
             if _timed_out(exc):  # a quiet pause ends at the client's read timeout (or the server's)
                 return False
-            if getattr(exc, "status", None) == 410:  # the version expired: LIST again now
+            if getattr(exc, "status", None) == 410:  # the version expired: LIST again (after the gap)
+                time.sleep(max(0.0, min(deadline, self.listed_at + MIN_LIST_GAP_S) - time.monotonic()))
                 return True
             if refused(exc):
                 self.refused = True
